@@ -1,0 +1,1 @@
+//! Node-side programs of Sendan.

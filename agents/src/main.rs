@@ -1,0 +1,2 @@
+//! The `sendan-agent` binary.
+fn main() {}

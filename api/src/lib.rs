@@ -1,0 +1,1 @@
+//! Sendan's HTTP API server and operator CLI.

@@ -1,0 +1,2 @@
+//! The `sendan` binary: server and operator CLI.
+fn main() {}

@@ -1,0 +1,166 @@
+//! Lifecycle events: a machine is discovered, bound to a node, installed, run, drained, rescued,
+//! reprovisioned, failed and retired. The legal moves between states are in [`crate::lifecycle`].
+
+use serde::{Deserialize, Serialize};
+
+use super::{Emitters, EventData};
+use crate::facts::HardwareFacts;
+use crate::ids::{MachineId, NodeId};
+
+macro_rules! about_node {
+    ($name:ident, $emitters:expr) => {
+        impl EventData for $name {
+            const EMITTERS: Emitters = $emitters;
+            fn node(&self) -> Option<&NodeId> {
+                Some(&self.node)
+            }
+        }
+    };
+}
+
+/// A machine phoned home with its hardware facts. Emitted by the installer (bootstrap token) or an
+/// operator. An unknown machine becomes `discovered`; a known one only refreshes its facts, so a bound
+/// machine keeps its node across reboots and re-discovery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineDiscovered {
+    pub machine: MachineId,
+    #[serde(default)]
+    pub facts: HardwareFacts,
+}
+
+impl EventData for MachineDiscovered {
+    const EMITTERS: Emitters = Emitters::BOOTSTRAP.or(Emitters::SYSTEM);
+    fn machine(&self) -> Option<&MachineId> {
+        Some(&self.machine)
+    }
+}
+
+/// A discovered machine was bound to a declared node id (by an enrollment rule, or by hand with
+/// `sendan node accept`). Keeps: one machine ↔ one node id; a node id is never reused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCommissioned {
+    pub node: NodeId,
+    pub machine: MachineId,
+    #[serde(default)]
+    pub class: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The enrollment rule that matched, when a rule did the binding.
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+impl EventData for NodeCommissioned {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+    fn node(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+    fn machine(&self) -> Option<&MachineId> {
+        Some(&self.machine)
+    }
+}
+
+/// The node should be (re)installed: its install plan may now be handed out. Operator or system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInstallRequested {
+    pub node: NodeId,
+}
+about_node!(NodeInstallRequested, Emitters::SYSTEM);
+
+/// The installer began writing the node's disks. Emitted by the installer on the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInstallStarted {
+    pub node: NodeId,
+}
+about_node!(NodeInstallStarted, Emitters::NODE);
+
+/// The install could not finish; the node needs an operator (rescue or reprovision). Installer or system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInstallFailed {
+    pub node: NodeId,
+    pub reason: String,
+}
+about_node!(NodeInstallFailed, Emitters::NODE.or(Emitters::SYSTEM));
+
+/// The node booted its installed system and checked in (first boot, or leaving rescue). Node agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeActivated {
+    pub node: NodeId,
+}
+about_node!(NodeActivated, Emitters::NODE);
+
+/// Stop placing work on the node and move what runs there away. Operator or system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDrainRequested {
+    pub node: NodeId,
+}
+about_node!(NodeDrainRequested, Emitters::SYSTEM);
+
+/// A draining node takes work again. Operator only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeUncordoned {
+    pub node: NodeId,
+}
+about_node!(NodeUncordoned, Emitters::NONE);
+
+/// Wipe and install the node again on the same hardware. Operator only; a node must be drained first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeReprovisionRequested {
+    pub node: NodeId,
+}
+about_node!(NodeReprovisionRequested, Emitters::NONE);
+
+/// Boot the node into the rescue image on its next boot. Operator only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRescueRequested {
+    pub node: NodeId,
+}
+about_node!(NodeRescueRequested, Emitters::NONE);
+
+/// The node is broken and out of service. Operator, system (health) or the node itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFailed {
+    pub node: NodeId,
+    pub reason: String,
+}
+about_node!(NodeFailed, Emitters::NODE.or(Emitters::SYSTEM));
+
+/// The node leaves the fleet for good; `retired` is terminal and its id is never reused. Operator only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRetired {
+    pub node: NodeId,
+}
+about_node!(NodeRetired, Emitters::NONE);
+
+/// Replacement hardware: the node is bound to another discovered machine, and the old machine is
+/// released. The node goes back to `commissioned` to be installed on the new machine. Operator only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRebound {
+    pub node: NodeId,
+    pub machine: MachineId,
+}
+
+impl EventData for NodeRebound {
+    const EMITTERS: Emitters = Emitters::NONE;
+    fn node(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+    fn machine(&self) -> Option<&MachineId> {
+        Some(&self.machine)
+    }
+}

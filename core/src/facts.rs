@@ -1,0 +1,128 @@
+//! Hardware facts a machine reports when it phones home: CPU, memory, disks, NICs, DMI, machine-id.
+//!
+//! These types are part of the `MachineDiscovered` event and therefore of the stored format: fields are
+//! appended, never reordered or removed, and no field uses `skip_serializing_if` (postcard is not
+//! self-describing).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{InvalidValue, MachineId};
+
+/// Everything `sendan-agent install` learns about a machine before anything is written to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardwareFacts {
+    /// `/etc/machine-id` of the running (installer) system, if any.
+    pub machine_id: Option<String>,
+    pub dmi: Dmi,
+    pub cpu: Cpu,
+    /// Total usable memory, from `/proc/meminfo` `MemTotal`.
+    pub memory_bytes: u64,
+    pub disks: Vec<Disk>,
+    pub nics: Vec<Nic>,
+}
+
+/// SMBIOS/DMI identity, from `/sys/class/dmi/id`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dmi {
+    pub system_uuid: Option<String>,
+    pub serial: Option<String>,
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cpu {
+    pub model: String,
+    pub sockets: u32,
+    pub cores: u32,
+    pub threads: u32,
+    /// `vmx` (Intel VT-x) and/or `svm` (AMD-V) when the CPU can run VMs.
+    pub virtualization: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Disk {
+    /// Kernel name, such as `sda` or `nvme0n1`.
+    pub name: String,
+    pub size_bytes: u64,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    /// The most specific `/dev/disk/by-id/…` link, stable across reboots.
+    pub by_id: Option<String>,
+    pub rotational: bool,
+    pub removable: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nic {
+    pub name: String,
+    /// Lower-case, colon-separated.
+    pub mac: String,
+    pub driver: Option<String>,
+    pub speed_mbps: Option<u32>,
+    pub link: bool,
+}
+
+impl HardwareFacts {
+    /// The key this machine is known by: DMI system uuid, else machine-id, else its lowest MAC.
+    ///
+    /// Placeholder uuids that vendors ship unset (all zeros, all `f`) are ignored.
+    pub fn machine_key(&self) -> Result<MachineId, InvalidValue> {
+        if let Some(uuid) = self.dmi.system_uuid.as_deref().map(str::to_ascii_lowercase)
+            && !is_placeholder_uuid(&uuid)
+        {
+            return MachineId::new(uuid);
+        }
+        if let Some(id) = self.machine_id.as_deref().filter(|s| !s.trim().is_empty()) {
+            return MachineId::new(id.trim());
+        }
+        match self.nics.iter().map(|n| n.mac.to_ascii_lowercase()).filter(|m| !m.is_empty()).min() {
+            Some(mac) => MachineId::new(mac),
+            None => Err(InvalidValue {
+                what: "machine",
+                value: String::new(),
+                why: "the facts carry no DMI uuid, no machine-id and no MAC address to identify it by",
+            }),
+        }
+    }
+
+    /// Every MAC address of the machine, lower-case.
+    pub fn macs(&self) -> impl Iterator<Item = String> + '_ {
+        self.nics.iter().map(|n| n.mac.to_ascii_lowercase())
+    }
+}
+
+fn is_placeholder_uuid(uuid: &str) -> bool {
+    let digits: String = uuid.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    digits.is_empty() || digits.chars().all(|c| c == '0') || digits.chars().all(|c| c == 'f')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_key_prefers_dmi_uuid_then_machine_id_then_mac() {
+        let mut f = HardwareFacts {
+            machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+            nics: vec![
+                Nic { name: "eth1".into(), mac: "52:54:00:00:00:02".into(), ..Nic::default() },
+                Nic { name: "eth0".into(), mac: "52:54:00:00:00:01".into(), ..Nic::default() },
+            ],
+            ..HardwareFacts::default()
+        };
+        f.dmi.system_uuid = Some("4C4C4544-0042-3510-8052-B4C04F4E4B31".into());
+        assert_eq!(f.machine_key().unwrap().as_str(), "4c4c4544-0042-3510-8052-b4c04f4e4b31");
+        f.dmi.system_uuid = Some("00000000-0000-0000-0000-000000000000".into());
+        assert_eq!(f.machine_key().unwrap().as_str(), "0123456789abcdef0123456789abcdef");
+        f.machine_id = None;
+        assert_eq!(f.machine_key().unwrap().as_str(), "52:54:00:00:00:01");
+        f.nics.clear();
+        assert!(f.machine_key().is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! The fleet projection: every node and machine as the log says they are, with `check` (may this
+//! proposal be accepted?) and `evolve` (fold an accepted event in).
+//!
+//! Business rules live in [`check`] only; [`evolve`] holds none and never fails, so replaying a log that
+//! was accepted once always gives the same state.
+
+use imbl::OrdMap;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Payload, Proposal};
+use crate::facts::HardwareFacts;
+use crate::ids::{Hash, MachineId, NodeId, Timestamp};
+use crate::lifecycle::{self, NodeState};
+use crate::rejection::Rejection;
+
+/// The state after some prefix of the log. Clones are cheap (persistent maps), which is what makes a
+/// batch atomic: it is applied to a clone that replaces the original only if every event is accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetState {
+    /// The seq of the last event folded in (0 before any).
+    pub seq: u64,
+    /// The hash of that event ([`Hash::GENESIS`] before any).
+    pub head: Hash,
+    /// The time of that event.
+    pub last_time: Timestamp,
+    pub nodes: OrdMap<NodeId, NodeRecord>,
+    pub machines: OrdMap<MachineId, MachineRecord>,
+}
+
+/// A declared node bound to a machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub state: NodeState,
+    pub machine: MachineId,
+    pub class: Option<String>,
+    pub pool: Option<String>,
+    pub profile: Option<String>,
+    /// The enrollment rule that bound it, if a rule did.
+    pub rule: Option<String>,
+    /// The seq of the event that moved it into `state`.
+    pub since: u64,
+    /// The seq of the last event about it.
+    pub updated: u64,
+    /// Why it last failed, while it is `failed`.
+    pub reason: Option<String>,
+}
+
+/// A physical machine that phoned home.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineRecord {
+    pub id: MachineId,
+    pub facts: HardwareFacts,
+    /// The node bound to it; `None` means the machine is `discovered` (or was released by a rebind).
+    pub node: Option<NodeId>,
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+impl MachineRecord {
+    /// A machine's own lifecycle state: `discovered` until a node is bound to it.
+    pub fn state(&self) -> Option<NodeState> {
+        self.node.is_none().then_some(NodeState::Discovered)
+    }
+}
+
+impl FleetState {
+    pub fn node(&self, id: &NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(id)
+    }
+
+    pub fn machine(&self, id: &MachineId) -> Option<&MachineRecord> {
+        self.machines.get(id)
+    }
+
+    /// Machines no node is bound to: the `discovered` list an operator accepts from.
+    pub fn unbound_machines(&self) -> impl Iterator<Item = &MachineRecord> {
+        self.machines.values().filter(|m| m.node.is_none())
+    }
+}
+
+/// May `proposal` be accepted in `state`? Pure; changes nothing.
+pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
+    let kind = proposal.payload.kind();
+    match &proposal.payload {
+        Payload::MachineDiscovered(_) => Ok(()),
+        Payload::NodeCommissioned(p) => {
+            if let Some(existing) = state.node(&p.node) {
+                return Err(Rejection::NodeExists { node: p.node.clone(), state: existing.state });
+            }
+            free_machine(state, &p.machine)
+        }
+        Payload::NodeRebound(p) => {
+            let node = transition_from(state, &p.node, kind)?;
+            if node.machine == p.machine {
+                return Err(Rejection::SameMachine { node: p.node.clone(), machine: p.machine.clone() });
+            }
+            free_machine(state, &p.machine)
+        }
+        other => match other.node() {
+            Some(id) if lifecycle::row(kind).is_some() => transition_from(state, id, kind).map(|_| ()),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The node `id`, if `kind` is a legal move from its current state.
+fn transition_from<'s>(
+    state: &'s FleetState,
+    id: &NodeId,
+    kind: crate::event::EventKind,
+) -> Result<&'s NodeRecord, Rejection> {
+    let node = state.node(id).ok_or_else(|| Rejection::UnknownNode { node: id.clone(), event: kind })?;
+    if lifecycle::next_state(node.state, kind).is_none() {
+        let needs = lifecycle::row(kind).map(|t| t.from.to_vec()).unwrap_or_default();
+        return Err(Rejection::IllegalTransition {
+            node: id.clone(),
+            state: node.state,
+            event: kind,
+            needs,
+            allowed: lifecycle::allowed_events(node.state),
+        });
+    }
+    Ok(node)
+}
+
+fn free_machine(state: &FleetState, id: &MachineId) -> Result<(), Rejection> {
+    match state.machine(id) {
+        None => Err(Rejection::UnknownMachine { machine: id.clone() }),
+        Some(MachineRecord { node: Some(node), .. }) => {
+            Err(Rejection::MachineBound { machine: id.clone(), node: node.clone() })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Fold an accepted event into `state`. Infallible and rule-free: records it names that do not exist
+/// are left alone.
+pub fn evolve(state: &mut FleetState, event: &Event) {
+    let seq = event.seq;
+    state.seq = seq;
+    state.head = event.hash;
+    state.last_time = event.time;
+    let kind = event.payload.kind();
+    match &event.payload {
+        Payload::MachineDiscovered(p) => {
+            let m = state.machines.entry(p.machine.clone()).or_insert_with(|| MachineRecord {
+                id: p.machine.clone(),
+                facts: HardwareFacts::default(),
+                node: None,
+                first_seen: seq,
+                last_seen: seq,
+            });
+            m.facts = p.facts.clone();
+            m.last_seen = seq;
+            if let Some(node) = m.node.clone()
+                && let Some(n) = state.nodes.get_mut(&node)
+            {
+                n.updated = seq;
+            }
+        }
+        Payload::NodeCommissioned(p) => {
+            state.nodes.insert(
+                p.node.clone(),
+                NodeRecord {
+                    id: p.node.clone(),
+                    state: NodeState::Commissioned,
+                    machine: p.machine.clone(),
+                    class: p.class.clone(),
+                    pool: p.pool.clone(),
+                    profile: p.profile.clone(),
+                    rule: p.rule.clone(),
+                    since: seq,
+                    updated: seq,
+                    reason: None,
+                },
+            );
+            if let Some(m) = state.machines.get_mut(&p.machine) {
+                m.node = Some(p.node.clone());
+            }
+        }
+        Payload::NodeRebound(p) => {
+            let Some(node) = state.nodes.get_mut(&p.node) else { return };
+            let old = std::mem::replace(&mut node.machine, p.machine.clone());
+            node.state = NodeState::Commissioned;
+            node.since = seq;
+            node.updated = seq;
+            node.reason = None;
+            if let Some(m) = state.machines.get_mut(&old) {
+                m.node = None;
+            }
+            if let Some(m) = state.machines.get_mut(&p.machine) {
+                m.node = Some(p.node.clone());
+            }
+        }
+        other => {
+            let Some(id) = other.node() else { return };
+            let Some(node) = state.nodes.get_mut(id) else { return };
+            node.updated = seq;
+            if let Some(to) = lifecycle::row(kind).map(|t| t.to) {
+                node.state = to;
+                node.since = seq;
+                node.reason = match other {
+                    Payload::NodeFailed(p) => Some(p.reason.clone()),
+                    Payload::NodeInstallFailed(p) => Some(p.reason.clone()),
+                    _ => None,
+                };
+            }
+        }
+    }
+}

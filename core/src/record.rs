@@ -1,0 +1,168 @@
+//! The stored form of an event, and the one place where old formats are upgraded.
+//!
+//! A record is `[RECORD_V1][postcard(seq)][prev: 32 bytes][hash: 32 bytes][body]`. The body is the
+//! event's canonical bytes — the bytes the hash covers — and starts with its own schema version:
+//! `postcard(version, id, time, actor, comment, payload)`. Verification hashes the body exactly as
+//! stored, so a future change to the in-memory types can never make an old record look tampered with.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, FORMAT_VERSION, Payload, Proposal};
+use crate::ids::{Actor, EventId, Hash, Timestamp};
+
+/// The framing version of a record (the first byte).
+pub const RECORD_V1: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("the record is empty")]
+    Empty,
+    #[error("record framing version {0} is not supported by this build")]
+    UnknownFraming(u8),
+    #[error("event schema version {0} is not supported by this build")]
+    UnknownVersion(u16),
+    #[error("the record does not decode: {0}")]
+    Malformed(String),
+    #[error("the record has {0} bytes left over after the event")]
+    TrailingBytes(usize),
+}
+
+fn malformed(e: postcard::Error) -> RecordError {
+    RecordError::Malformed(e.to_string())
+}
+
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    version: u16,
+    id: &'a EventId,
+    time: Timestamp,
+    actor: &'a Actor,
+    comment: &'a Option<String>,
+    payload: &'a Payload,
+}
+
+/// Version 1 of the body, after its version field.
+#[derive(Deserialize)]
+struct BodyV1 {
+    id: EventId,
+    time: Timestamp,
+    actor: Actor,
+    comment: Option<String>,
+    payload: Payload,
+}
+
+/// The canonical bytes of an event with the current schema version: what the chain hashes.
+pub fn encode_body(
+    id: &EventId,
+    time: Timestamp,
+    actor: &Actor,
+    comment: &Option<String>,
+    payload: &Payload,
+) -> Vec<u8> {
+    let body = BodyRef { version: FORMAT_VERSION, id, time, actor, comment, payload };
+    // Serialising owned, well-formed values into a Vec cannot fail.
+    postcard::to_allocvec(&body).expect("postcard encoding into a Vec")
+}
+
+/// The body fields of a stored event, upgraded to the current in-memory types.
+pub struct DecodedBody {
+    pub version: u16,
+    pub id: EventId,
+    pub time: Timestamp,
+    pub actor: Actor,
+    pub comment: Option<String>,
+    pub payload: Payload,
+}
+
+/// Decode canonical bytes of any supported schema version.
+pub fn decode_body(body: &[u8]) -> Result<DecodedBody, RecordError> {
+    let (version, rest) = postcard::take_from_bytes::<u16>(body).map_err(malformed)?;
+    match version {
+        1 => {
+            let (b, rest) = postcard::take_from_bytes::<BodyV1>(rest).map_err(malformed)?;
+            if !rest.is_empty() {
+                return Err(RecordError::TrailingBytes(rest.len()));
+            }
+            Ok(DecodedBody { version, id: b.id, time: b.time, actor: b.actor, comment: b.comment, payload: b.payload })
+        }
+        v => Err(RecordError::UnknownVersion(v)),
+    }
+}
+
+/// The link of the hash chain: `sha256(prev ‖ seq as 8 big-endian bytes ‖ body)`.
+pub fn link(prev: &Hash, seq: u64, body: &[u8]) -> Hash {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(prev.0);
+    h.update(seq.to_be_bytes());
+    h.update(body);
+    Hash(h.finalize().into())
+}
+
+/// Turn an accepted proposal into the event at `seq` after `prev`, at `time`.
+pub fn seal(proposal: &Proposal, seq: u64, time: Timestamp, prev: Hash) -> Event {
+    let body = encode_body(&proposal.id, time, &proposal.actor, &proposal.comment, &proposal.payload);
+    Event {
+        seq,
+        id: proposal.id,
+        time,
+        actor: proposal.actor.clone(),
+        comment: proposal.comment.clone(),
+        payload: proposal.payload.clone(),
+        version: FORMAT_VERSION,
+        prev,
+        hash: link(&prev, seq, &body),
+    }
+}
+
+/// The stored record of `event`. Events are re-encoded with their own schema version only when it is
+/// the current one; [`encode`] is for events this build sealed.
+pub fn encode(event: &Event) -> Vec<u8> {
+    let body = encode_body(&event.id, event.time, &event.actor, &event.comment, &event.payload);
+    let mut out = Vec::with_capacity(body.len() + 80);
+    out.push(RECORD_V1);
+    out = postcard::to_extend(&event.seq, out).expect("postcard encoding into a Vec");
+    out.extend_from_slice(&event.prev.0);
+    out.extend_from_slice(&event.hash.0);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The parts of a record, without decoding the body: what verification needs.
+pub struct RawRecord<'a> {
+    pub seq: u64,
+    pub prev: Hash,
+    pub hash: Hash,
+    pub body: &'a [u8],
+}
+
+pub fn split(bytes: &[u8]) -> Result<RawRecord<'_>, RecordError> {
+    let (&tag, rest) = bytes.split_first().ok_or(RecordError::Empty)?;
+    if tag != RECORD_V1 {
+        return Err(RecordError::UnknownFraming(tag));
+    }
+    let (seq, rest) = postcard::take_from_bytes::<u64>(rest).map_err(malformed)?;
+    if rest.len() < 64 {
+        return Err(RecordError::Malformed("the record is shorter than its two hashes".into()));
+    }
+    let (prev, rest) = rest.split_at(32);
+    let (hash, body) = rest.split_at(32);
+    Ok(RawRecord { seq, prev: Hash(prev.try_into().unwrap()), hash: Hash(hash.try_into().unwrap()), body })
+}
+
+/// Decode a stored record (any supported version) into an event.
+pub fn decode(bytes: &[u8]) -> Result<Event, RecordError> {
+    let raw = split(bytes)?;
+    let b = decode_body(raw.body)?;
+    Ok(Event {
+        seq: raw.seq,
+        id: b.id,
+        time: b.time,
+        actor: b.actor,
+        comment: b.comment,
+        payload: b.payload,
+        version: b.version,
+        prev: raw.prev,
+        hash: raw.hash,
+    })
+}

@@ -1,0 +1,1 @@
+//! Sendan's replicated log: openraft over redb, snapshots and the peer transport.

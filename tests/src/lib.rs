@@ -1,0 +1,1 @@
+//! Shared fixtures for Sendan's multi-node and end-to-end tests.
