@@ -79,6 +79,12 @@ impl FleetState {
     }
 }
 
+/// The node an event belongs to in the by-node index: the node it names, or — for a bound machine
+/// phoning home again — the node bound to that machine just before the event.
+pub fn indexed_node(before: &FleetState, event: &Event) -> Option<NodeId> {
+    event.node().cloned().or_else(|| event.payload.machine().and_then(|m| before.machine(m)?.node.clone()))
+}
+
 /// May `proposal` be accepted in `state`? Pure; changes nothing.
 pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
     let kind = proposal.payload.kind();

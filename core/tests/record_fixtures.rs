@@ -1,0 +1,115 @@
+//! Frozen fixtures of the stored record format: one record per event kind, written by an earlier build.
+//! Every build must decode them to the same events and encode those events to the same bytes; a change
+//! that breaks this is a format change and needs an upgrade path in `sendan_core::record`.
+//!
+//! New kinds are appended to the fixture file with `SENDAN_BLESS=1 cargo test -p sendan-core --test
+//! record_fixtures`; existing lines must never change.
+
+use sendan_core::event::*;
+use sendan_core::facts::{Cpu, Disk, HardwareFacts, Nic};
+use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
+use sendan_core::record;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/records-v1.txt");
+
+fn sample(kind: EventKind) -> Payload {
+    let node = NodeId::new("worker-07").unwrap();
+    let machine = MachineId::new("4c4c4544-0042-3510-8052-b4c04f4e4b31").unwrap();
+    match kind {
+        EventKind::MachineDiscovered => MachineDiscovered {
+            machine,
+            facts: HardwareFacts {
+                machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+                cpu: Cpu {
+                    model: "AMD EPYC 7313P".into(),
+                    sockets: 1,
+                    cores: 16,
+                    threads: 32,
+                    virtualization: vec!["svm".into()],
+                },
+                memory_bytes: 128 << 30,
+                disks: vec![Disk {
+                    name: "nvme0n1".into(),
+                    size_bytes: 3_840_755_982_336,
+                    rotational: false,
+                    ..Disk::default()
+                }],
+                nics: vec![Nic {
+                    name: "eno1".into(),
+                    mac: "b4:96:91:00:00:01".into(),
+                    speed_mbps: Some(25_000),
+                    link: true,
+                    ..Nic::default()
+                }],
+                ..HardwareFacts::default()
+            },
+        }
+        .into(),
+        EventKind::NodeCommissioned => NodeCommissioned {
+            node,
+            machine,
+            class: Some("compute".into()),
+            pool: Some("workers".into()),
+            profile: Some("worker".into()),
+            rule: Some("rack1-by-mac".into()),
+        }
+        .into(),
+        EventKind::NodeInstallRequested => NodeInstallRequested { node }.into(),
+        EventKind::NodeInstallStarted => NodeInstallStarted { node }.into(),
+        EventKind::NodeInstallFailed => NodeInstallFailed { node, reason: "disko failed".into() }.into(),
+        EventKind::NodeActivated => NodeActivated { node }.into(),
+        EventKind::NodeDrainRequested => NodeDrainRequested { node }.into(),
+        EventKind::NodeUncordoned => NodeUncordoned { node }.into(),
+        EventKind::NodeReprovisionRequested => NodeReprovisionRequested { node }.into(),
+        EventKind::NodeRescueRequested => NodeRescueRequested { node }.into(),
+        EventKind::NodeFailed => NodeFailed { node, reason: "ecc errors".into() }.into(),
+        EventKind::NodeRetired => NodeRetired { node }.into(),
+        EventKind::NodeRebound => NodeRebound { node, machine }.into(),
+    }
+}
+
+fn sample_event(kind: EventKind) -> Event {
+    let proposal = Proposal {
+        id: EventId::from_u128(0x0190f5a4_7c1e_7a4b_9d3e_5f0c2b1a9e00 + u128::from(kind.code())),
+        time: Timestamp(1_790_000_000_000 + i64::from(kind.code())),
+        actor: Actor::Admin,
+        comment: Some(format!("fixture for {kind}")),
+        payload: sample(kind),
+    };
+    record::seal(&proposal, u64::from(kind.code()), proposal.time, Hash::of(kind.name().as_bytes()))
+}
+
+#[test]
+fn frozen_records_decode_and_reencode_identically() {
+    let text = std::fs::read_to_string(FIXTURES).unwrap_or_default();
+    let mut frozen: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, h) = l.split_once(' ').expect("`Kind hex` lines");
+            (k.to_owned(), h.trim().to_owned())
+        })
+        .collect();
+    for (name, hex) in &frozen {
+        let kind = EventKind::from_name(name).unwrap_or_else(|| panic!("fixture kind {name} no longer exists"));
+        let bytes = hex::decode(hex).unwrap();
+        let event = record::decode(&bytes).unwrap_or_else(|e| panic!("frozen {name} record no longer decodes: {e}"));
+        assert_eq!(event, sample_event(kind), "frozen {name} decodes to a different event");
+        assert_eq!(record::encode(&event), bytes, "{name} no longer encodes to its frozen bytes");
+    }
+    let missing: Vec<EventKind> =
+        EventKind::ALL.iter().copied().filter(|k| !frozen.iter().any(|(n, _)| n == k.name())).collect();
+    if missing.is_empty() {
+        return;
+    }
+    if std::env::var_os("SENDAN_BLESS").is_some() {
+        frozen.extend(missing.iter().map(|k| (k.name().to_owned(), hex::encode(record::encode(&sample_event(*k))))));
+        let mut out = String::from("# Frozen v1 records, one per event kind. Append only; never edit a line.\n");
+        for (k, h) in frozen {
+            out.push_str(&format!("{k} {h}\n"));
+        }
+        std::fs::write(FIXTURES, out).unwrap();
+    } else {
+        panic!("no frozen record for {missing:?}; run with SENDAN_BLESS=1 to append them");
+    }
+}

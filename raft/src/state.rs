@@ -1,0 +1,560 @@
+//! The state machine: the applied event log, its indexes, the dedup table and state checkpoints, in one
+//! redb file (`state.redb`), each apply batch in one fsynced write transaction; plus snapshots.
+//!
+//! Applying an entry runs the pure core (`sendan_core::log::append`) on the in-memory fleet projection,
+//! then writes the accepted events. A snapshot is the whole event history, streamed from an MVCC read
+//! transaction into a file; installing one verifies every record against the hash chain, keeps the
+//! events this member already has (they must match byte for byte) and folds the rest.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StoredMembership,
+};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use sendan_core::chain::Verifier;
+use sendan_core::fleet::FleetState;
+use sendan_core::log::BatchRejection;
+use sendan_core::{Event, Proposal, record};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::{DbResult, StoreError};
+use crate::log_store::LogStore;
+use crate::{Member, MemberId, Receipt, Request, Response, TypeConfig};
+
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub(crate) const BY_NODE: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_node");
+pub(crate) const BY_TYPE: TableDefinition<(u16, u64), ()> = TableDefinition::new("events_by_type");
+pub(crate) const DEDUP: TableDefinition<u128, u64> = TableDefinition::new("event_ids");
+pub(crate) const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoints");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const SNAPSHOT: &str = "snapshot";
+const FORMAT: &str = "format";
+/// The layout version of `state.redb`.
+const STATE_FORMAT: u8 = 1;
+
+/// Snapshot files start with this, then a postcard [`SnapshotHeader`], then length-prefixed records.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SNDNSNP1";
+
+type SResult<T> = Result<T, StorageError<MemberId>>;
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("postcard encoding into a Vec")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(StoreError::decode(what))
+}
+
+/// Open (or create) both stores of a member in `dir`.
+pub fn open_stores(dir: &Path, checkpoint_every: u64) -> Result<(LogStore, StateMachine), StoreError> {
+    fs::create_dir_all(dir).map_err(StoreError::io("create data directory", dir))?;
+    let log = LogStore::open(dir)?;
+    let sm = StateMachine::open(dir, checkpoint_every)?;
+    Ok((log, sm))
+}
+
+pub(crate) struct Shared {
+    pub(crate) db: Database,
+    snapshot_dir: PathBuf,
+    /// The fleet after the last applied event. Replaced (not mutated) after each committed apply.
+    fleet: RwLock<Arc<FleetState>>,
+    /// The last applied seq, for watchers.
+    seq_tx: watch::Sender<u64>,
+    checkpoint_every: u64,
+}
+
+impl Shared {
+    pub(crate) fn fleet(&self) -> Arc<FleetState> {
+        self.fleet.read().expect("fleet lock").clone()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.seq_tx.subscribe()
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db.begin_read().db("begin state read")
+    }
+
+    fn publish(&self, fleet: FleetState) {
+        let seq = fleet.seq;
+        *self.fleet.write().expect("fleet lock") = Arc::new(fleet);
+        self.seq_tx.send_replace(seq);
+    }
+}
+
+/// The state machine of one member. Cloning shares it.
+#[derive(Clone)]
+pub struct StateMachine {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What a snapshot file says about itself.
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeader {
+    last_applied: Option<LogId<MemberId>>,
+    membership: StoredMembership<MemberId, Member>,
+    /// The last event in the snapshot, and its hash.
+    seq: u64,
+    head: sendan_core::Hash,
+}
+
+/// The tables every appended event is written to, opened once per write transaction.
+struct EventTables<'t> {
+    events: redb::Table<'t, u64, &'static [u8]>,
+    by_node: redb::Table<'t, (&'static str, u64), ()>,
+    by_type: redb::Table<'t, (u16, u64), ()>,
+    ids: redb::Table<'t, u128, u64>,
+}
+
+impl<'t> EventTables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(EventTables {
+            events: txn.open_table(EVENTS).db("open events")?,
+            by_node: txn.open_table(BY_NODE).db("open node index")?,
+            by_type: txn.open_table(BY_TYPE).db("open type index")?,
+            ids: txn.open_table(DEDUP).db("open id table")?,
+        })
+    }
+
+    /// Store `event` (whose record is `bytes`) and index it; `before` is the state just before it.
+    fn write(&mut self, before: &FleetState, event: &Event, bytes: &[u8]) -> Result<(), StoreError> {
+        self.events.insert(event.seq, bytes).db("insert event")?;
+        if let Some(node) = sendan_core::fleet::indexed_node(before, event) {
+            self.by_node.insert((node.as_str(), event.seq), ()).db("index node")?;
+        }
+        self.by_type.insert((event.kind().code(), event.seq), ()).db("index type")?;
+        self.ids.insert(event.id.0.as_u128(), event.seq).db("record event id")?;
+        Ok(())
+    }
+
+    /// The original receipt of an event id applied before, if it was.
+    fn applied_before(&self, id: sendan_core::EventId) -> Result<Option<Receipt>, StoreError> {
+        let Some(seq) = self.ids.get(id.0.as_u128()).db("look up event id")?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let stored = self.events.get(seq).db("read event")?;
+        let bytes = stored.as_ref().map(|v| v.value()).unwrap_or_default();
+        let raw = record::split(bytes).map_err(|source| StoreError::Record { seq, source })?;
+        Ok(Some(Receipt { id, seq, hash: raw.hash, duplicate: true }))
+    }
+}
+
+fn committed_write(db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().db("begin state write")?;
+    txn.set_durability(Durability::Immediate).db("set durability")?;
+    Ok(txn)
+}
+
+fn read_meta<T: for<'de> Deserialize<'de>>(txn: &ReadTransaction, key: &'static str) -> Result<Option<T>, StoreError> {
+    let table = txn.open_table(META).db("open state meta")?;
+    let v = table.get(key).db("read state meta")?;
+    v.map(|v| decode(key, v.value())).transpose()
+}
+
+fn write_meta<T: Serialize>(txn: &WriteTransaction, key: &'static str, value: &T) -> Result<(), StoreError> {
+    txn.open_table(META).db("open state meta")?.insert(key, encode(value).as_slice()).db("write state meta")?;
+    Ok(())
+}
+
+/// The fleet after `seq`, from the nearest checkpoint at or before it plus the events since.
+pub(crate) fn fleet_at(txn: &ReadTransaction, seq: u64) -> Result<FleetState, StoreError> {
+    let cps = txn.open_table(CHECKPOINTS).db("open checkpoints")?;
+    let mut fleet = match cps.range(..=seq).db("range checkpoints")?.next_back() {
+        Some(row) => decode("checkpoint", row.db("read checkpoint")?.1.value())?,
+        None => FleetState::default(),
+    };
+    let events = txn.open_table(EVENTS).db("open events")?;
+    for row in events.range(fleet.seq + 1..=seq).db("range events")? {
+        let (k, v) = row.db("read event")?;
+        let event = record::decode(v.value()).map_err(|source| StoreError::Record { seq: k.value(), source })?;
+        sendan_core::evolve(&mut fleet, &event);
+    }
+    Ok(fleet)
+}
+
+fn last_seq(txn: &ReadTransaction) -> Result<u64, StoreError> {
+    let events = txn.open_table(EVENTS).db("open events")?;
+    Ok(events.last().db("read last event")?.map(|(k, _)| k.value()).unwrap_or(0))
+}
+
+impl StateMachine {
+    pub fn open(dir: &Path, checkpoint_every: u64) -> Result<StateMachine, StoreError> {
+        let path = dir.join("state.redb");
+        let db = Database::create(&path).db("open state.redb")?;
+        let txn = committed_write(&db)?;
+        for t in [EVENTS, CHECKPOINTS] {
+            txn.open_table(t).db("create table")?;
+        }
+        txn.open_table(BY_NODE).db("create table")?;
+        txn.open_table(BY_TYPE).db("create table")?;
+        txn.open_table(DEDUP).db("create table")?;
+        {
+            let mut meta = txn.open_table(META).db("create table")?;
+            let format = meta.get(FORMAT).db("read format")?.map(|v| v.value().to_vec());
+            match format.as_deref() {
+                None => {
+                    meta.insert(FORMAT, [STATE_FORMAT].as_slice()).db("write format")?;
+                }
+                Some([STATE_FORMAT]) => {}
+                Some(other) => {
+                    return Err(StoreError::Layout(format!(
+                        "state.redb has layout version {other:?}; this build reads version {STATE_FORMAT}"
+                    )));
+                }
+            }
+        }
+        txn.commit().db("commit state tables")?;
+
+        let snapshot_dir = dir.join("snapshots");
+        fs::create_dir_all(&snapshot_dir).map_err(StoreError::io("create snapshot directory", &snapshot_dir))?;
+        // Cold start: the latest checkpoint plus the events after it.
+        let read = db.begin_read().db("begin state read")?;
+        let fleet = fleet_at(&read, last_seq(&read)?)?;
+        drop(read);
+        let (seq_tx, _) = watch::channel(fleet.seq);
+        let shared = Shared {
+            db,
+            snapshot_dir,
+            fleet: RwLock::new(Arc::new(fleet)),
+            seq_tx,
+            checkpoint_every: checkpoint_every.max(1),
+        };
+        Ok(StateMachine { shared: Arc::new(shared) })
+    }
+
+    pub fn reader(&self) -> crate::Reader {
+        crate::Reader { shared: self.shared.clone() }
+    }
+
+    fn apply_blocking(&self, entries: Vec<openraft::Entry<TypeConfig>>) -> Result<Vec<Response>, StoreError> {
+        let shared = &self.shared;
+        let mut fleet = (*shared.fleet()).clone();
+        let before = fleet.seq;
+        let txn = committed_write(&shared.db)?;
+        let mut tables = EventTables::open(&txn)?;
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut last_applied = None;
+        let mut membership = None;
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::Nothing,
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    Response::Nothing
+                }
+                EntryPayload::Normal(Request::Append { proposals }) => {
+                    apply_append(&mut tables, &mut fleet, &proposals)?
+                }
+            };
+            responses.push(response);
+        }
+        drop(tables);
+        write_meta(&txn, APPLIED, &last_applied)?;
+        if let Some(m) = &membership {
+            write_meta(&txn, MEMBERSHIP, m)?;
+        }
+        if fleet.seq / shared.checkpoint_every > before / shared.checkpoint_every {
+            write_checkpoint(&txn, &fleet, shared.checkpoint_every)?;
+        }
+        txn.commit().db("commit applied entries")?;
+        if fleet.seq != before {
+            shared.publish(fleet);
+        }
+        Ok(responses)
+    }
+
+    fn applied_state_blocking(&self) -> Result<(Option<LogId<MemberId>>, StoredMembership<MemberId, Member>), StoreError> {
+        let txn = self.shared.begin_read()?;
+        let applied = read_meta::<Option<LogId<MemberId>>>(&txn, APPLIED)?.flatten();
+        let membership = read_meta(&txn, MEMBERSHIP)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    fn build_snapshot_blocking(&self) -> Result<Snapshot<TypeConfig>, StoreError> {
+        let shared = &self.shared;
+        // One MVCC read transaction: applies go on while the file is written.
+        let txn = shared.begin_read()?;
+        let last_applied = read_meta::<Option<LogId<MemberId>>>(&txn, APPLIED)?.flatten();
+        let membership: StoredMembership<MemberId, Member> = read_meta(&txn, MEMBERSHIP)?.unwrap_or_default();
+        let events = txn.open_table(EVENTS).db("open events")?;
+        let (seq, head) = match events.last().db("read last event")? {
+            Some((k, v)) => {
+                let raw = record::split(v.value()).map_err(|source| StoreError::Record { seq: k.value(), source })?;
+                (k.value(), raw.hash)
+            }
+            None => (0, sendan_core::Hash::GENESIS),
+        };
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}-{seq}", l.leader_id.term, l.leader_id.node_id, l.index),
+            None => format!("0-0-0-{seq}"),
+        };
+        let path = shared.snapshot_dir.join(format!("{snapshot_id}.snap"));
+        let tmp = path.with_extension("tmp");
+        {
+            let file = File::create(&tmp).map_err(StoreError::io("create snapshot", &tmp))?;
+            let mut w = BufWriter::with_capacity(1 << 20, file);
+            let header = encode(&SnapshotHeader { last_applied, membership: membership.clone(), seq, head });
+            let io = StoreError::io("write snapshot", &tmp);
+            let result: std::io::Result<()> = (|| {
+                w.write_all(SNAPSHOT_MAGIC)?;
+                w.write_all(&(header.len() as u32).to_be_bytes())?;
+                w.write_all(&header)?;
+                for row in events.range(1..=seq).map_err(std::io::Error::other)? {
+                    let (_, v) = row.map_err(std::io::Error::other)?;
+                    let bytes = v.value();
+                    w.write_all(&(bytes.len() as u32).to_be_bytes())?;
+                    w.write_all(bytes)?;
+                }
+                w.flush()?;
+                w.get_ref().sync_all()
+            })();
+            result.map_err(io)?;
+        }
+        fs::rename(&tmp, &path).map_err(StoreError::io("publish snapshot", &path))?;
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        self.set_current_snapshot(&meta, &path)?;
+        let file = File::open(&path).map_err(StoreError::io("open snapshot", &path))?;
+        Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
+    }
+
+    /// Record `meta` as the current snapshot (its file already in place) and delete older files.
+    fn set_current_snapshot(&self, meta: &SnapshotMeta<MemberId, Member>, path: &Path) -> Result<(), StoreError> {
+        let txn = committed_write(&self.shared.db)?;
+        write_meta(&txn, SNAPSHOT, meta)?;
+        txn.commit().db("commit snapshot meta")?;
+        if let Ok(dir) = fs::read_dir(&self.shared.snapshot_dir) {
+            for entry in dir.flatten() {
+                let p = entry.path();
+                if p != path && p.extension().is_some_and(|e| e == "snap") {
+                    let _ = fs::remove_file(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn current_snapshot_blocking(&self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+        let txn = self.shared.begin_read()?;
+        let Some(meta) = read_meta::<SnapshotMeta<MemberId, Member>>(&txn, SNAPSHOT)? else { return Ok(None) };
+        let path = self.shared.snapshot_dir.join(format!("{}.snap", meta.snapshot_id));
+        let file = File::open(&path).map_err(StoreError::io("open snapshot", &path))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
+    }
+
+    fn install_blocking(&self, meta: SnapshotMeta<MemberId, Member>, mut file: File) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        let incoming = shared.snapshot_dir.join(format!("{}.snap", meta.snapshot_id));
+        let bad = |m: String| StoreError::Snapshot(m);
+        file.seek(SeekFrom::Start(0)).map_err(StoreError::io("rewind snapshot", &incoming))?;
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let io = |e| StoreError::io("read snapshot", &incoming)(e);
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic).map_err(io)?;
+        if &magic != SNAPSHOT_MAGIC {
+            return Err(bad("the file is not a Sendan snapshot".into()));
+        }
+        let header: SnapshotHeader = decode("snapshot header", &read_frame(&mut r).map_err(io)?)?;
+        if header.last_applied != meta.last_log_id {
+            return Err(bad(format!(
+                "its header covers log id {:?} but it was sent as {:?}",
+                header.last_applied, meta.last_log_id
+            )));
+        }
+
+        let mut fleet = (*shared.fleet()).clone();
+        let local_seq = fleet.seq;
+        let txn = committed_write(&shared.db)?;
+        let mut verifier = Verifier::default();
+        {
+            let mut tables = EventTables::open(&txn)?;
+            for seq in 1..=header.seq {
+                let bytes = read_frame(&mut r).map_err(io)?;
+                verifier.push(seq, &bytes).map_err(|e| bad(e.to_string()))?;
+                if seq <= local_seq {
+                    // History this member already has must be the same history, byte for byte.
+                    let ours = tables.events.get(seq).db("read event")?;
+                    if ours.as_ref().map(|v| v.value()) != Some(bytes.as_slice()) {
+                        return Err(bad(format!("event {seq} differs from this member's copy")));
+                    }
+                    continue;
+                }
+                let event = record::decode(&bytes).map_err(|source| StoreError::Record { seq, source })?;
+                tables.write(&fleet, &event, &bytes)?;
+                sendan_core::evolve(&mut fleet, &event);
+            }
+        }
+        if verifier.head() != header.head || fleet.seq != header.seq.max(local_seq) {
+            return Err(bad("the last event's hash does not match the snapshot header".into()));
+        }
+        if local_seq > header.seq {
+            return Err(bad(format!(
+                "it ends at seq {} but this member has applied up to seq {local_seq}",
+                header.seq
+            )));
+        }
+        write_meta(&txn, APPLIED, &meta.last_log_id)?;
+        write_meta(&txn, MEMBERSHIP, &meta.last_membership)?;
+        write_checkpoint(&txn, &fleet, shared.checkpoint_every)?;
+        txn.commit().db("commit installed snapshot")?;
+
+        // Keep the received file as this member's current snapshot.
+        let mut src = r.into_inner();
+        src.seek(SeekFrom::Start(0)).map_err(StoreError::io("rewind snapshot", &incoming))?;
+        let tmp = incoming.with_extension("tmp");
+        let mut dst = File::create(&tmp).map_err(StoreError::io("create snapshot", &tmp))?;
+        std::io::copy(&mut src, &mut dst).map_err(StoreError::io("copy snapshot", &tmp))?;
+        dst.sync_all().map_err(StoreError::io("sync snapshot", &tmp))?;
+        fs::rename(&tmp, &incoming).map_err(StoreError::io("publish snapshot", &incoming))?;
+        self.set_current_snapshot(&meta, &incoming)?;
+        shared.publish(fleet);
+        Ok(())
+    }
+}
+
+fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 64 << 20 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "snapshot frame larger than 64 MiB"));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Apply one `Append` request: ids applied before answer with their original place; the rest are
+/// checked and appended as one atomic batch.
+fn apply_append(tables: &mut EventTables<'_>, fleet: &mut FleetState, proposals: &[Proposal]) -> Result<Response, StoreError> {
+    let mut receipts: Vec<Option<Receipt>> = Vec::with_capacity(proposals.len());
+    let mut fresh = Vec::with_capacity(proposals.len());
+    let mut fresh_at = Vec::with_capacity(proposals.len());
+    for (i, p) in proposals.iter().enumerate() {
+        let before = tables.applied_before(p.id)?;
+        if before.is_none() {
+            fresh.push(p.clone());
+            fresh_at.push(i);
+        }
+        receipts.push(before);
+    }
+    if !fresh.is_empty() {
+        let mut before = fleet.clone();
+        match sendan_core::log::append(fleet, &fresh) {
+            Ok(events) => {
+                for (event, i) in events.iter().zip(&fresh_at) {
+                    tables.write(&before, event, &record::encode(event))?;
+                    sendan_core::evolve(&mut before, event);
+                    receipts[*i] = Some(Receipt { id: event.id, seq: event.seq, hash: event.hash, duplicate: false });
+                }
+            }
+            Err(BatchRejection { index, rejection }) => {
+                return Ok(Response::Rejected(BatchRejection { index: fresh_at[index], rejection }));
+            }
+        }
+    }
+    Ok(Response::Appended(receipts.into_iter().map(|r| r.expect("every proposal has a receipt")).collect()))
+}
+
+/// Persist `fleet` as a checkpoint, keeping the last four and every tenth.
+fn write_checkpoint(txn: &WriteTransaction, fleet: &FleetState, every: u64) -> Result<(), StoreError> {
+    let mut cps = txn.open_table(CHECKPOINTS).db("open checkpoints")?;
+    cps.insert(fleet.seq, encode(fleet).as_slice()).db("write checkpoint")?;
+    let keys: Vec<u64> = cps.iter().db("list checkpoints")?.filter_map(|r| r.ok().map(|(k, _)| k.value())).collect();
+    let recent = keys.len().saturating_sub(4);
+    for k in &keys[..recent] {
+        if (k / every) % 10 != 0 {
+            cps.remove(k).db("prune checkpoint")?;
+        }
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> SResult<(Option<LogId<MemberId>>, StoredMembership<MemberId, Member>)> {
+        let this = self.clone();
+        blocking(move || this.applied_state_blocking())
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Read))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let this = self.clone();
+        blocking(move || this.apply_blocking(entries))
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Write))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> SResult<Box<tokio::fs::File>> {
+        let dir = self.shared.snapshot_dir.clone();
+        let open = move || -> Result<File, StoreError> {
+            let path = dir.join(format!("incoming-{}.part", std::process::id()));
+            File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(StoreError::io("create incoming snapshot", &path))
+        };
+        blocking(open)
+            .await
+            .map(|f| Box::new(tokio::fs::File::from_std(f)))
+            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<MemberId, Member>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> SResult<()> {
+        let file = snapshot.into_std().await;
+        let this = self.clone();
+        let meta_owned = meta.clone();
+        blocking(move || this.install_blocking(meta_owned, file))
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write))
+    }
+
+    async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
+        let this = self.clone();
+        blocking(move || this.current_snapshot_blocking())
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
+        let this = self.clone();
+        blocking(move || this.build_snapshot_blocking())
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write))
+    }
+}
