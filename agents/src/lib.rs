@@ -1,1 +1,3 @@
 //! Node-side programs of Sendan.
+
+pub mod facts;

@@ -1,1 +1,15 @@
-//! Sendan's HTTP API server and operator CLI.
+//! Sendan's HTTP API server and operator CLI: the `sendan` binary's library.
+//!
+//! `app` starts a member (a Raft node behind an axum router); `routes` are thin handlers; `write` is the
+//! write path; `client` is the HTTP client the CLI, the benchmark and the tests use.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod write;
+pub mod cli;
+pub mod client;

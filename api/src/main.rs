@@ -1,2 +1,5 @@
 //! The `sendan` binary: server and operator CLI.
-fn main() {}
+
+fn main() -> std::process::ExitCode {
+    sendan_api::cli::main()
+}

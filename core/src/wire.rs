@@ -205,6 +205,84 @@ pub struct ErrorInfo {
     pub details: Option<Value>,
 }
 
+/// `GET /v1/events` and `GET /v1/nodes/{id}/history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Pass as `after` for the next page; `None` when this page reached the end of the log.
+    pub next: Option<u64>,
+    /// The last seq applied on the answering member.
+    pub head: u64,
+}
+
+/// `GET /v1/nodes`: the fleet after event `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodesView {
+    pub seq: u64,
+    pub nodes: Vec<crate::fleet::NodeRecord>,
+    /// Machines that phoned home and are bound to no node (`discovered`).
+    pub machines: Vec<crate::fleet::MachineRecord>,
+}
+
+/// `GET /v1/nodes/{id}`: one node after event `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub seq: u64,
+    pub node: crate::fleet::NodeRecord,
+    pub machine: Option<crate::fleet::MachineRecord>,
+    /// The lifecycle events legal in the node's state.
+    pub allowed: Vec<crate::EventKind>,
+}
+
+/// `GET /v1/audit/verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyView {
+    pub ok: bool,
+    /// Events verified from seq 1.
+    pub verified: u64,
+    /// The recomputed hash of the last verified event.
+    pub head: Hash,
+    /// Where the chain breaks, if it does.
+    pub broken: Option<crate::chain::ChainBreak>,
+    pub member: u64,
+}
+
+/// One member as it reports itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub addr: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `unreachable`.
+    pub role: String,
+    pub voter: bool,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// The last event seq applied, and its hash.
+    pub seq: u64,
+    pub head: Hash,
+    /// Why the member could not be asked, when `role` is `unreachable`.
+    pub error: Option<String>,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub members: Vec<MemberStatus>,
+}
+
+/// `POST /v1/cluster/members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub id: u64,
+    pub addr: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

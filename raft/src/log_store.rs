@@ -58,6 +58,11 @@ impl LogStore {
         Ok(LogStore { db: Arc::new(db) })
     }
 
+    /// The committed log id openraft last saved.
+    pub fn committed(&self) -> Result<Option<LogId<MemberId>>, StoreError> {
+        Ok(self.read_meta::<Option<LogId<MemberId>>>(COMMITTED)?.flatten())
+    }
+
     fn read_meta<T: DeserializeOwned>(&self, key: &'static str) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().db("begin log read")?;
         let table = txn.open_table(META).db("open log meta")?;

@@ -30,6 +30,8 @@ pub enum PeerPath {
     Submit,
     /// A follower forwarding a membership change to the leader.
     Membership,
+    /// A member's own view of itself, for `GET /v1/cluster`.
+    Status,
 }
 
 impl PeerPath {
@@ -40,6 +42,7 @@ impl PeerPath {
             PeerPath::Snapshot => "/raft/snapshot",
             PeerPath::Submit => "/raft/submit",
             PeerPath::Membership => "/raft/membership",
+            PeerPath::Status => "/raft/status",
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use openraft::{Config, SnapshotPolicy};
 
+use crate::log_store::LogStore;
 use crate::network::{FaultSwitch, Network};
 use crate::state::open_stores;
 use crate::{Member, MemberId, Raft, Reader, StoreError};
@@ -64,6 +65,7 @@ pub struct RaftNode {
     pub raft: Raft,
     pub reader: Reader,
     pub network: Network,
+    log: LogStore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,8 +91,14 @@ impl RaftNode {
         let reader = sm.reader();
         let network = Network::new(id, secret, faults);
         let config = raft_config(opts).map_err(StartError::Config)?;
-        let raft = Raft::new(id, config, network.clone(), log, sm).await.map_err(|e| StartError::Raft(e.to_string()))?;
-        Ok(RaftNode { id, raft, reader, network })
+        let raft =
+            Raft::new(id, config, network.clone(), log.clone(), sm).await.map_err(|e| StartError::Raft(e.to_string()))?;
+        Ok(RaftNode { id, raft, reader, network, log })
+    }
+
+    /// The last log index this member knows to be committed (persisted by openraft as it advances).
+    pub fn committed_index(&self) -> Result<Option<u64>, StoreError> {
+        self.log.committed().map(|c| c.map(|l| l.index))
     }
 
     /// On first start, become a member of the static initial cluster `members` (every member of it does

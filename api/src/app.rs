@@ -1,0 +1,174 @@
+//! One running member: its configuration, Raft node, tokens and metrics, the HTTP router, and starting
+//! and stopping it on an already-bound listener.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use sendan_raft::{FaultSwitch, Member, RaftNode};
+use tokio::net::TcpListener;
+
+use crate::auth::{self, Tokens};
+use crate::config::{ClusterState, ServerConfig};
+use crate::metrics::Metrics;
+use crate::routes;
+
+/// Shared by every request handler of a member.
+pub struct App {
+    pub config: ServerConfig,
+    pub node: RaftNode,
+    pub tokens: Tokens,
+    pub cluster_secret: String,
+    pub metrics: Metrics,
+    pub started: Instant,
+    /// Flipped to `true` when the member stops, ending long-lived responses (watch streams).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Largest body a peer may send (Raft entries carry whole client batches).
+const PEER_BODY_LIMIT: usize = 512 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Secret(String),
+    #[error("cannot start the Raft member")]
+    Raft(#[from] sendan_raft::StartError),
+    #[error("cannot read the listener's address: {0}")]
+    Listener(std::io::Error),
+}
+
+/// What a started member tells the operator.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub addr: SocketAddr,
+    pub admin_token_file: std::path::PathBuf,
+    pub admin_token_created: bool,
+    pub initialized_cluster: bool,
+}
+
+/// Open the member's stores and secrets and build its shared state (nothing is served yet).
+pub async fn open(config: ServerConfig, faults: Arc<FaultSwitch>) -> Result<(Arc<App>, std::path::PathBuf, bool), StartError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
+    let secret_file = config.cluster_secret_file.clone().unwrap_or_else(|| dir.join("cluster.secret"));
+    let cluster_secret = if config.cluster_secret_file.is_some() {
+        auth::read_secret(&secret_file).map_err(StartError::Secret)?
+    } else {
+        auth::read_or_create_secret(&secret_file, "cluster").map_err(StartError::Secret)?.0
+    };
+    let token_file = config.admin_token_file.clone().unwrap_or_else(|| dir.join("admin.token"));
+    let (admin_token, created) = if config.admin_token_file.is_some() {
+        (auth::read_secret(&token_file).map_err(StartError::Secret)?, false)
+    } else {
+        auth::read_or_create_secret(&token_file, "admin").map_err(StartError::Secret)?
+    };
+    let node = RaftNode::start(config.node_id, dir, &cluster_secret, faults, &config.raft).await?;
+    let app = App {
+        config,
+        node,
+        tokens: Tokens::new(&admin_token),
+        cluster_secret,
+        metrics: Metrics::default(),
+        started: Instant::now(),
+        shutdown: tokio::sync::watch::channel(false).0,
+    };
+    Ok((Arc::new(app), token_file, created))
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    let api = Router::new()
+        .route("/v1/events", post(routes::events::submit).get(routes::events::list))
+        .route("/v1/events/watch", get(routes::events::watch))
+        .route("/v1/nodes", get(routes::nodes::list))
+        .route("/v1/nodes/{id}", get(routes::nodes::show))
+        .route("/v1/nodes/{id}/history", get(routes::nodes::history))
+        .route("/v1/audit/verify", get(routes::audit::verify))
+        .route("/v1/cluster", get(routes::cluster::status))
+        .route("/v1/cluster/local", get(routes::cluster::local))
+        .route("/v1/cluster/members", post(routes::cluster::add))
+        .route("/v1/cluster/members/{id}", delete(routes::cluster::remove))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .layer(DefaultBodyLimit::max(limit));
+    let peer = Router::new()
+        .route("/raft/append", post(routes::peer::append))
+        .route("/raft/vote", post(routes::peer::vote))
+        .route("/raft/snapshot", post(routes::peer::snapshot))
+        .route("/raft/submit", post(routes::peer::submit))
+        .route("/raft/membership", post(routes::peer::membership))
+        .route("/raft/status", post(routes::peer::status))
+        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
+    api.merge(peer)
+        .fallback(routes::health::not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::metrics::track))
+        .with_state(app)
+}
+
+/// Serve `app` on `listener` until `shutdown` resolves, joining the initial cluster once serving.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<bool, StartError> {
+    let router = router(app.clone());
+    let stopping = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.shutdown.send_replace(true);
+    };
+    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown);
+    let serving = tokio::spawn(async move { server.await });
+    let initialized = match app.config.cluster_state {
+        ClusterState::New => {
+            let members: BTreeMap<u64, Member> =
+                app.config.initial_cluster.iter().map(|(id, addr)| (*id, Member { addr: addr.clone() })).collect();
+            app.node.join_initial(members).await?
+        }
+        ClusterState::Existing => false,
+    };
+    if let Err(e) = serving.await.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+        tracing::error!(error = %e, "the HTTP server stopped");
+    }
+    let _ = app.node.raft.shutdown().await;
+    Ok(initialized)
+}
+
+/// A member running in this process (tests, `sendan bench`): stop it with [`Running::stop`].
+pub struct Running {
+    pub app: Arc<App>,
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<bool, StartError>>,
+}
+
+impl Running {
+    /// Start a member on an already-bound listener.
+    pub async fn start(config: ServerConfig, listener: TcpListener, faults: Arc<FaultSwitch>) -> Result<Running, StartError> {
+        let addr = listener.local_addr().map_err(StartError::Listener)?;
+        let (app, _, _) = open(config, faults).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(app.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(Running { app, addr, stop: Some(tx), task })
+    }
+
+    /// Stop serving and shut Raft down; the stores are closed when the last handle drops.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+        let _ = self.app.node.raft.shutdown().await;
+    }
+}

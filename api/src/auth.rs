@@ -1,0 +1,129 @@
+//! Bearer tokens: generating them, keeping only their hashes, files for operators, and resolving a
+//! request's `Authorization` header to the principal it speaks for.
+
+use std::io::Write;
+use std::path::Path;
+
+use sendan_core::{Actor, Hash};
+
+use crate::error::ApiError;
+
+/// Who a request speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::Admin => Actor::Admin,
+        }
+    }
+}
+
+/// A new random token: `sendan-<kind>-` and 64 hex digits (256 bits).
+pub fn generate(kind: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    format!("sendan-{kind}-{}", hex::encode(bytes))
+}
+
+pub fn hash(token: &str) -> Hash {
+    Hash::of(token.as_bytes())
+}
+
+fn same(a: &Hash, b: &Hash) -> bool {
+    // Constant time: the comparison does not stop at the first differing byte.
+    a.0.iter().zip(b.0.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Read a token or secret file (surrounding whitespace ignored).
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(t.to_owned())
+}
+
+/// Read `path`, or create it with a new secret of `kind`, readable by the owner only (0600).
+/// Returns the secret and whether it was created.
+pub fn read_or_create_secret(path: &Path, kind: &str) -> Result<(String, bool), String> {
+    if path.exists() {
+        return read_secret(path).map(|s| (s, false));
+    }
+    let secret = generate(kind);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    writeln!(f, "{secret}").and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((secret, true))
+}
+
+/// The tokens this member accepts.
+pub struct Tokens {
+    admin: Hash,
+}
+
+impl Tokens {
+    pub fn new(admin_token: &str) -> Tokens {
+        Tokens { admin: hash(admin_token) }
+    }
+
+    /// Resolve an `Authorization` header value.
+    pub fn resolve(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        let Some(value) = header else {
+            return Err(ApiError::Unauthorized(
+                "this endpoint needs a bearer token: send `Authorization: Bearer <token>` \
+                 (the admin token is in the server's data directory, admin.token)"
+                    .into(),
+            ));
+        };
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        if same(&hash(token), &self.admin) {
+            return Ok(Principal::Admin);
+        }
+        Err(ApiError::Unauthorized("the bearer token is not valid on this cluster".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_resolve_only_with_the_right_secret() {
+        let t = Tokens::new("sendan-admin-abc");
+        assert_eq!(t.resolve(Some("Bearer sendan-admin-abc")).unwrap(), Principal::Admin);
+        for bad in [None, Some("sendan-admin-abc"), Some("Bearer "), Some("Bearer nope")] {
+            assert_eq!(t.resolve(bad).unwrap_err().status(), 401, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn created_secret_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("admin.token");
+        let (a, created) = read_or_create_secret(&p, "admin").unwrap();
+        assert!(created && a.starts_with("sendan-admin-") && a.len() == "sendan-admin-".len() + 64);
+        let (b, created) = read_or_create_secret(&p, "admin").unwrap();
+        assert_eq!((a, created), (b, false));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}

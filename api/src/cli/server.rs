@@ -1,0 +1,130 @@
+//! `sendan server`: run one cluster member until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::config::{ClusterState, ConfigFile, InitialCluster};
+
+/// Flags of `sendan server`; each has the same name as its key in the config file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// A TOML or JSON config file with the same keys as these flags (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This member's id in the cluster [default: 1].
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Address to serve the API and peer endpoints on [default: 127.0.0.1:7770].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Where the log, state and secrets live [default: ./sendan-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The static initial cluster, `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT` [default: this member alone].
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` bootstraps the cluster from --initial-cluster; `existing` waits to be added with `sendan cluster add`.
+    #[arg(long, value_enum)]
+    pub initial_cluster_state: Option<ClusterState>,
+    /// File with the secret every member shares (required for several members) [default: generated].
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// File with the admin token [default: generated into DATA_DIR/admin.token, mode 0600].
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Largest request body in bytes [default: 16 MiB].
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Take a Raft snapshot (and compact the Raft log) every this many entries [default: 20000].
+    #[arg(long)]
+    pub snapshot_every: Option<u64>,
+    /// Raft entries kept after a snapshot for slightly lagging members [default: 2000].
+    #[arg(long)]
+    pub keep_after_snapshot: Option<u64>,
+    /// Checkpoint the fleet projection every this many events [default: 10000].
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Raft heartbeat interval in milliseconds [default: 100].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Raft election timeout in milliseconds (randomised up to twice this) [default: 800].
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+}
+
+impl ServerArgs {
+    fn as_config(&self) -> ConfigFile {
+        ConfigFile {
+            node_id: self.node_id,
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            initial_cluster: self.initial_cluster.clone().map(InitialCluster::Flag),
+            initial_cluster_state: self.initial_cluster_state,
+            cluster_secret_file: self.cluster_secret_file.clone(),
+            admin_token_file: self.admin_token_file.clone(),
+            max_body_bytes: self.max_body_bytes,
+            snapshot_every: self.snapshot_every,
+            keep_after_snapshot: self.keep_after_snapshot,
+            checkpoint_every: self.checkpoint_every,
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_ms: self.election_timeout_ms,
+        }
+    }
+}
+
+pub async fn run(args: ServerArgs) -> Result<std::process::ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SENDAN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sendan_api=info,sendan_raft=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let file = match &args.config {
+        Some(p) => ConfigFile::load(p)?,
+        None => ConfigFile::default(),
+    };
+    let config = file.overlay(args.as_config()).validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let members = config.initial_cluster.len();
+    let (id, dir, advertise) = (config.node_id, config.data_dir.clone(), config.advertise.clone());
+    let (app, token_file, created) = crate::app::open(config, Arc::default()).await?;
+    println!(
+        "sendan: member {id} of a {members}-member cluster, serving on http://{}",
+        listener.local_addr().map(|a| a.to_string()).unwrap_or(advertise)
+    );
+    println!(
+        "sendan: data in {}; admin token in {}{}",
+        dir.display(),
+        token_file.display(),
+        if created { " (created now, mode 0600)" } else { "" }
+    );
+    crate::app::serve(app, listener, shutdown_signal()).await?;
+    println!("sendan: member {id} stopped");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,262 @@
+//! The HTTP client of the API, used by the CLI, the benchmark and the tests.
+//!
+//! Submissions are retried on "don't know" failures (connection lost, 503) with the same event ids until a
+//! deadline, which the server's exactly-once guarantee makes safe.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use sendan_core::Event;
+use sendan_core::wire::{
+    AddMember, ClusterStatus, ErrorBody, EventPage, MemberStatus, NodeView, NodesView, ProposalIn, SubmitResponse,
+    VerifyView,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message} (HTTP {status}, {code})")]
+    Api { status: u16, code: String, message: String, index: Option<usize> },
+    #[error("cannot reach {url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("the answer from {url} does not decode: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+impl ClientError {
+    /// Worth retrying with the same event ids.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { status, .. } => *status == 503 || *status == 502 || *status == 504,
+            ClientError::Decode { .. } => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// Filters of `GET /v1/events`; unset fields are omitted.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EventFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+fn transport(url: &str, e: reqwest::Error) -> ClientError {
+    let mut reason = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        reason = format!("{reason}: {s}");
+        src = s.source();
+    }
+    ClientError::Transport { url: url.to_owned(), reason }
+}
+
+impl Client {
+    /// `base` is `http://host:port` (a bare `host:port` gets `http://`).
+    pub fn new(base: &str, token: Option<String>) -> Client {
+        let base = if base.contains("://") { base.trim_end_matches('/').to_owned() } else { format!("http://{base}") };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .build()
+            .expect("a plain HTTP client builds");
+        Client { http, base, token }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> (String, reqwest::RequestBuilder) {
+        let url = format!("{}{path}", self.base);
+        let mut b = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            b = b.bearer_auth(t);
+        }
+        (url, b)
+    }
+
+    async fn send<T: DeserializeOwned>(url: &str, b: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = b.send().await.map_err(|e| transport(url, e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| transport(url, e))?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: b.error.code,
+                    message: b.error.message,
+                    index: b.error.index,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "http".into(),
+                    message: String::from_utf8_lossy(&bytes).trim().to_owned(),
+                    index: None,
+                },
+            });
+        }
+        let body = if bytes.is_empty() { b"null".as_slice() } else { &bytes };
+        serde_json::from_slice(body).map_err(|e| ClientError::Decode { url: url.to_owned(), reason: e.to_string() })
+    }
+
+    pub async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(&self, path: &str, query: &Q) -> Result<T, ClientError> {
+        let (url, b) = self.req(reqwest::Method::GET, path);
+        Self::send(&url, b.query(query)).await
+    }
+
+    pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let (url, b) = self.req(reqwest::Method::POST, path);
+        Self::send(&url, b.json(body)).await
+    }
+
+    /// Submit events once. Events without an id are sent without one (the server picks it).
+    pub async fn submit_once(&self, events: &[ProposalIn]) -> Result<SubmitResponse, ClientError> {
+        self.post("/v1/events", events).await
+    }
+
+    /// Submit events, giving each one without an id a fresh id first, and retrying "don't know"
+    /// failures with the same ids until `deadline` has passed.
+    pub async fn submit(&self, events: &mut [ProposalIn], deadline: Duration) -> Result<SubmitResponse, ClientError> {
+        for e in events.iter_mut() {
+            if e.id.is_none() {
+                e.id = Some(sendan_core::EventId(uuid::Uuid::new_v4()));
+            }
+        }
+        let until = Instant::now() + deadline;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.submit_once(events).await {
+                Err(e) if e.is_retryable() && Instant::now() < until => {
+                    tokio::time::sleep(backoff).await; // backoff before retrying with the same ids
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn events(&self, f: &EventFilter) -> Result<EventPage, ClientError> {
+        self.get("/v1/events", f).await
+    }
+
+    pub async fn nodes(&self, at: Option<u64>) -> Result<NodesView, ClientError> {
+        self.get("/v1/nodes", &[("at", at)]).await
+    }
+
+    pub async fn node(&self, id: &str, at: Option<u64>) -> Result<NodeView, ClientError> {
+        self.get(&format!("/v1/nodes/{id}"), &[("at", at)]).await
+    }
+
+    pub async fn history(&self, id: &str, f: &EventFilter) -> Result<EventPage, ClientError> {
+        self.get(&format!("/v1/nodes/{id}/history"), f).await
+    }
+
+    pub async fn verify(&self) -> Result<VerifyView, ClientError> {
+        self.get("/v1/audit/verify", &()).await
+    }
+
+    pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
+        self.get("/v1/cluster", &()).await
+    }
+
+    pub async fn member(&self) -> Result<MemberStatus, ClientError> {
+        self.get("/v1/cluster/local", &()).await
+    }
+
+    pub async fn add_member(&self, id: u64, addr: &str) -> Result<(), ClientError> {
+        self.post("/v1/cluster/members", &AddMember { id, addr: addr.to_owned() }).await
+    }
+
+    pub async fn remove_member(&self, id: u64) -> Result<(), ClientError> {
+        let (url, b) = self.req(reqwest::Method::DELETE, &format!("/v1/cluster/members/{id}"));
+        Self::send(&url, b).await
+    }
+
+    /// Follow `GET /v1/events/watch` from `after`: every event after it, in order, then live ones.
+    pub async fn watch(
+        &self,
+        after: u64,
+        node: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<Event, ClientError>> + use<>, ClientError> {
+        let (url, b) = self.req(reqwest::Method::GET, "/v1/events/watch");
+        let resp = b
+            .query(&[("after", Some(after.to_string())), ("node", node.map(str::to_owned)), ("type", kind.map(str::to_owned))])
+            .send()
+            .await
+            .map_err(|e| transport(&url, e))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap_or_default();
+            let (code, message) = serde_json::from_str::<ErrorBody>(&body)
+                .map(|b| (b.error.code, b.error.message))
+                .unwrap_or(("http".into(), body));
+            return Err(ClientError::Api { status, code, message, index: None });
+        }
+        Ok(sse_events(url, resp.bytes_stream()))
+    }
+}
+
+/// Parse a Server-Sent Events byte stream into events; an `error` event or a broken stream is an error.
+fn sse_events(
+    url: String,
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+) -> impl Stream<Item = Result<Event, ClientError>> {
+    let state = (Box::pin(bytes), Vec::<u8>::new(), url, false);
+    futures_util::stream::unfold(state, |(mut bytes, mut buf, url, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            if let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let raw: Vec<u8> = buf.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&raw);
+                let (mut kind, mut data) = ("message", String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        kind = if v.trim() == "error" { "error" } else if v.trim() == "event" { "event" } else { "other" };
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                match kind {
+                    "event" => {
+                        let item = serde_json::from_str::<Event>(&data)
+                            .map_err(|e| ClientError::Decode { url: url.clone(), reason: e.to_string() });
+                        return Some((item, (bytes, buf, url, false)));
+                    }
+                    "error" => {
+                        let err = ClientError::Api { status: 500, code: "watch_failed".into(), message: data, index: None };
+                        return Some((Err(err), (bytes, buf, url, true)));
+                    }
+                    _ => continue, // keep-alive comments and unknown events
+                }
+            }
+            match bytes.next().await {
+                Some(Ok(chunk)) => buf.extend(chunk.iter().filter(|b| **b != b'\r')),
+                Some(Err(e)) => return Some((Err(transport(&url, e)), (bytes, buf, url, true))),
+                None => return None,
+            }
+        }
+    })
+}

@@ -1,0 +1,264 @@
+//! The server's configuration: a TOML or JSON file plus flags with the same names, validated once into
+//! a typed [`ServerConfig`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One member's configuration as it appears in a file (`--config`) or as flags; every field optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    pub node_id: Option<u64>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `1=10.0.0.1:7770,2=10.0.0.2:7770,…`, or a table `{ "1" = "10.0.0.1:7770", … }`.
+    pub initial_cluster: Option<InitialCluster>,
+    /// `new` (bootstrap the cluster from `initial-cluster`) or `existing` (wait to be added).
+    pub initial_cluster_state: Option<ClusterState>,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: Option<usize>,
+    pub snapshot_every: Option<u64>,
+    pub keep_after_snapshot: Option<u64>,
+    pub checkpoint_every: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum InitialCluster {
+    Flag(String),
+    Table(BTreeMap<String, String>),
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterState {
+    #[default]
+    New,
+    Existing,
+}
+
+/// A validated member configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub node_id: u64,
+    pub listen: SocketAddr,
+    /// The address other members and clients reach this member at (its entry in `initial-cluster`).
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub initial_cluster: BTreeMap<u64, String>,
+    pub cluster_state: ClusterState,
+    /// `None`: generated into the data directory (single-member clusters only).
+    pub cluster_secret_file: Option<PathBuf>,
+    /// `None`: generated into `data-dir/admin.token`.
+    pub admin_token_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub raft: sendan_raft::ClusterOptions,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7770";
+pub const DEFAULT_DATA_DIR: &str = "sendan-data";
+pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path} is invalid: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("`{key}` is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+impl ConfigFile {
+    /// Read a `.toml` or `.json` file.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let p = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: p.clone(), reason: e.to_string() })?;
+        let parsed = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(&text).map_err(|e| e.to_string())
+        };
+        parsed.map_err(|reason| ConfigError::Parse { path: p, reason })
+    }
+
+    /// Fields set in `over` win.
+    pub fn overlay(self, over: ConfigFile) -> ConfigFile {
+        ConfigFile {
+            node_id: over.node_id.or(self.node_id),
+            listen: over.listen.or(self.listen),
+            data_dir: over.data_dir.or(self.data_dir),
+            initial_cluster: over.initial_cluster.or(self.initial_cluster),
+            initial_cluster_state: over.initial_cluster_state.or(self.initial_cluster_state),
+            cluster_secret_file: over.cluster_secret_file.or(self.cluster_secret_file),
+            admin_token_file: over.admin_token_file.or(self.admin_token_file),
+            max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
+            snapshot_every: over.snapshot_every.or(self.snapshot_every),
+            keep_after_snapshot: over.keep_after_snapshot.or(self.keep_after_snapshot),
+            checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
+            heartbeat_ms: over.heartbeat_ms.or(self.heartbeat_ms),
+            election_timeout_ms: over.election_timeout_ms.or(self.election_timeout_ms),
+        }
+    }
+
+    /// Fill defaults and check everything once.
+    pub fn validate(self) -> Result<ServerConfig, ConfigError> {
+        let node_id = self.node_id.unwrap_or(1);
+        if node_id == 0 {
+            return Err(invalid("node-id", "member ids start at 1"));
+        }
+        let listen_s = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr =
+            listen_s.parse().map_err(|_| invalid("listen", format!("`{listen_s}` is not an IP:port address")))?;
+        let initial_cluster = match self.initial_cluster {
+            None => BTreeMap::from([(node_id, listen_s.clone())]),
+            Some(InitialCluster::Flag(s)) => parse_initial_cluster(&s)?,
+            Some(InitialCluster::Table(t)) => {
+                let flag = t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                parse_initial_cluster(&flag)?
+            }
+        };
+        let advertise = initial_cluster.get(&node_id).cloned().ok_or_else(|| {
+            invalid("initial-cluster", format!("it does not name this member (node-id {node_id})"))
+        })?;
+        if initial_cluster.len() > 1 && self.cluster_secret_file.is_none() {
+            return Err(invalid(
+                "cluster-secret-file",
+                "a cluster of several members needs the same secret on every member; pass --cluster-secret-file",
+            ));
+        }
+        let mut raft = sendan_raft::ClusterOptions::default();
+        if let Some(v) = self.snapshot_every {
+            raft.snapshot_every = v.max(1);
+        }
+        if let Some(v) = self.keep_after_snapshot {
+            raft.keep_after_snapshot = v;
+        }
+        if let Some(v) = self.checkpoint_every {
+            raft.checkpoint_every = v.max(1);
+        }
+        if let Some(v) = self.heartbeat_ms {
+            raft.heartbeat_ms = v.max(10);
+        }
+        if let Some(v) = self.election_timeout_ms {
+            if v <= raft.heartbeat_ms * 2 {
+                return Err(invalid("election-timeout-ms", "it must be more than twice the heartbeat"));
+            }
+            raft.election_min_ms = v;
+            raft.election_max_ms = v * 2;
+        }
+        Ok(ServerConfig {
+            node_id,
+            listen,
+            advertise,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            initial_cluster,
+            cluster_state: self.initial_cluster_state.unwrap_or_default(),
+            cluster_secret_file: self.cluster_secret_file,
+            admin_token_file: self.admin_token_file,
+            max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY).max(1024),
+            raft,
+        })
+    }
+}
+
+/// Parse `1=host:port,2=host:port`.
+pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| invalid("initial-cluster", format!("`{part}` is not ID=HOST:PORT")))?;
+        let id: u64 = id.trim().parse().ok().filter(|i| *i > 0).ok_or_else(|| {
+            invalid("initial-cluster", format!("`{id}` is not a member id (a positive integer)"))
+        })?;
+        let addr = addr.trim();
+        if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            return Err(invalid("initial-cluster", format!("`{addr}` is not HOST:PORT")));
+        }
+        if out.insert(id, addr.to_owned()).is_some() {
+            return Err(invalid("initial-cluster", format!("member {id} is listed twice")));
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid("initial-cluster", "it is empty"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_configuration_is_a_single_member_on_the_default_port() {
+        let c = ConfigFile::default().validate().unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.initial_cluster, BTreeMap::from([(1, DEFAULT_LISTEN.to_owned())]));
+        assert_eq!(c.data_dir, PathBuf::from("sendan-data"));
+    }
+
+    #[test]
+    fn toml_keys_are_the_flag_names() {
+        let f: ConfigFile = toml::from_str(
+            r#"
+            node-id = 2
+            listen = "127.0.0.1:7002"
+            initial-cluster = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+            cluster-secret-file = "/run/secrets/sendan"
+            "#,
+        )
+        .unwrap();
+        let c = f.validate().unwrap();
+        assert_eq!(c.advertise, "127.0.0.1:7002");
+        assert_eq!(c.initial_cluster.len(), 3);
+        let err = toml::from_str::<ConfigFile>("node_id = 2").unwrap_err().to_string();
+        assert!(err.contains("unknown field `node_id`"), "{err}");
+    }
+
+    #[test]
+    fn json_tables_work_too() {
+        let f: ConfigFile = serde_json::from_str(
+            r#"{"node-id": 1, "initial-cluster": {"1": "10.0.0.1:7770"}, "listen": "0.0.0.0:7770"}"#,
+        )
+        .unwrap();
+        assert_eq!(f.validate().unwrap().advertise, "10.0.0.1:7770");
+    }
+
+    #[test]
+    fn bad_settings_say_what_is_wrong() {
+        let cases = [
+            (ConfigFile { node_id: Some(0), ..Default::default() }, "member ids start at 1"),
+            (ConfigFile { listen: Some("localhost".into()), ..Default::default() }, "not an IP:port"),
+            (
+                ConfigFile { initial_cluster: Some(InitialCluster::Flag("1=a:1,2=b:2".into())), ..Default::default() },
+                "pass --cluster-secret-file",
+            ),
+            (
+                ConfigFile { initial_cluster: Some(InitialCluster::Flag("2=a:1".into())), ..Default::default() },
+                "does not name this member",
+            ),
+            (
+                ConfigFile { initial_cluster: Some(InitialCluster::Flag("x=a:1".into())), ..Default::default() },
+                "not a member id",
+            ),
+        ];
+        for (file, want) in cases {
+            let err = file.validate().unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should say {want:?}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `/healthz` (the process serves), `/readyz` (a leader is known and this member has applied what it
+//! knows to be committed), `/metrics` (Prometheus text), and the JSON 404.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let m = app.node.raft.metrics().borrow().clone();
+    let committed = app.node.committed_index().ok().flatten();
+    let applied = m.last_applied.map(|l| l.index);
+    let ready = m.current_leader.is_some() && applied >= committed;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ready, "leader": m.current_leader, "committed_index": committed, "applied_index": applied })))
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render(&app))
+}
+
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("there is no endpoint {method} {}; the API lives under /v1", uri.path()))
+}

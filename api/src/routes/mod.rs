@@ -1,0 +1,8 @@
+//! HTTP handlers: each parses, makes one call, and maps the result.
+
+pub mod audit;
+pub mod cluster;
+pub mod events;
+pub mod health;
+pub mod nodes;
+pub mod peer;

@@ -1,0 +1,72 @@
+//! `GET /v1/nodes`, `GET /v1/nodes/{id}` and `GET /v1/nodes/{id}/history`, with `?at=SEQ` time travel.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use sendan_core::NodeId;
+use sendan_core::fleet::FleetState;
+use sendan_core::lifecycle;
+use sendan_core::wire::{EventPage, NodeView, NodesView};
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::extract::{Auth, Q};
+use crate::routes::events::{ListParams, page};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtParams {
+    /// Read the fleet as it was right after this event.
+    pub at: Option<u64>,
+}
+
+pub fn fleet_at(app: &App, at: Option<u64>) -> Result<Arc<FleetState>, ApiError> {
+    match at {
+        None => Ok(app.node.reader.fleet()),
+        Some(seq) => app.node.reader.fleet_at(seq).map_err(ApiError::from),
+    }
+}
+
+fn node_id(id: &str) -> Result<NodeId, ApiError> {
+    NodeId::new(id).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) -> Result<Json<NodesView>, ApiError> {
+    auth.admin()?;
+    let fleet = fleet_at(&app, p.at)?;
+    Ok(Json(NodesView {
+        seq: fleet.seq,
+        nodes: fleet.nodes.values().cloned().collect(),
+        machines: fleet.unbound_machines().cloned().collect(),
+    }))
+}
+
+pub async fn show(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Q(p): Q<AtParams>,
+) -> Result<Json<NodeView>, ApiError> {
+    auth.admin()?;
+    let id = node_id(&id)?;
+    let fleet = fleet_at(&app, p.at)?;
+    let node = fleet.node(&id).cloned().ok_or_else(|| {
+        ApiError::NotFound(format!("node {id} does not exist at seq {} (it has not been commissioned)", fleet.seq))
+    })?;
+    let machine = fleet.machine(&node.machine).cloned();
+    let allowed = lifecycle::allowed_events(node.state);
+    Ok(Json(NodeView { seq: fleet.seq, node, machine, allowed }))
+}
+
+pub async fn history(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Q(mut p): Q<ListParams>,
+) -> Result<Json<EventPage>, ApiError> {
+    auth.admin()?;
+    p.node = Some(node_id(&id)?.to_string());
+    page(&app, &p.query()?).map(Json)
+}
