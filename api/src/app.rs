@@ -41,8 +41,6 @@ pub enum StartError {
     Secret(String),
     #[error("cannot start the Raft member")]
     Raft(#[from] sendan_raft::StartError),
-    #[error("cannot read the listener's address: {0}")]
-    Listener(std::io::Error),
 }
 
 /// What a started member tells the operator.
@@ -154,13 +152,18 @@ pub struct Running {
 impl Running {
     /// Start a member on an already-bound listener.
     pub async fn start(config: ServerConfig, listener: TcpListener, faults: Arc<FaultSwitch>) -> Result<Running, StartError> {
-        let addr = listener.local_addr().map_err(StartError::Listener)?;
         let (app, _, _) = open(config, faults).await?;
+        Ok(Running::serve(app, listener))
+    }
+
+    /// Serve an opened member on an already-bound listener.
+    pub fn serve(app: Arc<App>, listener: TcpListener) -> Running {
+        let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(app.clone(), listener, async move {
             let _ = rx.await;
         }));
-        Ok(Running { app, addr, stop: Some(tx), task })
+        Running { app, addr, stop: Some(tx), task }
     }
 
     /// Stop serving and shut Raft down; the stores are closed when the last handle drops.

@@ -260,6 +260,10 @@ pub struct MemberStatus {
     pub last_log_index: Option<u64>,
     pub committed_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// The last log index covered by this member's latest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Raft log entries up to this index have been compacted away on this member.
+    pub purged_index: Option<u64>,
     /// The last event seq applied, and its hash.
     pub seq: u64,
     pub head: Hash,

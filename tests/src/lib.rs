@@ -1,1 +1,67 @@
-//! Shared fixtures for Sendan's multi-node and end-to-end tests.
+//! Shared fixtures for Sendan's multi-node and end-to-end tests: waiting on conditions with a deadline,
+//! an in-process cluster (isolate, restart, wait-until), and clusters of real `sendan server` processes.
+
+pub mod inproc;
+pub mod procs;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sendan_core::wire::ProposalIn;
+use sendan_core::{EventId, Payload};
+
+/// Poll `check` until it returns `Some`, or panic after `timeout` naming `what`. Never sleeps longer than
+/// the poll interval; the interval is the pacing between polls, not a wait for the condition.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll pacing
+    }
+}
+
+/// A built binary of this workspace (`sendan`, `sendan-agent`), next to the test executable.
+///
+/// `cargo test --workspace` builds them first, because `sendan-api` and `sendan-agents` have
+/// integration tests of their own.
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the binaries), or `cargo build --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// An event proposal with a fixed id, from a JSON payload such as
+/// `json!({"type": "NodeDrainRequested", "node": "n1"})`.
+pub fn proposal(id: u128, payload: serde_json::Value) -> ProposalIn {
+    let payload: Payload = serde_json::from_value(payload).expect("a valid payload");
+    ProposalIn { id: Some(EventId::from_u128(id)), comment: None, payload }
+}
+
+/// The payload of a machine discovery.
+pub fn discovered(machine: &str) -> serde_json::Value {
+    serde_json::json!({ "type": "MachineDiscovered", "machine": machine })
+}
+
+/// The payload binding `machine` to `node`.
+pub fn commissioned(node: &str, machine: &str) -> serde_json::Value {
+    serde_json::json!({ "type": "NodeCommissioned", "node": node, "machine": machine })
+}

@@ -1,0 +1,153 @@
+//! Clusters of real `sendan server` processes on loopback ports: start, `kill -9`, restart, stop.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sendan_api::client::Client;
+use tempfile::TempDir;
+
+use crate::{binary, wait_until};
+
+pub struct ProcCluster {
+    pub dir: TempDir,
+    pub addrs: BTreeMap<u64, String>,
+    pub children: BTreeMap<u64, Child>,
+    /// Extra `sendan server` flags for every member.
+    pub extra: Vec<String>,
+    admin_token: String,
+}
+
+/// A free loopback port (bound, then released for the child to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl ProcCluster {
+    /// Start `n` member processes forming a new cluster and wait until every member reports a leader.
+    pub async fn start(n: u64, extra: &[&str]) -> ProcCluster {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(dir.path().join("cluster.secret"), "proc-cluster-secret\n").unwrap();
+        let admin_token = "sendan-admin-proc-token".to_owned();
+        std::fs::write(dir.path().join("admin.token"), format!("{admin_token}\n")).unwrap();
+        let addrs = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        let mut c = ProcCluster {
+            dir,
+            addrs,
+            children: BTreeMap::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            admin_token,
+        };
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c.leader().await;
+        c
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("member-{id}"))
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let cluster = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect::<Vec<_>>().join(",");
+        let log = std::fs::File::create(self.dir.path().join(format!("member-{id}.log"))).unwrap();
+        let child = Command::new(binary("sendan"))
+            .arg("server")
+            .args(["--node-id", &id.to_string()])
+            .args(["--listen", &self.addrs[&id]])
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .args(["--initial-cluster", &cluster])
+            .arg("--cluster-secret-file")
+            .arg(self.dir.path().join("cluster.secret"))
+            .arg("--admin-token-file")
+            .arg(self.dir.path().join("admin.token"))
+            .args(["--heartbeat-ms", "100", "--election-timeout-ms", "700"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sendan server starts");
+        self.children.insert(id, child);
+    }
+
+    pub fn client(&self, id: u64) -> Client {
+        Client::new(&self.addrs[&id], Some(self.admin_token.clone()))
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("member-{id}.log"))).unwrap_or_default()
+    }
+
+    /// Wait until every running member reports the same leader; return it.
+    pub async fn leader(&self) -> u64 {
+        wait_until("the member processes agree on a leader", Duration::from_secs(30), || async {
+            let mut seen = None;
+            for id in self.children.keys() {
+                let m = self.client(*id).member().await.ok()?;
+                let l = m.leader?;
+                if seen.is_some_and(|s| s != l) || !self.children.contains_key(&l) {
+                    return None;
+                }
+                seen = Some(l);
+            }
+            seen
+        })
+        .await
+    }
+
+    /// `kill -9` member `id`.
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(mut c) = self.children.remove(&id) {
+            let _ = c.kill(); // SIGKILL on Unix
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop member `id` with SIGTERM and wait for it to exit.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut c) = self.children.remove(&id) {
+            // SAFETY: kill(2) with a pid we own.
+            unsafe { libc_kill(c.id() as i32, 15) };
+            let _ = c.wait();
+        }
+    }
+
+    pub fn stop_all(&mut self) {
+        let ids: Vec<u64> = self.children.keys().copied().collect();
+        for id in ids {
+            self.stop(id);
+        }
+    }
+
+    /// Start member `id` again with its old data directory.
+    pub fn restart(&mut self, id: u64) {
+        self.kill9(id);
+        self.spawn(id);
+    }
+
+    /// Wait until member `id` has applied at least `seq` events.
+    pub async fn wait_seq(&self, id: u64, seq: u64, timeout: Duration) {
+        wait_until(&format!("member {id} applies seq {seq}"), timeout, || async {
+            let m = self.client(id).member().await.ok()?;
+            (m.seq >= seq).then_some(())
+        })
+        .await
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.children) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
