@@ -66,7 +66,7 @@ async fn an_illegal_transition_is_a_409_that_changes_nothing() {
     assert_eq!(
         message,
         "node n1 is `install-pending`; `NodeDrainRequested` needs `active`; allowed now: `NodeInstallStarted`, \
-         `NodeInstallFailed`, `NodeRescueRequested`, `NodeFailed`, `NodeRetired`"
+         `NodeInstallFailed`, `NodeRescueRequested`, `NodeFailed`, `NodeRetired`, `NodeRebound`"
     );
     assert_eq!(c.fleet(1).seq, 2, "the legal first half of the batch was not applied either");
     assert_eq!(c.client(1).node("n1", None).await.unwrap().node.state.name(), "commissioned");

@@ -54,8 +54,7 @@ async fn writes_through_any_member_are_read_back_from_every_member() {
 
 /// Submit `per_task` single events from each of `tasks` concurrent clients, rotating to the next member
 /// whenever a member does not answer, and retrying with the same id. Returns every acknowledgement.
-async fn load(c: &ProcCluster, tasks: u64, per_task: u64, started: Arc<Mutex<u64>>) -> Vec<Receipt> {
-    let clients: Vec<Client> = (1..=3).map(|id| c.client(id)).collect();
+async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, started: Arc<Mutex<u64>>) -> Vec<Receipt> {
     let mut handles = Vec::new();
     for t in 0..tasks {
         let clients = clients.clone();
@@ -102,7 +101,8 @@ async fn killing_the_leader_mid_stream_loses_and_duplicates_nothing() {
     let progress = Arc::new(Mutex::new(0u64));
     let (tasks, per_task) = (8u64, 40u64);
     let acked = {
-        let load = load(&c, tasks, per_task, progress.clone());
+        let clients = (1..=3).map(|id| c.client(id)).collect();
+        let load = load(clients, tasks, per_task, progress.clone());
         tokio::pin!(load);
         // Let the stream get going, then kill the leader while it runs.
         let mut killed = false;
@@ -147,7 +147,7 @@ async fn killing_the_leader_mid_stream_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarting_the_whole_cluster_loses_nothing() {
     let mut c = ProcCluster::start(3, &[]).await;
-    let acked = load(&c, 4, 25, Arc::default()).await;
+    let acked = load((1..=3).map(|id| c.client(id)).collect(), 4, 25, Arc::default()).await;
     for id in 1..=3 {
         c.kill9(id);
     }
