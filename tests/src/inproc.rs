@@ -68,6 +68,17 @@ impl Cluster {
         self.dir.path().join(format!("member-{id}"))
     }
 
+    /// Start a new member `id` that waits to be added to the running cluster
+    /// (`--initial-cluster-state existing`); add it with `sendan cluster add`.
+    pub async fn start_joining(&mut self, id: u64) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        self.addrs.insert(id, listener.local_addr().unwrap().to_string());
+        let mut config = self.config(id);
+        config.cluster_state = sendan_api::config::ClusterState::Existing;
+        let running = Running::start(config, listener, self.faults.clone()).await.expect("member starts");
+        self.members.insert(id, Some(running));
+    }
+
     fn config(&self, id: u64) -> sendan_api::config::ServerConfig {
         let flag = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect::<Vec<_>>().join(",");
         ConfigFile {

@@ -165,3 +165,31 @@ async fn time_travel_equals_folding_from_genesis() {
     assert_eq!(view.seq, 10);
     assert_eq!(view.nodes.len(), 5);
 }
+
+/// Property: a member added with `cluster add` receives the whole history and becomes a voter; a removed
+/// member is no longer part of the membership, and the remaining members keep committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_can_be_added_and_removed() {
+    let mut c = Cluster::new(3).await;
+    let mut batch: Vec<_> = (0..10u128).map(|i| proposal(i + 1, discovered(&format!("m{i}")))).collect();
+    c.client(2).submit(&mut batch, Duration::from_secs(20)).await.unwrap();
+    c.start_joining(4).await;
+    let addr = c.addrs[&4].clone();
+    c.client(3).add_member(4, &addr).await.unwrap();
+    c.wait_applied(4, 10).await;
+    let status = c.client(1).cluster().await.unwrap();
+    assert_eq!(status.members.iter().filter(|m| m.voter).count(), 4, "{status:?}");
+    assert_eq!(all_events(&c, 4).await, all_events(&c, 1).await);
+
+    let leader = c.leader().await;
+    let gone = (1..=4).find(|i| *i != leader).unwrap();
+    c.client(leader).remove_member(gone).await.unwrap();
+    let status = c.client(leader).cluster().await.unwrap();
+    assert!(status.members.iter().all(|m| m.id != gone), "{status:?}");
+    c.stop(gone).await;
+    let mut more = vec![proposal(99, discovered("after-removal"))];
+    let r = c.client(leader).submit(&mut more, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(r.events[0].seq, 11);
+    let err = c.client(leader).remove_member(gone).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("member {gone} is not part of the cluster")), "{err}");
+}
