@@ -25,6 +25,7 @@ pub struct App {
     pub tokens: Tokens,
     pub cluster_secret: String,
     pub metrics: Metrics,
+    pub proposer: crate::write::Proposer,
     pub started: Instant,
     /// Flipped to `true` when the member stops, ending long-lived responses (watch streams).
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -71,6 +72,7 @@ pub async fn open(config: ServerConfig, faults: Arc<FaultSwitch>) -> Result<(Arc
     let node = RaftNode::start(config.node_id, dir, &cluster_secret, faults, &config.raft).await?;
     let app = App {
         config,
+        proposer: crate::write::Proposer::start(node.clone()),
         node,
         tokens: Tokens::new(&admin_token),
         cluster_secret,

@@ -85,6 +85,7 @@ impl From<sendan_raft::StoreError> for ApiError {
     fn from(e: sendan_raft::StoreError) -> Self {
         match e {
             sendan_raft::StoreError::NotYetApplied { .. } => ApiError::NotFound(e.to_string()),
+            sendan_raft::StoreError::Unavailable(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(format!("{other}: {}", source_chain(&other))),
         }
     }

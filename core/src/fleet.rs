@@ -4,6 +4,8 @@
 //! Business rules live in [`check`] only; [`evolve`] holds none and never fails, so replaying a log that
 //! was accepted once always gives the same state.
 
+use std::sync::Arc;
+
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +15,10 @@ use crate::ids::{Hash, MachineId, NodeId, Timestamp};
 use crate::lifecycle::{self, NodeState};
 use crate::rejection::Rejection;
 
-/// The state after some prefix of the log. Clones are cheap (persistent maps), which is what makes a
-/// batch atomic: it is applied to a clone that replaces the original only if every event is accepted.
+/// The state after some prefix of the log. Clones are cheap — persistent maps of shared records, so a
+/// clone copies no record and a change copies only the records it touches — which is what makes a batch
+/// atomic (it is applied to a clone that replaces the original only if every event is accepted) and lets
+/// readers keep the state they read while the log moves on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetState {
     /// The seq of the last event folded in (0 before any).
@@ -23,8 +27,8 @@ pub struct FleetState {
     pub head: Hash,
     /// The time of that event.
     pub last_time: Timestamp,
-    pub nodes: OrdMap<NodeId, NodeRecord>,
-    pub machines: OrdMap<MachineId, MachineRecord>,
+    pub nodes: OrdMap<NodeId, Arc<NodeRecord>>,
+    pub machines: OrdMap<MachineId, Arc<MachineRecord>>,
 }
 
 /// A declared node bound to a machine.
@@ -66,23 +70,32 @@ impl MachineRecord {
 
 impl FleetState {
     pub fn node(&self, id: &NodeId) -> Option<&NodeRecord> {
-        self.nodes.get(id)
+        self.nodes.get(id).map(Arc::as_ref)
     }
 
     pub fn machine(&self, id: &MachineId) -> Option<&MachineRecord> {
-        self.machines.get(id)
+        self.machines.get(id).map(Arc::as_ref)
     }
 
     /// Machines no node is bound to: the `discovered` list an operator accepts from.
     pub fn unbound_machines(&self) -> impl Iterator<Item = &MachineRecord> {
-        self.machines.values().filter(|m| m.node.is_none())
+        self.machines.values().map(Arc::as_ref).filter(|m| m.node.is_none())
+    }
+
+    fn node_mut(&mut self, id: &NodeId) -> Option<&mut NodeRecord> {
+        self.nodes.get_mut(id).map(Arc::make_mut)
+    }
+
+    fn machine_mut(&mut self, id: &MachineId) -> Option<&mut MachineRecord> {
+        self.machines.get_mut(id).map(Arc::make_mut)
     }
 }
 
 /// The node an event belongs to in the by-node index: the node it names, or — for a bound machine
-/// phoning home again — the node bound to that machine just before the event.
-pub fn indexed_node(before: &FleetState, event: &Event) -> Option<NodeId> {
-    event.node().cloned().or_else(|| event.payload.machine().and_then(|m| before.machine(m)?.node.clone()))
+/// phoning home again — the node bound to that machine. An event that names no node never changes a
+/// binding, so `state` may be the state just before or just after `event`: the answer is the same.
+pub fn indexed_node(state: &FleetState, event: &Event) -> Option<NodeId> {
+    event.node().cloned().or_else(|| event.payload.machine().and_then(|m| state.machine(m)?.node.clone()))
 }
 
 /// May `proposal` be accepted in `state`? Pure; changes nothing.
@@ -150,17 +163,20 @@ pub fn evolve(state: &mut FleetState, event: &Event) {
     let kind = event.payload.kind();
     match &event.payload {
         Payload::MachineDiscovered(p) => {
-            let m = state.machines.entry(p.machine.clone()).or_insert_with(|| MachineRecord {
-                id: p.machine.clone(),
-                facts: HardwareFacts::default(),
-                node: None,
-                first_seen: seq,
-                last_seen: seq,
+            let entry = state.machines.entry(p.machine.clone()).or_insert_with(|| {
+                Arc::new(MachineRecord {
+                    id: p.machine.clone(),
+                    facts: HardwareFacts::default(),
+                    node: None,
+                    first_seen: seq,
+                    last_seen: seq,
+                })
             });
+            let m = Arc::make_mut(entry);
             m.facts = p.facts.clone();
             m.last_seen = seq;
             if let Some(node) = m.node.clone()
-                && let Some(n) = state.nodes.get_mut(&node)
+                && let Some(n) = state.node_mut(&node)
             {
                 n.updated = seq;
             }
@@ -168,7 +184,7 @@ pub fn evolve(state: &mut FleetState, event: &Event) {
         Payload::NodeCommissioned(p) => {
             state.nodes.insert(
                 p.node.clone(),
-                NodeRecord {
+                Arc::new(NodeRecord {
                     id: p.node.clone(),
                     state: NodeState::Commissioned,
                     machine: p.machine.clone(),
@@ -179,29 +195,29 @@ pub fn evolve(state: &mut FleetState, event: &Event) {
                     since: seq,
                     updated: seq,
                     reason: None,
-                },
+                }),
             );
-            if let Some(m) = state.machines.get_mut(&p.machine) {
+            if let Some(m) = state.machine_mut(&p.machine) {
                 m.node = Some(p.node.clone());
             }
         }
         Payload::NodeRebound(p) => {
-            let Some(node) = state.nodes.get_mut(&p.node) else { return };
+            let Some(node) = state.node_mut(&p.node) else { return };
             let old = std::mem::replace(&mut node.machine, p.machine.clone());
             node.state = NodeState::Commissioned;
             node.since = seq;
             node.updated = seq;
             node.reason = None;
-            if let Some(m) = state.machines.get_mut(&old) {
+            if let Some(m) = state.machine_mut(&old) {
                 m.node = None;
             }
-            if let Some(m) = state.machines.get_mut(&p.machine) {
+            if let Some(m) = state.machine_mut(&p.machine) {
                 m.node = Some(p.node.clone());
             }
         }
         other => {
             let Some(id) = other.node() else { return };
-            let Some(node) = state.nodes.get_mut(id) else { return };
+            let Some(node) = state.node_mut(id) else { return };
             node.updated = seq;
             if let Some(to) = lifecycle::row(kind).map(|t| t.to) {
                 node.state = to;

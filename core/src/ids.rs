@@ -39,14 +39,16 @@ fn check_ident(what: &'static str, value: &str, max: usize, extra: &[char]) -> R
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal, $extra:expr) => {
         $(#[$doc])*
+        ///
+        /// Cloning is a reference-count increment: ids are copied into every event, record and index.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             pub fn new(value: impl Into<String>) -> Result<Self, InvalidValue> {
                 let value = value.into();
                 check_ident($what, &value, $max, $extra)?;
-                Ok(Self(value))
+                Ok(Self(value.into()))
             }
 
             pub fn as_str(&self) -> &str {

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod record;
 pub mod rejection;
+pub mod spec;
 pub mod wire;
 
 pub use event::{Event, EventKind, Payload, Proposal};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Proposal};
 use crate::fleet::{self, FleetState};
+use crate::ids::NodeId;
 use crate::rejection::Rejection;
 
 /// A batch was refused because one of its proposals was; nothing of the batch was applied.
@@ -21,18 +22,36 @@ pub struct BatchRejection {
 /// Check and seal `proposals` in order, each seeing the ones before it. Either every proposal is accepted
 /// and `state` moves past all of them, or the first refusal is returned and `state` is unchanged.
 pub fn append(state: &mut FleetState, proposals: &[Proposal]) -> Result<Vec<Event>, BatchRejection> {
+    append_indexed(state, proposals).map(|v| v.into_iter().map(|(e, _)| e).collect())
+}
+
+/// [`append`], also returning the node each event is indexed under ([`fleet::indexed_node`]).
+pub fn append_indexed(
+    state: &mut FleetState,
+    proposals: &[Proposal],
+) -> Result<Vec<(Event, Option<NodeId>)>, BatchRejection> {
+    if let [p] = proposals {
+        // One proposal: once it passes `check`, nothing can fail, so no copy of the state is needed.
+        fleet::check(state, p).map_err(|rejection| BatchRejection { index: 0, rejection })?;
+        return Ok(vec![seal_and_evolve(state, p)]);
+    }
     let mut work = state.clone();
     let mut events = Vec::with_capacity(proposals.len());
     for (index, p) in proposals.iter().enumerate() {
         fleet::check(&work, p).map_err(|rejection| BatchRejection { index, rejection })?;
-        // Time never goes back along the log, whatever the clocks of successive leaders say.
-        let time = p.time.max(work.last_time);
-        let event = crate::record::seal(p, work.seq + 1, time, work.head);
-        fleet::evolve(&mut work, &event);
-        events.push(event);
+        events.push(seal_and_evolve(&mut work, p));
     }
     *state = work;
     Ok(events)
+}
+
+fn seal_and_evolve(state: &mut FleetState, p: &Proposal) -> (Event, Option<NodeId>) {
+    // Time never goes back along the log, whatever the clocks of successive leaders say.
+    let time = p.time.max(state.last_time);
+    let event = crate::record::seal(p, state.seq + 1, time, state.head);
+    fleet::evolve(state, &event);
+    let node = fleet::indexed_node(state, &event);
+    (event, node)
 }
 
 /// Fold accepted events into `state`, in order.

@@ -37,6 +37,9 @@ pub enum StoreError {
     MissingEvent { seq: u64 },
     #[error("{0}")]
     Layout(String),
+    /// The store cannot serve right now (it is catching up, or its writer failed).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("seq {seq} has not been applied on this member yet (it has applied up to {applied})")]
     NotYetApplied { seq: u64, applied: u64 },
     #[error("a blocking storage task failed")]

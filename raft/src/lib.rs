@@ -41,19 +41,27 @@ impl fmt::Display for Member {
 /// What a Raft log entry asks the state machine to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Append a batch of proposals, atomically, skipping ids that were already applied.
-    Append { proposals: Vec<sendan_core::Proposal> },
+    /// Append client submissions, in order. Each inner batch is one client's submission and is atomic
+    /// on its own (ids applied before are skipped); the leader groups concurrent submissions into one
+    /// entry so that they share one round of replication and fsyncs.
+    Append { batches: Vec<Vec<sendan_core::Proposal>> },
 }
 
-/// What applying an entry produced; returned to the client that proposed it.
+/// What applying an entry produced: one outcome per submission, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// Every proposal has its place in the log, in order; `duplicate` ones were there already.
-    Appended(Vec<Receipt>),
-    /// The batch was refused; nothing of it was applied.
-    Rejected(sendan_core::log::BatchRejection),
+    Appended(Vec<Outcome>),
     /// Blank and membership entries answer nothing.
     Nothing,
+}
+
+/// What happened to one submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Every proposal has its place in the log, in order; `duplicate` ones were there already.
+    Appended(Vec<Receipt>),
+    /// The submission was refused; nothing of it was applied.
+    Rejected(sendan_core::log::BatchRejection),
 }
 
 /// Where an event sits in the log.

@@ -48,14 +48,30 @@ impl Reader {
         self.shared.fleet()
     }
 
-    /// The last applied seq.
+    /// The last seq durable in the store (what [`Reader::events`] can return).
     pub fn seq(&self) -> u64 {
-        self.shared.fleet().seq
+        self.shared.durable_seq()
     }
 
-    /// Notified with the last applied seq after every apply.
+    /// Notified with the last durable seq whenever it moves.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.subscribe()
+    }
+
+    /// Wait until the store holds everything applied so far, so a reader sees at least what any client
+    /// was already answered. Applying answers before its write is durable (see `state`); this wait is at
+    /// most one group commit.
+    pub async fn caught_up(&self) -> Result<(), StoreError> {
+        let target = self.shared.fleet().seq;
+        let mut rx = self.shared.subscribe();
+        let wait = rx.wait_for(|d| *d >= target);
+        match tokio::time::timeout(std::time::Duration::from_secs(10), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(StoreError::Unavailable(match self.shared.failure() {
+                Some(e) => format!("the state store failed: {e}"),
+                None => format!("the state store did not reach seq {target} in 10s"),
+            })),
+        }
     }
 
     /// The fleet as it was right after event `seq`.

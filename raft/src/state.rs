@@ -1,15 +1,23 @@
 //! The state machine: the applied event log, its indexes, the dedup table and state checkpoints, in one
 //! redb file (`state.redb`), each apply batch in one fsynced write transaction; plus snapshots.
 //!
-//! Applying an entry runs the pure core (`sendan_core::log::append`) on the in-memory fleet projection,
-//! then writes the accepted events. A snapshot is the whole event history, streamed from an MVCC read
+//! Applying an entry runs the pure core (`sendan_core::log::append`) on the in-memory fleet projection
+//! and hands the accepted events to a writer thread, which commits them (`Durability::Immediate`),
+//! grouping whatever applies queued while it was committing. `apply` answers the clients without waiting
+//! for that fsync: the entry is already committed in the Raft log of a majority, which is what makes an
+//! acknowledgement durable, and after a crash openraft applies again — deterministically, to the same
+//! seqs and hashes — every entry past the last applied index `state.redb` holds. Readers of the store
+//! wait until it has caught up with what they were answered (`Reader::caught_up`), and watchers are
+//! woken only once events are durable. A snapshot is the whole event history, streamed from an MVCC read
 //! transaction into a file; installing one verifies every record against the hash chain, keeps the
 //! events this member already has (they must match byte for byte) and folds the rest.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -20,13 +28,13 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTabl
 use sendan_core::chain::Verifier;
 use sendan_core::fleet::FleetState;
 use sendan_core::log::BatchRejection;
-use sendan_core::{Event, Proposal, record};
+use sendan_core::{Event, NodeId, Proposal, record};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{DbResult, StoreError};
 use crate::log_store::LogStore;
-use crate::{Member, MemberId, Receipt, Request, Response, TypeConfig};
+use crate::{Member, MemberId, Outcome, Receipt, Request, Response, TypeConfig};
 
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 pub(crate) const BY_NODE: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_node");
@@ -66,10 +74,15 @@ pub fn open_stores(dir: &Path, checkpoint_every: u64) -> Result<(LogStore, State
 pub(crate) struct Shared {
     pub(crate) db: Database,
     snapshot_dir: PathBuf,
-    /// The fleet after the last applied event. Replaced (not mutated) after each committed apply.
+    /// The fleet after the last applied event (possibly a little ahead of `state.redb`).
     fleet: RwLock<Arc<FleetState>>,
-    /// The last applied seq, for watchers.
-    seq_tx: watch::Sender<u64>,
+    /// The last seq durable in `state.redb`: what readers can read and watchers are told about.
+    durable: watch::Sender<u64>,
+    /// Why the writer stopped, if it failed; the member then stops applying.
+    failed: Mutex<Option<String>>,
+    /// Receipts of events applied but perhaps not yet durable, by event id: the dedup table's head.
+    /// Only the applying thread touches it.
+    unflushed: Mutex<HashMap<u128, (u64, sendan_core::Hash)>>,
     checkpoint_every: u64,
 }
 
@@ -79,24 +92,122 @@ impl Shared {
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.seq_tx.subscribe()
+        self.durable.subscribe()
+    }
+
+    pub(crate) fn durable_seq(&self) -> u64 {
+        *self.durable.borrow()
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failed.lock().expect("failure lock").clone()
     }
 
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
         self.db.begin_read().db("begin state read")
     }
-
-    fn publish(&self, fleet: FleetState) {
-        let seq = fleet.seq;
-        *self.fleet.write().expect("fleet lock") = Arc::new(fleet);
-        self.seq_tx.send_replace(seq);
-    }
 }
 
-/// The state machine of one member. Cloning shares it.
+/// The state machine of one member. Cloning shares it (and its writer).
 #[derive(Clone)]
 pub struct StateMachine {
     pub(crate) shared: Arc<Shared>,
+    writer: Sender<WriteJob>,
+}
+
+/// One event as the writer stores it.
+struct Row {
+    seq: u64,
+    id: u128,
+    kind: u16,
+    node: Option<NodeId>,
+    bytes: Vec<u8>,
+}
+
+/// What one `apply` call writes, in one transaction.
+#[derive(Default)]
+struct WriteSet {
+    rows: Vec<Row>,
+    applied: Option<Option<LogId<MemberId>>>,
+    membership: Option<StoredMembership<MemberId, Member>>,
+    checkpoint: Option<(u64, Vec<u8>)>,
+    seq: u64,
+}
+
+enum WriteJob {
+    Apply(WriteSet),
+    /// Answered once everything queued before it is durable (or has failed).
+    Barrier(std::sync::mpsc::Sender<Result<(), String>>),
+}
+
+/// The most write sets the writer folds into one transaction.
+const MAX_GROUP: usize = 256;
+
+fn write_loop(shared: &Shared, rx: Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP
+            && let Ok(j) = rx.try_recv()
+        {
+            jobs.push(j);
+        }
+        let sets: Vec<&WriteSet> = jobs.iter().filter_map(|j| if let WriteJob::Apply(s) = j { Some(s) } else { None }).collect();
+        let result = if sets.is_empty() || shared.failure().is_some() {
+            Ok(())
+        } else {
+            commit_sets(shared, &sets)
+        };
+        match &result {
+            Ok(()) => {
+                if let Some(seq) = sets.iter().map(|s| s.seq).max() {
+                    shared.durable.send_if_modified(|d| {
+                        let moved = seq > *d;
+                        *d = (*d).max(seq);
+                        moved
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the state machine could not commit applied entries; this member stops applying");
+                let mut failed = shared.failed.lock().expect("failure lock");
+                failed.get_or_insert_with(|| e.to_string());
+            }
+        }
+        let outcome = shared.failure().map_or(Ok(()), Err);
+        for job in jobs {
+            if let WriteJob::Barrier(done) = job {
+                let _ = done.send(outcome.clone());
+            }
+        }
+    }
+}
+
+fn commit_sets(shared: &Shared, sets: &[&WriteSet]) -> Result<(), StoreError> {
+    let txn = committed_write(&shared.db)?;
+    {
+        let mut events = txn.open_table(EVENTS).db("open events")?;
+        let mut by_node = txn.open_table(BY_NODE).db("open node index")?;
+        let mut by_type = txn.open_table(BY_TYPE).db("open type index")?;
+        let mut ids = txn.open_table(DEDUP).db("open id table")?;
+        for row in sets.iter().flat_map(|s| &s.rows) {
+            events.insert(row.seq, row.bytes.as_slice()).db("insert event")?;
+            if let Some(node) = &row.node {
+                by_node.insert((node.as_str(), row.seq), ()).db("index node")?;
+            }
+            by_type.insert((row.kind, row.seq), ()).db("index type")?;
+            ids.insert(row.id, row.seq).db("record event id")?;
+        }
+    }
+    if let Some(applied) = sets.iter().rev().find_map(|s| s.applied) {
+        write_meta(&txn, APPLIED, &applied)?;
+    }
+    if let Some(m) = sets.iter().rev().find_map(|s| s.membership.as_ref()) {
+        write_meta(&txn, MEMBERSHIP, m)?;
+    }
+    for (seq, bytes) in sets.iter().filter_map(|s| s.checkpoint.as_ref()) {
+        write_checkpoint_bytes(&txn, *seq, bytes, shared.checkpoint_every)?;
+    }
+    txn.commit().db("commit applied entries")
 }
 
 /// What a snapshot file says about itself.
@@ -127,26 +238,15 @@ impl<'t> EventTables<'t> {
         })
     }
 
-    /// Store `event` (whose record is `bytes`) and index it; `before` is the state just before it.
-    fn write(&mut self, before: &FleetState, event: &Event, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Store `event` (whose record is `bytes`) and index it under `node`.
+    fn write(&mut self, node: Option<&NodeId>, event: &Event, bytes: &[u8]) -> Result<(), StoreError> {
         self.events.insert(event.seq, bytes).db("insert event")?;
-        if let Some(node) = sendan_core::fleet::indexed_node(before, event) {
+        if let Some(node) = node {
             self.by_node.insert((node.as_str(), event.seq), ()).db("index node")?;
         }
         self.by_type.insert((event.kind().code(), event.seq), ()).db("index type")?;
         self.ids.insert(event.id.0.as_u128(), event.seq).db("record event id")?;
         Ok(())
-    }
-
-    /// The original receipt of an event id applied before, if it was.
-    fn applied_before(&self, id: sendan_core::EventId) -> Result<Option<Receipt>, StoreError> {
-        let Some(seq) = self.ids.get(id.0.as_u128()).db("look up event id")?.map(|v| v.value()) else {
-            return Ok(None);
-        };
-        let stored = self.events.get(seq).db("read event")?;
-        let bytes = stored.as_ref().map(|v| v.value()).unwrap_or_default();
-        let raw = record::split(bytes).map_err(|source| StoreError::Record { seq, source })?;
-        Ok(Some(Receipt { id, seq, hash: raw.hash, duplicate: true }))
     }
 }
 
@@ -222,15 +322,32 @@ impl StateMachine {
         let read = db.begin_read().db("begin state read")?;
         let fleet = fleet_at(&read, last_seq(&read)?)?;
         drop(read);
-        let (seq_tx, _) = watch::channel(fleet.seq);
-        let shared = Shared {
+        let (durable, _) = watch::channel(fleet.seq);
+        let shared = Arc::new(Shared {
             db,
             snapshot_dir,
             fleet: RwLock::new(Arc::new(fleet)),
-            seq_tx,
+            durable,
+            failed: Mutex::new(None),
+            unflushed: Mutex::new(HashMap::new()),
             checkpoint_every: checkpoint_every.max(1),
-        };
-        Ok(StateMachine { shared: Arc::new(shared) })
+        });
+        let (writer, rx) = channel();
+        let for_writer = shared.clone();
+        std::thread::Builder::new()
+            .name("sendan-state-writer".into())
+            .spawn(move || write_loop(&for_writer, rx))
+            .map_err(StoreError::io("start the state writer", &path))?;
+        Ok(StateMachine { shared, writer })
+    }
+
+    /// Wait until everything applied so far is durable in `state.redb`.
+    fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.writer.send(WriteJob::Barrier(tx)).map_err(|_| StoreError::Layout("the state writer has stopped".into()))?;
+        rx.recv()
+            .map_err(|_| StoreError::Layout("the state writer stopped".into()))?
+            .map_err(|e| StoreError::Layout(format!("the state writer failed: {e}")))
     }
 
     pub fn reader(&self) -> crate::Reader {
@@ -239,43 +356,47 @@ impl StateMachine {
 
     fn apply_blocking(&self, entries: Vec<openraft::Entry<TypeConfig>>) -> Result<Vec<Response>, StoreError> {
         let shared = &self.shared;
-        let mut fleet = (*shared.fleet()).clone();
+        if let Some(e) = shared.failure() {
+            return Err(StoreError::Layout(format!("the state writer failed earlier: {e}")));
+        }
+        // The fleet is changed in place; it is copied only where a reader still holds an older version
+        // (persistent maps copy just the paths they change).
+        let mut guard = shared.fleet.write().expect("fleet lock");
+        let fleet = Arc::make_mut(&mut guard);
         let before = fleet.seq;
-        let txn = committed_write(&shared.db)?;
-        let mut tables = EventTables::open(&txn)?;
+        let mut ids = IdLookup::begin(shared)?;
+        let mut set = WriteSet::default();
         let mut responses = Vec::with_capacity(entries.len());
-        let mut last_applied = None;
-        let mut membership = None;
         for entry in entries {
-            last_applied = Some(entry.log_id);
+            set.applied = Some(Some(entry.log_id));
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Nothing,
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    set.membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     Response::Nothing
                 }
-                EntryPayload::Normal(Request::Append { proposals }) => {
-                    apply_append(&mut tables, &mut fleet, &proposals)?
+                EntryPayload::Normal(Request::Append { batches }) => {
+                    let mut outcomes = Vec::with_capacity(batches.len());
+                    for proposals in &batches {
+                        outcomes.push(apply_append(&mut ids, &mut set.rows, fleet, proposals)?);
+                    }
+                    Response::Appended(outcomes)
                 }
             };
             responses.push(response);
         }
-        drop(tables);
-        write_meta(&txn, APPLIED, &last_applied)?;
-        if let Some(m) = &membership {
-            write_meta(&txn, MEMBERSHIP, m)?;
-        }
         if fleet.seq / shared.checkpoint_every > before / shared.checkpoint_every {
-            write_checkpoint(&txn, &fleet, shared.checkpoint_every)?;
+            set.checkpoint = Some((fleet.seq, encode(&*fleet)));
         }
-        txn.commit().db("commit applied entries")?;
-        if fleet.seq != before {
-            shared.publish(fleet);
-        }
+        set.seq = fleet.seq;
+        drop(ids);
+        self.writer.send(WriteJob::Apply(set)).map_err(|_| StoreError::Layout("the state writer has stopped".into()))?;
+        drop(guard);
         Ok(responses)
     }
 
     fn applied_state_blocking(&self) -> Result<(Option<LogId<MemberId>>, StoredMembership<MemberId, Member>), StoreError> {
+        self.flush()?;
         let txn = self.shared.begin_read()?;
         let applied = read_meta::<Option<LogId<MemberId>>>(&txn, APPLIED)?.flatten();
         let membership = read_meta(&txn, MEMBERSHIP)?.unwrap_or_default();
@@ -284,7 +405,9 @@ impl StateMachine {
 
     fn build_snapshot_blocking(&self) -> Result<Snapshot<TypeConfig>, StoreError> {
         let shared = &self.shared;
-        // One MVCC read transaction: applies go on while the file is written.
+        // Everything applied so far goes in; then one MVCC read transaction, so applies go on while the
+        // file is written.
+        self.flush()?;
         let txn = shared.begin_read()?;
         let last_applied = read_meta::<Option<LogId<MemberId>>>(&txn, APPLIED)?.flatten();
         let membership: StoredMembership<MemberId, Member> = read_meta(&txn, MEMBERSHIP)?.unwrap_or_default();
@@ -373,6 +496,7 @@ impl StateMachine {
             )));
         }
 
+        self.flush()?;
         let mut fleet = (*shared.fleet()).clone();
         let local_seq = fleet.seq;
         let txn = committed_write(&shared.db)?;
@@ -391,8 +515,8 @@ impl StateMachine {
                     continue;
                 }
                 let event = record::decode(&bytes).map_err(|source| StoreError::Record { seq, source })?;
-                tables.write(&fleet, &event, &bytes)?;
                 sendan_core::evolve(&mut fleet, &event);
+                tables.write(sendan_core::fleet::indexed_node(&fleet, &event).as_ref(), &event, &bytes)?;
             }
         }
         if verifier.head() != header.head || fleet.seq != header.seq.max(local_seq) {
@@ -406,7 +530,7 @@ impl StateMachine {
         }
         write_meta(&txn, APPLIED, &meta.last_log_id)?;
         write_meta(&txn, MEMBERSHIP, &meta.last_membership)?;
-        write_checkpoint(&txn, &fleet, shared.checkpoint_every)?;
+        write_checkpoint_bytes(&txn, fleet.seq, &encode(&fleet), shared.checkpoint_every)?;
         txn.commit().db("commit installed snapshot")?;
 
         // Keep the received file as this member's current snapshot.
@@ -418,7 +542,10 @@ impl StateMachine {
         dst.sync_all().map_err(StoreError::io("sync snapshot", &tmp))?;
         fs::rename(&tmp, &incoming).map_err(StoreError::io("publish snapshot", &incoming))?;
         self.set_current_snapshot(&meta, &incoming)?;
-        shared.publish(fleet);
+        let seq = fleet.seq;
+        *shared.fleet.write().expect("fleet lock") = Arc::new(fleet);
+        shared.unflushed.lock().expect("unflushed lock").clear();
+        shared.durable.send_replace(seq);
         Ok(())
     }
 }
@@ -435,14 +562,50 @@ fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Apply one `Append` request: ids applied before answer with their original place; the rest are
-/// checked and appended as one atomic batch.
-fn apply_append(tables: &mut EventTables<'_>, fleet: &mut FleetState, proposals: &[Proposal]) -> Result<Response, StoreError> {
+/// Finds the original receipt of an event id applied before: first among events not yet durable, then
+/// in a read transaction begun after pruning what it can see from that list (so nothing falls between).
+struct IdLookup<'s> {
+    unflushed: std::sync::MutexGuard<'s, HashMap<u128, (u64, sendan_core::Hash)>>,
+    txn: ReadTransaction,
+}
+
+impl<'s> IdLookup<'s> {
+    fn begin(shared: &'s Shared) -> Result<Self, StoreError> {
+        let mut unflushed = shared.unflushed.lock().expect("unflushed lock");
+        let txn = shared.begin_read()?;
+        let durable = last_seq(&txn)?;
+        unflushed.retain(|_, (seq, _)| *seq > durable);
+        Ok(IdLookup { unflushed, txn })
+    }
+
+    fn applied_before(&self, id: sendan_core::EventId) -> Result<Option<Receipt>, StoreError> {
+        let key = id.0.as_u128();
+        if let Some((seq, hash)) = self.unflushed.get(&key) {
+            return Ok(Some(Receipt { id, seq: *seq, hash: *hash, duplicate: true }));
+        }
+        let ids = self.txn.open_table(DEDUP).db("open id table")?;
+        let Some(seq) = ids.get(key).db("look up event id")?.map(|v| v.value()) else { return Ok(None) };
+        let events = self.txn.open_table(EVENTS).db("open events")?;
+        let stored = events.get(seq).db("read event")?;
+        let bytes = stored.as_ref().map(|v| v.value()).unwrap_or_default();
+        let raw = record::split(bytes).map_err(|source| StoreError::Record { seq, source })?;
+        Ok(Some(Receipt { id, seq, hash: raw.hash, duplicate: true }))
+    }
+}
+
+/// Apply one submission: ids applied before answer with their original place; the rest are checked and
+/// appended as one atomic batch, and their rows queued for the writer.
+fn apply_append(
+    ids: &mut IdLookup<'_>,
+    rows: &mut Vec<Row>,
+    fleet: &mut FleetState,
+    proposals: &[Proposal],
+) -> Result<Outcome, StoreError> {
     let mut receipts: Vec<Option<Receipt>> = Vec::with_capacity(proposals.len());
     let mut fresh = Vec::with_capacity(proposals.len());
     let mut fresh_at = Vec::with_capacity(proposals.len());
     for (i, p) in proposals.iter().enumerate() {
-        let before = tables.applied_before(p.id)?;
+        let before = ids.applied_before(p.id)?;
         if before.is_none() {
             fresh.push(p.clone());
             fresh_at.push(i);
@@ -450,27 +613,27 @@ fn apply_append(tables: &mut EventTables<'_>, fleet: &mut FleetState, proposals:
         receipts.push(before);
     }
     if !fresh.is_empty() {
-        let mut before = fleet.clone();
-        match sendan_core::log::append(fleet, &fresh) {
+        match sendan_core::log::append_indexed(fleet, &fresh) {
             Ok(events) => {
-                for (event, i) in events.iter().zip(&fresh_at) {
-                    tables.write(&before, event, &record::encode(event))?;
-                    sendan_core::evolve(&mut before, event);
+                for ((event, node), i) in events.into_iter().zip(&fresh_at) {
+                    let id = event.id.0.as_u128();
+                    ids.unflushed.insert(id, (event.seq, event.hash));
                     receipts[*i] = Some(Receipt { id: event.id, seq: event.seq, hash: event.hash, duplicate: false });
+                    rows.push(Row { seq: event.seq, id, kind: event.kind().code(), node, bytes: record::encode(&event) });
                 }
             }
             Err(BatchRejection { index, rejection }) => {
-                return Ok(Response::Rejected(BatchRejection { index: fresh_at[index], rejection }));
+                return Ok(Outcome::Rejected(BatchRejection { index: fresh_at[index], rejection }));
             }
         }
     }
-    Ok(Response::Appended(receipts.into_iter().map(|r| r.expect("every proposal has a receipt")).collect()))
+    Ok(Outcome::Appended(receipts.into_iter().map(|r| r.expect("every proposal has a receipt")).collect()))
 }
 
-/// Persist `fleet` as a checkpoint, keeping the last four and every tenth.
-fn write_checkpoint(txn: &WriteTransaction, fleet: &FleetState, every: u64) -> Result<(), StoreError> {
+/// Persist a checkpoint of the fleet at `seq`, keeping the last four and every tenth.
+fn write_checkpoint_bytes(txn: &WriteTransaction, seq: u64, bytes: &[u8], every: u64) -> Result<(), StoreError> {
     let mut cps = txn.open_table(CHECKPOINTS).db("open checkpoints")?;
-    cps.insert(fleet.seq, encode(fleet).as_slice()).db("write checkpoint")?;
+    cps.insert(seq, bytes).db("write checkpoint")?;
     let keys: Vec<u64> = cps.iter().db("list checkpoints")?.filter_map(|r| r.ok().map(|(k, _)| k.value())).collect();
     let recent = keys.len().saturating_sub(4);
     for k in &keys[..recent] {

@@ -32,12 +32,24 @@ where
 
 /// A built binary of this workspace (`sendan`, `sendan-agent`), next to the test executable.
 ///
-/// `cargo test --workspace` builds them first, because `sendan-api` and `sendan-agents` have
-/// integration tests of their own.
+/// Under cargo, the workspace's binaries are (re)built once per test process first, so a test never runs
+/// a stale binary (cargo does not hold its build lock while tests run). `SENDAN_BIN` /
+/// `SENDAN_AGENT_BIN` point at other builds.
 pub fn binary(name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {
         return PathBuf::from(p);
     }
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let Ok(cargo) = std::env::var("CARGO") else { return };
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "--workspace", "--bins"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("cargo runs");
+        assert!(out.status.success(), "building the binaries failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    });
     let exe = std::env::current_exe().expect("the test knows its own path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps/<test>");
     let path = dir.join(name);

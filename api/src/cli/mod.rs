@@ -1,6 +1,7 @@
 //! The `sendan` command line: `sendan server` runs a member; every other subcommand is an operator
 //! client of the HTTP API (tables by default, `--output json` for scripts).
 
+mod bench;
 pub mod output;
 mod server;
 
@@ -69,6 +70,8 @@ pub enum Command {
     /// Inspect and change cluster membership.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Benchmark a 3-member loopback cluster (and etcd from bench/etcd3.sh, side by side, when it answers).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +194,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let json = cli.conn.output == Output::Json;
     match &cli.command {
         Command::Server(args) => return server::run(args.clone()).await,
+        Command::Bench(args) => return bench::run(args.clone()).await,
         Command::Events(EventsCmd::Submit { file }) => {
             let bytes = if file.as_os_str() == "-" {
                 let mut b = Vec::new();

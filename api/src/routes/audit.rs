@@ -15,6 +15,7 @@ pub async fn verify(State(app): State<Arc<App>>, auth: Auth) -> Result<Json<Veri
     auth.admin()?;
     let reader = app.node.reader.clone();
     let fleet = reader.fleet();
+    reader.caught_up().await?;
     let report = tokio::task::spawn_blocking(move || reader.verify()).await.map_err(ApiError::internal)??;
     let mut broken = report.broken;
     // The stored chain must also end where the applied state says it does.

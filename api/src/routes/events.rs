@@ -63,7 +63,8 @@ impl ListParams {
     }
 }
 
-pub fn page(app: &App, q: &EventQuery) -> Result<EventPage, ApiError> {
+pub async fn page(app: &App, q: &EventQuery) -> Result<EventPage, ApiError> {
+    app.node.reader.caught_up().await?;
     let head = app.node.reader.seq();
     let events = app.node.reader.events(q)?;
     let next = (events.len() >= q.limit).then(|| events.last().map(|e| e.seq)).flatten();
@@ -72,7 +73,7 @@ pub fn page(app: &App, q: &EventQuery) -> Result<EventPage, ApiError> {
 
 pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<ListParams>) -> Result<Json<EventPage>, ApiError> {
     auth.admin()?;
-    page(&app, &p.query()?).map(Json)
+    page(&app, &p.query()?).await.map(Json)
 }
 
 #[derive(Debug, Default, Deserialize)]

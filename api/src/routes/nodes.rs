@@ -22,10 +22,13 @@ pub struct AtParams {
     pub at: Option<u64>,
 }
 
-pub fn fleet_at(app: &App, at: Option<u64>) -> Result<Arc<FleetState>, ApiError> {
+pub async fn fleet_at(app: &App, at: Option<u64>) -> Result<Arc<FleetState>, ApiError> {
     match at {
         None => Ok(app.node.reader.fleet()),
-        Some(seq) => app.node.reader.fleet_at(seq).map_err(ApiError::from),
+        Some(seq) => {
+            app.node.reader.caught_up().await?;
+            app.node.reader.fleet_at(seq).map_err(ApiError::from)
+        }
     }
 }
 
@@ -35,10 +38,10 @@ fn node_id(id: &str) -> Result<NodeId, ApiError> {
 
 pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) -> Result<Json<NodesView>, ApiError> {
     auth.admin()?;
-    let fleet = fleet_at(&app, p.at)?;
+    let fleet = fleet_at(&app, p.at).await?;
     Ok(Json(NodesView {
         seq: fleet.seq,
-        nodes: fleet.nodes.values().cloned().collect(),
+        nodes: fleet.nodes.values().map(|n| n.as_ref().clone()).collect(),
         machines: fleet.unbound_machines().cloned().collect(),
     }))
 }
@@ -51,7 +54,7 @@ pub async fn show(
 ) -> Result<Json<NodeView>, ApiError> {
     auth.admin()?;
     let id = node_id(&id)?;
-    let fleet = fleet_at(&app, p.at)?;
+    let fleet = fleet_at(&app, p.at).await?;
     let node = fleet.node(&id).cloned().ok_or_else(|| {
         ApiError::NotFound(format!("node {id} does not exist at seq {} (it has not been commissioned)", fleet.seq))
     })?;
@@ -68,5 +71,5 @@ pub async fn history(
 ) -> Result<Json<EventPage>, ApiError> {
     auth.admin()?;
     p.node = Some(node_id(&id)?.to_string());
-    page(&app, &p.query()?).map(Json)
+    page(&app, &p.query()?).await.map(Json)
 }

@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::extract::{Body, Peer};
 use crate::routes::cluster::{MembershipAnswer, MembershipChange, change, local_status};
-use crate::write::{ForwardAnswer, Forwarded, propose};
+use crate::write::{ForwardAnswer, Forwarded};
 
 fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     postcard::from_bytes(body).map_err(|e| ApiError::bad_request(format!("the peer request does not decode: {e}")))
@@ -43,9 +43,14 @@ pub async fn snapshot(State(app): State<Arc<App>>, _: Peer, Body(body): Body) ->
     Ok(reply(&app.node.raft.install_snapshot(req).await))
 }
 
+/// A follower's group of submissions: each goes through this member's proposer (and is grouped with
+/// this member's own traffic); the answer is every outcome, or the first reason one could not commit.
 pub async fn submit(State(app): State<Arc<App>>, _: Peer, Body(body): Body) -> Result<Response, ApiError> {
     let fwd: Forwarded = decode(&body)?;
-    let answer: ForwardAnswer = propose(&app, fwd.proposals, fwd.hops).await.map_err(|e| e.to_string());
+    let outcomes =
+        futures_util::future::join_all(fwd.batches.into_iter().map(|b| app.proposer.submit(b, fwd.hops))).await;
+    let answer: ForwardAnswer =
+        outcomes.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| format!("{}", ApiError::from(e)));
     Ok(reply(&answer))
 }
 

@@ -1,0 +1,21 @@
+//! The spec of `nix/tests/fixtures/small.nix`, as `nix/lib` evaluates it, for unit tests. The t30_nix_lib
+//! integration test fails when the checked-in JSON and the Nix fixture drift apart.
+
+use super::ClusterSpec;
+
+pub(crate) const JSON: &str = include_str!("fixture.json");
+
+pub(crate) fn json() -> serde_json::Value {
+    serde_json::from_str(JSON).expect("fixture.json is JSON")
+}
+
+pub(crate) fn spec() -> ClusterSpec {
+    ClusterSpec::from_json(JSON).expect("fixture.json is a ClusterSpec")
+}
+
+/// The fixture with one change, made on its JSON form (so tests can also break what the types would prevent).
+pub(crate) fn with(change: impl FnOnce(&mut serde_json::Value)) -> ClusterSpec {
+    let mut doc = json();
+    change(&mut doc);
+    ClusterSpec::from_json(&doc.to_string()).unwrap_or_else(|e| panic!("the changed fixture does not parse: {e}"))
+}

@@ -1,0 +1,682 @@
+//! The ClusterSpec: the versioned JSON document `nix/lib`'s `mkCluster` produces from a cluster declaration, and
+//! what `sendan plan` / `sendan apply` record.
+//!
+//! The document is fully resolved: pools are expanded into nodes, every node carries its class, profile, disk
+//! layout, desired system and address, sizes are in bytes. [`ClusterSpec::validate`] repeats every semantic check
+//! the Nix library makes, with the same messages, because the server never trusts that a document came from Nix.
+//! Parsing ([`ClusterSpec::from_json`]) rejects unknown fields and unknown versions.
+//!
+//! Submodules hold the helpers later stages use: [`hardware`] (class admission, enrollment rule matching),
+//! [`disk`] (resolving a layout's disk selectors against discovered disks, rendering disko), [`plan`] (per-node
+//! install plans) and [`net`] (IPv4 arithmetic).
+
+pub mod disk;
+pub mod hardware;
+pub mod net;
+pub mod plan;
+mod schema;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Hash;
+
+pub use disk::{DiskLayout, ResolvedDisk};
+pub use hardware::{AmbiguousMatch, Location, SwitchPort, select_rule};
+pub use net::{AddressRange, Cidr};
+pub use plan::InstallPlan;
+pub use schema::json_schema;
+pub use validate::{SpecError, SpecErrors, Subject};
+
+/// The only `apiVersion` this build reads and writes.
+pub const API_VERSION: &str = "sendan.dev/v1alpha1";
+
+/// The whole cluster as declared: sites and networks, hardware classes and pools, enrollment rules, disk layouts,
+/// host profiles, nodes, services and bootstrap settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "ClusterSpec", description = "A Sendan cluster declaration, as produced by nix/lib's mkCluster.")]
+pub struct ClusterSpec {
+    pub api_version: ApiVersion,
+    pub kind: Kind,
+    /// The cluster's name, a DNS label.
+    pub name: String,
+    #[serde(default)]
+    pub datacenters: BTreeMap<String, Datacenter>,
+    #[serde(default)]
+    pub racks: BTreeMap<String, Rack>,
+    #[serde(default)]
+    pub vlans: BTreeMap<String, Vlan>,
+    #[serde(default)]
+    pub bgp: Bgp,
+    #[serde(default)]
+    pub ip_pools: BTreeMap<String, IpPool>,
+    #[serde(default)]
+    pub classes: BTreeMap<String, Class>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, Pool>,
+    #[serde(default)]
+    pub enrollment_rules: BTreeMap<String, Rule>,
+    #[serde(default)]
+    pub disk_layouts: BTreeMap<String, DiskLayout>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Node>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    pub bootstrap: Bootstrap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "sendan.dev/v1alpha1")]
+    V1Alpha1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Kind {
+    ClusterSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Datacenter {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rack {
+    pub datacenter: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The rack's switches (top-of-rack), as LLDP names them; enrollment rules match ports on them.
+    #[serde(default)]
+    pub switches: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Vlan {
+    /// 802.1Q id, 1..=4094.
+    pub id: u16,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bgp {
+    /// The cluster's own ASN; required when there are peers.
+    #[serde(default)]
+    pub asn: Option<u32>,
+    #[serde(default)]
+    pub peers: BTreeMap<String, BgpPeer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BgpPeer {
+    pub address: Ipv4Addr,
+    pub asn: u32,
+    #[serde(default)]
+    pub rack: Option<String>,
+}
+
+/// A subnet nodes take addresses from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpPool {
+    pub cidr: Cidr,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    /// The VLAN the subnet lives on.
+    #[serde(default)]
+    pub vlan: Option<String>,
+    /// Whether hosts tag their frames (a VLAN interface on the uplink) or the switch port carries the VLAN
+    /// untagged.
+    #[serde(default)]
+    pub tagged: bool,
+    /// Addresses allocation never hands out and static nodes may not use.
+    #[serde(default)]
+    pub reserved: Vec<AddressRange>,
+}
+
+/// A kind of machine: the hardware it must have, and the profile and disk layout its nodes default to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Class {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub hardware: HardwarePolicy,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub disk_layout: Option<String>,
+}
+
+/// Minimums a machine's [`crate::facts::HardwareFacts`] must meet to be admitted to a class.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HardwarePolicy {
+    /// Against `cpu.threads`.
+    #[serde(default)]
+    pub min_cpu_threads: u32,
+    /// Against `memory_bytes` (`MemTotal`, a few percent below the installed RAM).
+    #[serde(default)]
+    pub min_memory_bytes: u64,
+    /// The CPU must report `vmx` or `svm`.
+    #[serde(default)]
+    pub virtualization: bool,
+    /// Each requirement needs its own disks: two requirements are never met by the same disk.
+    #[serde(default)]
+    pub disks: Vec<DiskRequirement>,
+    #[serde(default)]
+    pub nics: NicRequirement,
+}
+
+/// `count` non-removable disks within the size bounds and of the given kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiskRequirement {
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub min_size_bytes: u64,
+    #[serde(default)]
+    pub max_size_bytes: Option<u64>,
+    /// `true`: spinning disks only; `false`: SSDs/NVMe only; absent: either.
+    #[serde(default)]
+    pub rotational: Option<bool>,
+}
+
+/// At least `min_count` NICs, each at least `min_speed_mbps` fast when that is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NicRequirement {
+    #[serde(default)]
+    pub min_count: u32,
+    #[serde(default)]
+    pub min_speed_mbps: Option<u32>,
+}
+
+/// A group of nodes of one class: `size` generated members placed round-robin over `racks`, plus any static
+/// node that names the pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pool {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub class: String,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub disk_layout: Option<String>,
+    #[serde(default)]
+    pub racks: Vec<String>,
+    /// The ip pool of each rack.
+    #[serde(default)]
+    pub ip_pools: BTreeMap<String, String>,
+    #[serde(default)]
+    pub size: u32,
+    /// How generated members are named: `{index}` (zero-padded to `indexWidth`), `{rack}`, `{pool}`.
+    pub name_pattern: String,
+    #[serde(default = "two")]
+    pub index_width: u32,
+}
+
+/// An enrollment rule: which machines it matches and what it binds them to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Higher wins.
+    pub priority: u32,
+    #[serde(default, rename = "match")]
+    pub matches: Match,
+    pub bind: Bind,
+}
+
+/// What a rule matches: every criterion that is set must hold; an absent criterion holds for every machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Match {
+    /// `/etc/machine-id` of the installer.
+    #[serde(default)]
+    pub machine_ids: Option<Vec<String>>,
+    /// DMI system uuid, compared case-insensitively.
+    #[serde(default)]
+    pub system_uuids: Option<Vec<String>>,
+    #[serde(default)]
+    pub dmi_serials: Option<Vec<String>>,
+    /// Any of the machine's NIC MACs, compared case-insensitively.
+    #[serde(default)]
+    pub macs: Option<Vec<String>>,
+    #[serde(default)]
+    pub cpu_threads: Option<Range>,
+    #[serde(default)]
+    pub memory_bytes: Option<Range>,
+    /// Non-removable disks.
+    #[serde(default)]
+    pub disk_count: Option<Range>,
+    /// The rack the machine was found in (from its switch ports).
+    #[serde(default)]
+    pub racks: Option<Vec<String>>,
+    /// Any switch port one of the machine's NICs is cabled to (from LLDP).
+    #[serde(default)]
+    pub switch_ports: Option<Vec<SwitchPort>>,
+}
+
+/// An inclusive range; an absent bound is open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    #[serde(default)]
+    pub min: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+impl Range {
+    pub fn contains(&self, v: u64) -> bool {
+        self.min.is_none_or(|m| v >= m) && self.max.is_none_or(|m| v <= m)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!((self.min, self.max), (Some(a), Some(b)) if a > b)
+    }
+
+    pub fn intersects(&self, other: &Range) -> bool {
+        let below = |x: &Range, y: &Range| matches!((x.max, y.min), (Some(a), Some(b)) if a < b);
+        !below(self, other) && !below(other, self)
+    }
+}
+
+/// What a matching machine becomes: a declared node, or the next free member of a pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bind {
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Overrides the node's or pool's class.
+    #[serde(default)]
+    pub class: Option<String>,
+    /// Overrides the node's or pool's profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+/// A host profile: the NixOS system its nodes run. The modules that build it stay in Nix; the document carries
+/// the target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The Nix system double, such as `x86_64-linux`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    /// In a profile, `{node}` in the flake attribute stands for each node's name.
+    #[serde(default)]
+    pub system: SystemTarget,
+}
+
+/// A desired NixOS system: exactly one of a flake output or a store path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SystemTarget {
+    /// `<flake ref>#<attribute>`, such as `git+https://git.example.com/infra#nixosConfigurations.cp-1.config.system.build.toplevel`.
+    #[serde(default)]
+    pub flake: Option<String>,
+    /// `/nix/store/<hash>-<name>`.
+    #[serde(default)]
+    pub store_path: Option<String>,
+}
+
+/// A node, fully resolved: a static one from `nodes`, or a pool's generated member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    pub class: String,
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Generated by its pool's `size` and `namePattern` (rather than declared in `nodes`).
+    #[serde(default)]
+    pub generated: bool,
+    pub rack: String,
+    pub profile: String,
+    pub disk_layout: String,
+    /// The system this node runs, `{node}` already substituted.
+    pub system: SystemTarget,
+    pub network: NodeNetwork,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeNetwork {
+    /// A systemd-networkd `Name=` match for the uplink, such as `en*` or `eno1`.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    pub ip_pool: String,
+    pub address: Ipv4Addr,
+    /// Allocated from the ip pool (rather than declared).
+    #[serde(default)]
+    pub allocated: bool,
+}
+
+/// A native service for the scheduler.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Service {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A store path or flake installable.
+    #[serde(default)]
+    pub package: Option<String>,
+    /// argv; a relative `command[0]` is resolved inside `package`.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// The pools whose members may run instances.
+    pub pools: Vec<String>,
+    #[serde(default)]
+    pub constraints: Constraints,
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    #[serde(default)]
+    pub update: UpdatePolicy,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Constraints {
+    #[serde(default = "one")]
+    pub max_per_node: u32,
+    /// Only nodes in these racks.
+    #[serde(default)]
+    pub racks: Option<Vec<String>>,
+    /// Spread instances evenly over the eligible racks.
+    #[serde(default)]
+    pub spread_across_racks: bool,
+}
+
+impl Default for Constraints {
+    fn default() -> Self {
+        Constraints { max_per_node: 1, racks: None, spread_across_racks: false }
+    }
+}
+
+/// Exactly one of `http`, `tcp` or `exec`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default)]
+    pub http: Option<HttpProbe>,
+    #[serde(default)]
+    pub tcp: Option<TcpProbe>,
+    #[serde(default)]
+    pub exec: Option<Vec<String>>,
+    #[serde(default = "ten")]
+    pub interval_seconds: u32,
+    #[serde(default = "two")]
+    pub timeout_seconds: u32,
+    /// Consecutive failures before the instance counts as unhealthy.
+    #[serde(default = "three")]
+    pub unhealthy_after: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpProbe {
+    pub port: u16,
+    #[serde(default = "root_path")]
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpProbe {
+    pub port: u16,
+}
+
+/// How a new version rolls out: `canary` instances first, then at most `maxParallel` at a time; each must stay
+/// healthy for `minHealthySeconds` within `healthyDeadlineSeconds`, else the rollout stops (and reverts when
+/// `autoRevert`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdatePolicy {
+    #[serde(default = "one")]
+    pub max_parallel: u32,
+    #[serde(default)]
+    pub canary: u32,
+    #[serde(default = "ten")]
+    pub min_healthy_seconds: u32,
+    #[serde(default = "three_hundred")]
+    pub healthy_deadline_seconds: u32,
+    #[serde(default = "yes")]
+    pub auto_revert: bool,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            max_parallel: 1,
+            canary: 0,
+            min_healthy_seconds: 10,
+            healthy_deadline_seconds: 300,
+            auto_revert: true,
+        }
+    }
+}
+
+/// What a netbooted installer needs before it knows anything else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bootstrap {
+    /// Sendan server URLs to phone home to.
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub substituters: Vec<String>,
+    #[serde(default)]
+    pub trusted_public_keys: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+fn ten() -> u32 {
+    10
+}
+fn three_hundred() -> u32 {
+    300
+}
+fn yes() -> bool {
+    true
+}
+fn root_path() -> String {
+    "/".to_owned()
+}
+fn default_platform() -> String {
+    "x86_64-linux".to_owned()
+}
+fn default_interface() -> String {
+    "en*".to_owned()
+}
+
+/// Why a document could not be read as a ClusterSpec (before any semantic check).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the document is not JSON: {reason}")]
+    NotJson { reason: String },
+    #[error("the document has no `apiVersion`; expected `{API_VERSION}`")]
+    MissingVersion,
+    #[error("apiVersion `{found}` is not supported; this Sendan reads `{API_VERSION}`")]
+    UnsupportedVersion { found: String },
+    #[error("kind `{found}` is not a ClusterSpec")]
+    WrongKind { found: String },
+    #[error("the document is not a valid {API_VERSION} ClusterSpec: {reason}")]
+    Invalid { reason: String },
+}
+
+impl ClusterSpec {
+    /// Read a document: the version first (so an old or new document gets a clear message rather than a
+    /// field-by-field complaint), then the typed body. Semantic checks are [`ClusterSpec::validate`]'s.
+    pub fn from_json(text: &str) -> Result<ClusterSpec, ParseError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ParseError::NotJson { reason: e.to_string() })?;
+        match value.get("apiVersion") {
+            None => return Err(ParseError::MissingVersion),
+            Some(serde_json::Value::String(v)) if v == API_VERSION => {}
+            Some(other) => {
+                let found = other.as_str().map(str::to_owned).unwrap_or_else(|| other.to_string());
+                return Err(ParseError::UnsupportedVersion { found });
+            }
+        }
+        match value.get("kind") {
+            Some(serde_json::Value::String(k)) if k == "ClusterSpec" => {}
+            other => {
+                let found = other.map(|k| k.as_str().map(str::to_owned).unwrap_or_else(|| k.to_string()));
+                return Err(ParseError::WrongKind { found: found.unwrap_or_else(|| "(none)".to_owned()) });
+            }
+        }
+        serde_json::from_value(value).map_err(|e| ParseError::Invalid { reason: e.to_string() })
+    }
+
+    /// The canonical form: every field present, object keys sorted, no whitespace. It is byte-for-byte what
+    /// `nix-instantiate --eval --strict --json` prints for the same document (`builtins.toJSON` sorts keys too).
+    pub fn canonical_json(&self) -> String {
+        let value = serde_json::to_value(self).expect("a ClusterSpec always serialises to JSON");
+        let mut out = String::new();
+        write_canonical(&value, &mut out);
+        out
+    }
+
+    /// sha256 of [`ClusterSpec::canonical_json`]: equal documents have equal digests, whatever their key order
+    /// or omitted defaults.
+    pub fn digest(&self) -> Hash {
+        Hash::of(self.canonical_json().as_bytes())
+    }
+
+    /// The members of a pool, static and generated, by name.
+    pub fn pool_members<'a>(&'a self, pool: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.nodes.iter().filter(move |(_, n)| n.pool.as_deref() == Some(pool)).map(|(name, _)| name.as_str())
+    }
+
+    /// The nodes a service may run on: members of its pools, within its allowed racks.
+    pub fn eligible_nodes<'a>(&'a self, service: &'a Service) -> Vec<&'a str> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.pool.as_ref().is_some_and(|p| service.pools.contains(p)))
+            .filter(|(_, n)| service.constraints.racks.as_ref().is_none_or(|racks| racks.contains(&n.rack)))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixture;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_document_of_another_version_then_parsing_names_the_version() {
+        let doc = r#"{"apiVersion":"sendan.dev/v2","kind":"ClusterSpec"}"#;
+        assert_eq!(
+            ClusterSpec::from_json(doc).unwrap_err().to_string(),
+            "apiVersion `sendan.dev/v2` is not supported; this Sendan reads `sendan.dev/v1alpha1`"
+        );
+        assert_eq!(ClusterSpec::from_json(r#"{"kind":"ClusterSpec"}"#).unwrap_err(), ParseError::MissingVersion);
+        let other_kind = r#"{"apiVersion":"sendan.dev/v1alpha1","kind":"InstallPlan"}"#;
+        assert!(
+            matches!(ClusterSpec::from_json(other_kind), Err(ParseError::WrongKind { found }) if found == "InstallPlan")
+        );
+        assert!(matches!(ClusterSpec::from_json("{"), Err(ParseError::NotJson { .. })));
+    }
+
+    #[test]
+    fn given_an_unknown_field_then_parsing_refuses_it() {
+        let mut doc = fixture::json();
+        doc["classes"]["worker"]["hardware"]["minMemroy"] = 1.into();
+        let err = ClusterSpec::from_json(&doc.to_string()).unwrap_err();
+        assert!(err.to_string().contains("unknown field `minMemroy`"), "{err}");
+    }
+
+    #[test]
+    fn given_omitted_defaults_then_the_canonical_form_and_digest_are_those_of_the_full_document() {
+        let full = fixture::spec();
+        let json = full.canonical_json();
+        let mut sparse: serde_json::Value = serde_json::from_str(&json).unwrap();
+        sparse["services"]["web"].as_object_mut().unwrap().remove("update");
+        sparse["ipPools"]["rack1-v4"].as_object_mut().unwrap().remove("tagged");
+        let reparsed = ClusterSpec::from_json(&sparse.to_string()).unwrap();
+        assert_eq!(reparsed, full);
+        assert_eq!(reparsed.digest(), full.digest());
+        assert_eq!(full.digest(), Hash::of(json.as_bytes()));
+        assert!(json.starts_with(r#"{"apiVersion":"sendan.dev/v1alpha1","bgp":{"#), "keys are sorted: {json}");
+        assert!(!json.contains('\n'), "one line: {json}");
+    }
+
+    #[test]
+    fn given_a_change_then_the_digest_changes() {
+        let a = fixture::spec();
+        let mut b = a.clone();
+        b.services.get_mut("web").unwrap().replicas += 1;
+        assert_ne!(a.digest(), b.digest());
+    }
+}
