@@ -1,0 +1,73 @@
+{
+  description = "Sendan: one Nix declaration of a bare-metal NixOS cluster, turned into running machines";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+
+  # Thin on purpose: everything lives in nix/. `lib` never touches nixpkgs, so it (and the tests that evaluate it)
+  # works without fetching nixpkgs; only the per-system outputs force it.
+  outputs =
+    { self, nixpkgs, ... }:
+    let
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems =
+        f:
+        builtins.listToAttrs (
+          map (system: {
+            name = system;
+            value = f system nixpkgs.legacyPackages.${system};
+          }) systems
+        );
+    in
+    {
+      lib = import ./nix/lib;
+
+      packages = forAllSystems (
+        _: pkgs: {
+          default = pkgs.callPackage ./nix/package.nix { };
+        }
+      );
+
+      nixosModules = {
+        server =
+          { lib, pkgs, ... }:
+          {
+            imports = [ ./nix/modules/server.nix ];
+            services.sendan.server.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          };
+        default = self.nixosModules.server;
+      };
+
+      checks = forAllSystems (
+        system: pkgs: {
+          package = self.packages.${system}.default;
+          # Evaluating the example and the pure-eval tests is the check; the derivation only records that it
+          # passed. The error-message tests need nix-instantiate's stderr and run under `cargo test`.
+          nix-lib =
+            let
+              results = import ./nix/tests/run.nix;
+            in
+            assert results.failed == [ ];
+            pkgs.runCommand "sendan-nix-lib-tests" { } ''
+              echo ${toString (builtins.length results.passed)} checks passed > $out
+            '';
+        }
+      );
+
+      devShells = forAllSystems (
+        _: pkgs: {
+          default = pkgs.mkShell {
+            packages = [
+              pkgs.cargo
+              pkgs.rustc
+              pkgs.rustfmt
+              pkgs.clippy
+              pkgs.nix
+            ];
+          };
+        }
+      );
+    };
+}

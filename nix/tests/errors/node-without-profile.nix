@@ -1,0 +1,13 @@
+# No profile on the node, its pool or its class.
+let
+  lib = import ../../lib;
+  base = import ../fixtures/small.nix;
+in
+{
+  expect = "sendan: node cp-1 has no profile: set profile on the node, its pool or its class";
+  parity = false;
+  declaration = lib.recursiveUpdate base {
+    classes.solo.diskLayout = "single";
+    nodes.cp-1.class = "solo";
+  };
+}
