@@ -54,7 +54,10 @@ pub struct Started {
 }
 
 /// Open the member's stores and secrets and build its shared state (nothing is served yet).
-pub async fn open(config: ServerConfig, faults: Arc<FaultSwitch>) -> Result<(Arc<App>, std::path::PathBuf, bool), StartError> {
+pub async fn open(
+    config: ServerConfig,
+    faults: Arc<FaultSwitch>,
+) -> Result<(Arc<App>, std::path::PathBuf, bool), StartError> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
     let secret_file = config.cluster_secret_file.clone().unwrap_or_else(|| dir.join("cluster.secret"));
@@ -91,6 +94,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/nodes", get(routes::nodes::list))
         .route("/v1/nodes/{id}", get(routes::nodes::show))
         .route("/v1/nodes/{id}/history", get(routes::nodes::history))
+        .route("/v1/nodes/{id}/token", post(routes::nodes::issue_token))
+        .route("/v1/spec", get(routes::spec::live))
+        .route("/v1/spec/plan", post(routes::spec::plan))
+        .route("/v1/specs/{digest}", get(routes::spec::by_digest))
         .route("/v1/audit/verify", get(routes::audit::verify))
         .route("/v1/cluster", get(routes::cluster::status))
         .route("/v1/cluster/local", get(routes::cluster::local))
@@ -153,7 +160,11 @@ pub struct Running {
 
 impl Running {
     /// Start a member on an already-bound listener.
-    pub async fn start(config: ServerConfig, listener: TcpListener, faults: Arc<FaultSwitch>) -> Result<Running, StartError> {
+    pub async fn start(
+        config: ServerConfig,
+        listener: TcpListener,
+        faults: Arc<FaultSwitch>,
+    ) -> Result<Running, StartError> {
         let (app, _, _) = open(config, faults).await?;
         Ok(Running::serve(app, listener))
     }

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use sendan_core::{Actor, Hash};
+use sendan_core::fleet::FleetState;
+use sendan_core::{Actor, Hash, NodeId};
 
 use crate::error::ApiError;
 
@@ -12,12 +13,15 @@ use crate::error::ApiError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     Admin,
+    /// A node's agent, with the node token issued to it.
+    Node(NodeId),
 }
 
 impl Principal {
     pub fn actor(&self) -> Actor {
         match self {
             Principal::Admin => Actor::Admin,
+            Principal::Node(n) => Actor::Node(n.clone()),
         }
     }
 }
@@ -77,8 +81,8 @@ impl Tokens {
         Tokens { admin: hash(admin_token) }
     }
 
-    /// Resolve an `Authorization` header value.
-    pub fn resolve(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+    /// Resolve an `Authorization` header value: the admin token, or a node token the log granted.
+    pub fn resolve(&self, header: Option<&str>, fleet: &FleetState) -> Result<Principal, ApiError> {
         let Some(value) = header else {
             return Err(ApiError::Unauthorized(
                 "this endpoint needs a bearer token: send `Authorization: Bearer <token>` \
@@ -92,8 +96,12 @@ impl Tokens {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
-        if same(&hash(token), &self.admin) {
+        let h = hash(token);
+        if same(&h, &self.admin) {
             return Ok(Principal::Admin);
+        }
+        if let Some(node) = fleet.token_node(&h) {
+            return Ok(Principal::Node(node.clone()));
         }
         Err(ApiError::Unauthorized("the bearer token is not valid on this cluster".into()))
     }
@@ -106,9 +114,13 @@ mod tests {
     #[test]
     fn tokens_resolve_only_with_the_right_secret() {
         let t = Tokens::new("sendan-admin-abc");
-        assert_eq!(t.resolve(Some("Bearer sendan-admin-abc")).unwrap(), Principal::Admin);
+        let mut fleet = FleetState::default();
+        let node = NodeId::new("n1").unwrap();
+        fleet.tokens.insert(hash("sendan-node-xyz"), node.clone());
+        assert_eq!(t.resolve(Some("Bearer sendan-admin-abc"), &fleet).unwrap(), Principal::Admin);
+        assert_eq!(t.resolve(Some("Bearer sendan-node-xyz"), &fleet).unwrap(), Principal::Node(node));
         for bad in [None, Some("sendan-admin-abc"), Some("Bearer "), Some("Bearer nope")] {
-            assert_eq!(t.resolve(bad).unwrap_err().status(), 401, "{bad:?}");
+            assert_eq!(t.resolve(bad, &fleet).unwrap_err().status(), 401, "{bad:?}");
         }
     }
 

@@ -119,14 +119,40 @@ impl Client {
         serde_json::from_slice(body).map_err(|e| ClientError::Decode { url: url.to_owned(), reason: e.to_string() })
     }
 
-    pub async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(&self, path: &str, query: &Q) -> Result<T, ClientError> {
+    pub async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> Result<T, ClientError> {
         let (url, b) = self.req(reqwest::Method::GET, path);
         Self::send(&url, b.query(query)).await
     }
 
-    pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let (url, b) = self.req(reqwest::Method::POST, path);
         Self::send(&url, b.json(body)).await
+    }
+
+    /// POST a raw JSON document.
+    pub async fn post_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T, ClientError> {
+        let (url, b) = self.req(reqwest::Method::POST, path);
+        Self::send(&url, b.header("content-type", "application/json").body(body)).await
+    }
+
+    pub async fn spec(&self, at: Option<u64>) -> Result<sendan_core::wire::SpecView, ClientError> {
+        self.get("/v1/spec", &[("at", at)]).await
+    }
+
+    pub async fn spec_by_digest(&self, digest: &str) -> Result<sendan_core::wire::SpecView, ClientError> {
+        self.get(&format!("/v1/specs/{digest}"), &()).await
+    }
+
+    pub async fn issue_node_token(&self, node: &str) -> Result<sendan_core::wire::IssuedToken, ClientError> {
+        self.post(&format!("/v1/nodes/{node}/token"), &()).await
     }
 
     /// Submit events once. Events without an id are sent without one (the server picks it).
@@ -139,7 +165,7 @@ impl Client {
     pub async fn submit(&self, events: &mut [ProposalIn], deadline: Duration) -> Result<SubmitResponse, ClientError> {
         for e in events.iter_mut() {
             if e.id.is_none() {
-                e.id = Some(sendan_core::EventId(uuid::Uuid::new_v4()));
+                e.id = Some(sendan_core::EventId(uuid::Uuid::now_v7()));
             }
         }
         let until = Instant::now() + deadline;
@@ -201,7 +227,11 @@ impl Client {
     ) -> Result<impl Stream<Item = Result<Event, ClientError>> + use<>, ClientError> {
         let (url, b) = self.req(reqwest::Method::GET, "/v1/events/watch");
         let resp = b
-            .query(&[("after", Some(after.to_string())), ("node", node.map(str::to_owned)), ("type", kind.map(str::to_owned))])
+            .query(&[
+                ("after", Some(after.to_string())),
+                ("node", node.map(str::to_owned)),
+                ("type", kind.map(str::to_owned)),
+            ])
             .send()
             .await
             .map_err(|e| transport(&url, e))?;
@@ -234,7 +264,13 @@ fn sse_events(
                 let (mut kind, mut data) = ("message", String::new());
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
-                        kind = if v.trim() == "error" { "error" } else if v.trim() == "event" { "event" } else { "other" };
+                        kind = if v.trim() == "error" {
+                            "error"
+                        } else if v.trim() == "event" {
+                            "event"
+                        } else {
+                            "other"
+                        };
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.strip_prefix(' ').unwrap_or(v));
                     }
@@ -246,7 +282,8 @@ fn sse_events(
                         return Some((item, (bytes, buf, url, false)));
                     }
                     "error" => {
-                        let err = ClientError::Api { status: 500, code: "watch_failed".into(), message: data, index: None };
+                        let err =
+                            ClientError::Api { status: 500, code: "watch_failed".into(), message: data, index: None };
                         return Some((Err(err), (bytes, buf, url, true)));
                     }
                     _ => continue, // keep-alive comments and unknown events

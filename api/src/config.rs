@@ -130,9 +130,10 @@ impl ConfigFile {
                 parse_initial_cluster(&flag)?
             }
         };
-        let advertise = initial_cluster.get(&node_id).cloned().ok_or_else(|| {
-            invalid("initial-cluster", format!("it does not name this member (node-id {node_id})"))
-        })?;
+        let advertise = initial_cluster
+            .get(&node_id)
+            .cloned()
+            .ok_or_else(|| invalid("initial-cluster", format!("it does not name this member (node-id {node_id})")))?;
         if initial_cluster.len() > 1 && self.cluster_secret_file.is_none() {
             return Err(invalid(
                 "cluster-secret-file",
@@ -178,12 +179,14 @@ impl ConfigFile {
 pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| invalid("initial-cluster", format!("`{part}` is not ID=HOST:PORT")))?;
-        let id: u64 = id.trim().parse().ok().filter(|i| *i > 0).ok_or_else(|| {
-            invalid("initial-cluster", format!("`{id}` is not a member id (a positive integer)"))
-        })?;
+        let (id, addr) =
+            part.split_once('=').ok_or_else(|| invalid("initial-cluster", format!("`{part}` is not ID=HOST:PORT")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| *i > 0)
+            .ok_or_else(|| invalid("initial-cluster", format!("`{id}` is not a member id (a positive integer)")))?;
         let addr = addr.trim();
         if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
             return Err(invalid("initial-cluster", format!("`{addr}` is not HOST:PORT")));

@@ -44,6 +44,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Rejected { rejection: Rejection::Forbidden { .. }, .. } => StatusCode::FORBIDDEN,
+            ApiError::Rejected { rejection: Rejection::InvalidSpec { .. }, .. } => StatusCode::BAD_REQUEST,
             ApiError::Rejected { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -20,15 +20,29 @@ impl FromRequestParts<Arc<App>> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        app.tokens.resolve(header).map(Auth)
+        app.tokens.resolve(header, &app.node.reader.fleet()).map(Auth)
     }
 }
 
 impl Auth {
     /// Operator-only endpoints.
     pub fn admin(&self) -> Result<(), ApiError> {
-        match self.0 {
+        match &self.0 {
             Principal::Admin => Ok(()),
+            Principal::Node(n) => Err(ApiError::Forbidden(format!(
+                "node {n}'s token may only read its own node and submit its own events; this needs the admin token"
+            ))),
+        }
+    }
+
+    /// Reading about node `id`: the admin, or that node's own token.
+    pub fn may_read_node(&self, id: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            Principal::Admin => Ok(()),
+            Principal::Node(n) if n.as_str() == id => Ok(()),
+            Principal::Node(n) => {
+                Err(ApiError::Forbidden(format!("node {n}'s token may only read node {n}, not {id}")))
+            }
         }
     }
 }
@@ -72,9 +86,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Q<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| Q(q))
-            .map_err(|e| ApiError::BadRequest { code: "bad_query", message: e.body_text(), index: None })
+        Query::<T>::from_request_parts(parts, state).await.map(|Query(q)| Q(q)).map_err(|e| ApiError::BadRequest {
+            code: "bad_query",
+            message: e.body_text(),
+            index: None,
+        })
     }
 }

@@ -5,11 +5,11 @@
 
 pub mod app;
 pub mod auth;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod routes;
 pub mod write;
-pub mod cli;
-pub mod client;

@@ -66,7 +66,7 @@ pub fn now() -> Timestamp {
 }
 
 pub fn new_event_id() -> EventId {
-    EventId(uuid::Uuid::new_v4())
+    EventId(uuid::Uuid::now_v7())
 }
 
 struct Pending {
@@ -205,7 +205,9 @@ pub async fn propose(node: &RaftNode, mut batches: Vec<Vec<Proposal>>, hops: u8)
                 _ => last_problem = "no leader is known to this member".into(),
             },
             Err(RaftError::APIError(e)) => return Err(ProposeError::Internal(e.to_string())),
-            Err(RaftError::Fatal(e)) => return Err(ProposeError::Unavailable(format!("this member's Raft stopped: {e}"))),
+            Err(RaftError::Fatal(e)) => {
+                return Err(ProposeError::Unavailable(format!("this member's Raft stopped: {e}")));
+            }
         }
         if Instant::now() >= deadline {
             return Err(ProposeError::Unavailable(format!(

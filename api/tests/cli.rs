@@ -38,7 +38,15 @@ fn help_names_every_subcommand() {
     }
     let (ok, out, _) = sendan(Path::new("."), &["server", "--help"], None);
     assert!(ok);
-    for flag in ["--node-id", "--listen", "--data-dir", "--initial-cluster", "--cluster-secret-file", "--admin-token-file", "--config"] {
+    for flag in [
+        "--node-id",
+        "--listen",
+        "--data-dir",
+        "--initial-cluster",
+        "--cluster-secret-file",
+        "--admin-token-file",
+        "--config",
+    ] {
         assert!(out.contains(flag), "server --help lacks {flag}");
     }
 }
@@ -98,7 +106,8 @@ fn the_embedded_default_server_works_with_no_configuration() {
         assert!(out.contains("SEQ") && out.lines().count() == 3, "{out}");
         let (ok, out, _) = sendan(dir.path(), &["nodes"], None);
         assert!(ok && out.contains("n1") && out.contains("commissioned"), "{out}");
-        let (ok, _, err) = sendan(dir.path(), &["events", "submit", "-"], Some(r#"{"type":"NodeDrainRequested","node":"n1"}"#));
+        let (ok, _, err) =
+            sendan(dir.path(), &["events", "submit", "-"], Some(r#"{"type":"NodeDrainRequested","node":"n1"}"#));
         assert!(!ok && err.contains("node n1 is `commissioned`; `NodeDrainRequested` needs `active`"), "{err}");
         let (ok, out, _) = sendan(dir.path(), &["--output", "json", "node", "show", "n1"], None);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -25,11 +25,11 @@ pub fn append(state: &mut FleetState, proposals: &[Proposal]) -> Result<Vec<Even
     append_indexed(state, proposals).map(|v| v.into_iter().map(|(e, _)| e).collect())
 }
 
-/// [`append`], also returning the node each event is indexed under ([`fleet::indexed_node`]).
+/// [`append`], also returning the nodes each event is indexed under ([`fleet::evolve_indexed`]).
 pub fn append_indexed(
     state: &mut FleetState,
     proposals: &[Proposal],
-) -> Result<Vec<(Event, Option<NodeId>)>, BatchRejection> {
+) -> Result<Vec<(Event, Vec<NodeId>)>, BatchRejection> {
     if let [p] = proposals {
         // One proposal: once it passes `check`, nothing can fail, so no copy of the state is needed.
         fleet::check(state, p).map_err(|rejection| BatchRejection { index: 0, rejection })?;
@@ -45,13 +45,12 @@ pub fn append_indexed(
     Ok(events)
 }
 
-fn seal_and_evolve(state: &mut FleetState, p: &Proposal) -> (Event, Option<NodeId>) {
+fn seal_and_evolve(state: &mut FleetState, p: &Proposal) -> (Event, Vec<NodeId>) {
     // Time never goes back along the log, whatever the clocks of successive leaders say.
     let time = p.time.max(state.last_time);
     let event = crate::record::seal(p, state.seq + 1, time, state.head);
-    fleet::evolve(state, &event);
-    let node = fleet::indexed_node(state, &event);
-    (event, node)
+    let nodes = fleet::evolve_indexed(state, &event);
+    (event, nodes)
 }
 
 /// Fold accepted events into `state`, in order.

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventKind;
-use crate::ids::{MachineId, NodeId};
+use crate::ids::{Actor, Hash, MachineId, NodeId};
 use crate::lifecycle::NodeState;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -38,6 +38,19 @@ pub enum Rejection {
 
     #[error("node {node} is already bound to machine {machine}")]
     SameMachine { node: NodeId, machine: MachineId },
+
+    #[error("node {node} is retired; `{event}` needs a node that is not")]
+    NodeRetired { node: NodeId, event: EventKind },
+
+    /// The actor may not emit this event (answered with 403, not 409).
+    #[error("{actor} may not submit `{event}`: {why}")]
+    Forbidden { actor: Actor, event: EventKind, why: String },
+
+    #[error("the cluster spec is invalid: {reason}")]
+    InvalidSpec { reason: String },
+
+    #[error("spec {digest} is already the live spec (applied at seq {seq}); nothing to apply")]
+    SpecUnchanged { digest: Hash, seq: u64 },
 }
 
 impl Rejection {
@@ -50,6 +63,10 @@ impl Rejection {
             Rejection::UnknownMachine { .. } => "unknown_machine",
             Rejection::MachineBound { .. } => "machine_bound",
             Rejection::SameMachine { .. } => "same_machine",
+            Rejection::NodeRetired { .. } => "node_retired",
+            Rejection::Forbidden { .. } => "forbidden",
+            Rejection::InvalidSpec { .. } => "invalid_spec",
+            Rejection::SpecUnchanged { .. } => "spec_unchanged",
         }
     }
 }

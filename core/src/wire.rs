@@ -287,6 +287,36 @@ pub struct AddMember {
     pub addr: String,
 }
 
+/// `GET /v1/spec` and `GET /v1/specs/{digest}`: an applied spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpecView {
+    /// The seq of the `SpecApplied` event.
+    pub seq: u64,
+    pub digest: Hash,
+    /// Whether it is the live spec (at the seq asked about).
+    pub live: bool,
+    pub spec: crate::spec::ClusterSpec,
+}
+
+/// `POST /v1/spec/plan`: what applying a document would change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanView {
+    /// The live spec's digest, if a spec is live.
+    pub live: Option<Hash>,
+    /// The submitted document's digest.
+    pub digest: Hash,
+    pub diff: crate::spec::SpecDiff,
+}
+
+/// `POST /v1/nodes/{id}/token`: a new node token, shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub node: crate::NodeId,
+    pub token: String,
+    /// The seq of the `NodeTokenIssued` event.
+    pub seq: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use sendan_core::chain::Verifier;
 use sendan_core::event::*;
 use sendan_core::facts::HardwareFacts;
 use sendan_core::fleet::FleetState;
-use sendan_core::ids::{Actor, EventId, MachineId, NodeId, Timestamp};
+use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 use sendan_core::lifecycle::{self, NodeState};
 use sendan_core::{log, record};
 
@@ -49,7 +49,27 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Pa
         EventKind::NodeFailed => NodeFailed { node, reason: "psu".into() }.into(),
         EventKind::NodeRetired => NodeRetired { node }.into(),
         EventKind::NodeRebound => NodeRebound { node, machine }.into(),
+        EventKind::NodeTokenIssued => NodeTokenIssued { node, token: Hash::of(&mem.to_be_bytes()) }.into(),
+        EventKind::SpecApplied => spec_applied(mem),
     }
+}
+
+/// A valid spec (the checked-in fixture) under one of four cluster names, so runs apply different specs,
+/// re-apply the live one (refused) and go back to earlier ones.
+fn spec_applied(variant: u64) -> Payload {
+    static SPECS: std::sync::OnceLock<Vec<Payload>> = std::sync::OnceLock::new();
+    let specs = SPECS.get_or_init(|| {
+        (0..4)
+            .map(|v| {
+                let mut doc: serde_json::Value =
+                    serde_json::from_str(include_str!("../src/spec/fixture.json")).unwrap();
+                doc["name"] = serde_json::Value::String(format!("fleet-{v}"));
+                let spec = sendan_core::spec::ClusterSpec::from_json(&doc.to_string()).unwrap();
+                SpecApplied { digest: spec.digest(), document: spec.canonical_json() }.into()
+            })
+            .collect()
+    });
+    specs[variant as usize % specs.len()].clone()
 }
 
 fn step_strategy() -> impl Strategy<Value = Step> {
@@ -264,7 +284,7 @@ fn the_generator_reaches_every_state_and_kind() {
     let mut runner =
         TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(Config::default().rng_algorithm));
     let (mut states, mut kinds) = (BTreeSet::new(), BTreeSet::new());
-    for _ in 0..64 {
+    for _ in 0..128 {
         let batches = batches_strategy().new_tree(&mut runner).unwrap().current();
         let mut run = Run::new();
         for batch in &batches {

@@ -65,6 +65,12 @@ fn sample(kind: EventKind) -> Payload {
         EventKind::NodeFailed => NodeFailed { node, reason: "ecc errors".into() }.into(),
         EventKind::NodeRetired => NodeRetired { node }.into(),
         EventKind::NodeRebound => NodeRebound { node, machine }.into(),
+        EventKind::SpecApplied => SpecApplied {
+            digest: Hash::of(b"{\"apiVersion\":\"sendan.dev/v1alpha1\"}"),
+            document: r#"{"apiVersion":"sendan.dev/v1alpha1"}"#.into(),
+        }
+        .into(),
+        EventKind::NodeTokenIssued => NodeTokenIssued { node, token: Hash::of(b"sendan-node-example") }.into(),
     }
 }
 

@@ -90,7 +90,7 @@ pub type Raft = openraft::Raft<TypeConfig>;
 
 /// openraft types the API crate needs to name, re-exported so it does not depend on openraft.
 pub mod types {
-    use super::{MemberId, Member, TypeConfig};
+    use super::{Member, MemberId, TypeConfig};
 
     pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
     pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<MemberId>;

@@ -227,13 +227,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> SResult<Vec<Entry<TypeConfig>>> {
+        // Served from memory or redb's page cache: quick enough to run on the caller's task.
         let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.entries(start, end))
-            .await
-            .map_err(StoreError::from)
-            .and_then(|r| r)
-            .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
+        self.entries(start, end).map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
     }
 }
 

@@ -7,9 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -183,11 +181,9 @@ impl PeerClient {
             self.net.post(self.target, &self.member.addr, path, req, option.hard_ttl()).await;
         match answer {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new_with_node(
-                self.target,
-                self.member.clone(),
-                remote,
-            ))),
+            Ok(Err(remote)) => {
+                Err(RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), remote)))
+            }
             Err(e @ (PeerError::Unreachable { .. } | PeerError::Isolated { .. })) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }

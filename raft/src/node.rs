@@ -91,8 +91,9 @@ impl RaftNode {
         let reader = sm.reader();
         let network = Network::new(id, secret, faults);
         let config = raft_config(opts).map_err(StartError::Config)?;
-        let raft =
-            Raft::new(id, config, network.clone(), log.clone(), sm).await.map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(id, config, network.clone(), log.clone(), sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
         Ok(RaftNode { id, raft, reader, network, log })
     }
 

@@ -12,10 +12,10 @@
 //! transaction into a file; installing one verifies every record against the hash chain, keeps the
 //! events this member already has (they must match byte for byte) and folds the rest.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -120,7 +120,7 @@ struct Row {
     seq: u64,
     id: u128,
     kind: u16,
-    node: Option<NodeId>,
+    nodes: Vec<NodeId>,
     bytes: Vec<u8>,
 }
 
@@ -151,12 +151,9 @@ fn write_loop(shared: &Shared, rx: Receiver<WriteJob>) {
         {
             jobs.push(j);
         }
-        let sets: Vec<&WriteSet> = jobs.iter().filter_map(|j| if let WriteJob::Apply(s) = j { Some(s) } else { None }).collect();
-        let result = if sets.is_empty() || shared.failure().is_some() {
-            Ok(())
-        } else {
-            commit_sets(shared, &sets)
-        };
+        let sets: Vec<&WriteSet> =
+            jobs.iter().filter_map(|j| if let WriteJob::Apply(s) = j { Some(s) } else { None }).collect();
+        let result = if sets.is_empty() || shared.failure().is_some() { Ok(()) } else { commit_sets(shared, &sets) };
         match &result {
             Ok(()) => {
                 if let Some(seq) = sets.iter().map(|s| s.seq).max() {
@@ -191,7 +188,7 @@ fn commit_sets(shared: &Shared, sets: &[&WriteSet]) -> Result<(), StoreError> {
         let mut ids = txn.open_table(DEDUP).db("open id table")?;
         for row in sets.iter().flat_map(|s| &s.rows) {
             events.insert(row.seq, row.bytes.as_slice()).db("insert event")?;
-            if let Some(node) = &row.node {
+            for node in &row.nodes {
                 by_node.insert((node.as_str(), row.seq), ()).db("index node")?;
             }
             by_type.insert((row.kind, row.seq), ()).db("index type")?;
@@ -238,10 +235,10 @@ impl<'t> EventTables<'t> {
         })
     }
 
-    /// Store `event` (whose record is `bytes`) and index it under `node`.
-    fn write(&mut self, node: Option<&NodeId>, event: &Event, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Store `event` (whose record is `bytes`) and index it under `nodes`.
+    fn write(&mut self, nodes: &[NodeId], event: &Event, bytes: &[u8]) -> Result<(), StoreError> {
         self.events.insert(event.seq, bytes).db("insert event")?;
-        if let Some(node) = node {
+        for node in nodes {
             self.by_node.insert((node.as_str(), event.seq), ()).db("index node")?;
         }
         self.by_type.insert((event.kind().code(), event.seq), ()).db("index type")?;
@@ -344,7 +341,9 @@ impl StateMachine {
     /// Wait until everything applied so far is durable in `state.redb`.
     fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.writer.send(WriteJob::Barrier(tx)).map_err(|_| StoreError::Layout("the state writer has stopped".into()))?;
+        self.writer
+            .send(WriteJob::Barrier(tx))
+            .map_err(|_| StoreError::Layout("the state writer has stopped".into()))?;
         rx.recv()
             .map_err(|_| StoreError::Layout("the state writer stopped".into()))?
             .map_err(|e| StoreError::Layout(format!("the state writer failed: {e}")))
@@ -390,12 +389,16 @@ impl StateMachine {
         }
         set.seq = fleet.seq;
         drop(ids);
-        self.writer.send(WriteJob::Apply(set)).map_err(|_| StoreError::Layout("the state writer has stopped".into()))?;
+        self.writer
+            .send(WriteJob::Apply(set))
+            .map_err(|_| StoreError::Layout("the state writer has stopped".into()))?;
         drop(guard);
         Ok(responses)
     }
 
-    fn applied_state_blocking(&self) -> Result<(Option<LogId<MemberId>>, StoredMembership<MemberId, Member>), StoreError> {
+    fn applied_state_blocking(
+        &self,
+    ) -> Result<(Option<LogId<MemberId>>, StoredMembership<MemberId, Member>), StoreError> {
         self.flush()?;
         let txn = self.shared.begin_read()?;
         let applied = read_meta::<Option<LogId<MemberId>>>(&txn, APPLIED)?.flatten();
@@ -515,8 +518,8 @@ impl StateMachine {
                     continue;
                 }
                 let event = record::decode(&bytes).map_err(|source| StoreError::Record { seq, source })?;
-                sendan_core::evolve(&mut fleet, &event);
-                tables.write(sendan_core::fleet::indexed_node(&fleet, &event).as_ref(), &event, &bytes)?;
+                let nodes = sendan_core::fleet::evolve_indexed(&mut fleet, &event);
+                tables.write(&nodes, &event, &bytes)?;
             }
         }
         if verifier.head() != header.head || fleet.seq != header.seq.max(local_seq) {
@@ -615,11 +618,17 @@ fn apply_append(
     if !fresh.is_empty() {
         match sendan_core::log::append_indexed(fleet, &fresh) {
             Ok(events) => {
-                for ((event, node), i) in events.into_iter().zip(&fresh_at) {
+                for ((event, nodes), i) in events.into_iter().zip(&fresh_at) {
                     let id = event.id.0.as_u128();
                     ids.unflushed.insert(id, (event.seq, event.hash));
                     receipts[*i] = Some(Receipt { id: event.id, seq: event.seq, hash: event.hash, duplicate: false });
-                    rows.push(Row { seq: event.seq, id, kind: event.kind().code(), node, bytes: record::encode(&event) });
+                    rows.push(Row {
+                        seq: event.seq,
+                        id,
+                        kind: event.kind().code(),
+                        nodes,
+                        bytes: record::encode(&event),
+                    });
                 }
             }
             Err(BatchRejection { index, rejection }) => {
@@ -644,7 +653,9 @@ fn write_checkpoint_bytes(txn: &WriteTransaction, seq: u64, bytes: &[u8], every:
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await?
 }
 
@@ -663,10 +674,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<_> = entries.into_iter().collect();
-        let this = self.clone();
-        blocking(move || this.apply_blocking(entries))
-            .await
+        // Applying is CPU work on memory (the fsync happens on the writer thread), so it runs inline.
+        self.apply_blocking(entries.into_iter().collect())
             .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Write))
     }
 

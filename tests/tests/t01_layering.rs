@@ -85,8 +85,7 @@ fn crates_only_depend_along_the_allowed_edges() {
         ("sendan-agents", &["sendan-core"][..]),
     ]);
     for (pkg, ok) in &allowed {
-        let internal: BTreeSet<&str> =
-            g.direct[*pkg].iter().map(String::as_str).filter(|d| ours.contains(d)).collect();
+        let internal: BTreeSet<&str> = g.direct[*pkg].iter().map(String::as_str).filter(|d| ours.contains(d)).collect();
         let extra: Vec<&&str> = internal.iter().filter(|d| !ok.contains(d)).collect();
         assert!(extra.is_empty(), "{pkg} may depend on {ok:?} only, but depends on {extra:?}");
     }
@@ -95,11 +94,7 @@ fn crates_only_depend_along_the_allowed_edges() {
 #[test]
 fn the_core_is_pure() {
     let g = Graph::load();
-    check_absent(
-        &g,
-        "sendan-core",
-        &["tokio", "mio", "redb", "openraft", "axum", "hyper", "reqwest", "ureq", "rand"],
-    );
+    check_absent(&g, "sendan-core", &["tokio", "mio", "redb", "openraft", "axum", "hyper", "reqwest", "ureq", "rand"]);
 }
 
 #[test]
@@ -129,7 +124,8 @@ fn every_dependency_version_is_declared_once_in_the_workspace() {
         for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
             let Some(deps) = manifest.get(section).and_then(|d| d.as_table()) else { continue };
             for (name, spec) in deps {
-                let inherited = spec.as_table().and_then(|t| t.get("workspace")).and_then(|w| w.as_bool()) == Some(true);
+                let inherited =
+                    spec.as_table().and_then(|t| t.get("workspace")).and_then(|w| w.as_bool()) == Some(true);
                 assert!(inherited, "{}: [{section}] {name} must say `workspace = true`", path.display());
             }
         }

@@ -35,11 +35,29 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let c = single().await;
     let cases: Vec<(String, Option<&str>, u16, &str, &str)> = vec![
         ("{".into(), Some(TOKEN), 400, "bad_event", "not valid JSON"),
-        (r#"{"type":"NodeRetired","node":"n1","colour":"red"}"#.into(), Some(TOKEN), 400, "bad_event", "unknown field `colour`"),
-        (r#"[{"type":"MachineDiscovered","machine":"m1"},{"type":"Nope"}]"#.into(), Some(TOKEN), 400, "bad_event", "event 1: unknown variant `Nope`"),
+        (
+            r#"{"type":"NodeRetired","node":"n1","colour":"red"}"#.into(),
+            Some(TOKEN),
+            400,
+            "bad_event",
+            "unknown field `colour`",
+        ),
+        (
+            r#"[{"type":"MachineDiscovered","machine":"m1"},{"type":"Nope"}]"#.into(),
+            Some(TOKEN),
+            400,
+            "bad_event",
+            "event 1: unknown variant `Nope`",
+        ),
         (r#"{"type":"MachineDiscovered","machine":"m1"}"#.into(), None, 401, "unauthorized", "needs a bearer token"),
         (r#"{"type":"MachineDiscovered","machine":"m1"}"#.into(), Some("wrong"), 401, "unauthorized", "not valid"),
-        (format!(r#"{{"type":"MachineDiscovered","machine":"m1","comment":"{}"}}"#, "x".repeat(70_000)), Some(TOKEN), 413, "payload_too_large", "split the batch"),
+        (
+            format!(r#"{{"type":"MachineDiscovered","machine":"m1","comment":"{}"}}"#, "x".repeat(70_000)),
+            Some(TOKEN),
+            413,
+            "payload_too_large",
+            "split the batch",
+        ),
     ];
     for (body, token, status, code, words) in cases {
         let (s, e) = post_raw(&c, body.clone(), token).await;
@@ -175,7 +193,12 @@ async fn health_readiness_metrics_and_404() {
     let mut b = vec![proposal(1, discovered("m1"))];
     c.client(1).submit(&mut b, Duration::from_secs(10)).await.unwrap();
     let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    for want in ["sendan_log_seq 1", "sendan_raft_is_leader 1", "sendan_events_accepted_total 1", "sendan_submit_seconds_count 1"] {
+    for want in [
+        "sendan_log_seq 1",
+        "sendan_raft_is_leader 1",
+        "sendan_events_accepted_total 1",
+        "sendan_submit_seconds_count 1",
+    ] {
         assert!(text.contains(want), "metrics lack {want:?}:\n{text}");
     }
     let r = http.get(format!("{base}/v2/nope")).send().await.unwrap();

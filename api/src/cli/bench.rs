@@ -111,7 +111,8 @@ impl Members {
     }
 
     fn spawn(&self, i: usize) -> Result<Child> {
-        let cluster = self.addrs.iter().enumerate().map(|(j, a)| format!("{}={a}", j + 1)).collect::<Vec<_>>().join(",");
+        let cluster =
+            self.addrs.iter().enumerate().map(|(j, a)| format!("{}={a}", j + 1)).collect::<Vec<_>>().join(",");
         let log = std::fs::File::create(self.dir.join(format!("member-{}.log", i + 1)))?;
         Command::new(std::env::current_exe()?)
             .arg("server")
@@ -216,7 +217,7 @@ where
 fn single_event(run: u64, client: usize, n: u64) -> ProposalIn {
     let machine = MachineId::new(format!("bench-{run}-{client}-{n}")).unwrap();
     ProposalIn {
-        id: Some(EventId(uuid::Uuid::new_v4())),
+        id: Some(EventId(uuid::Uuid::now_v7())),
         comment: None,
         payload: MachineDiscovered { machine, facts: Default::default() }.into(),
     }
@@ -228,7 +229,15 @@ fn scripted(i: u64, k: u64) -> Payload {
     let machine = MachineId::new(format!("m{i}")).unwrap();
     match k {
         0 => MachineDiscovered { machine, facts: Default::default() }.into(),
-        1 => NodeCommissioned { node, machine, class: Some("compute".into()), pool: Some("workers".into()), profile: None, rule: None }.into(),
+        1 => NodeCommissioned {
+            node,
+            machine,
+            class: Some("compute".into()),
+            pool: Some("workers".into()),
+            profile: None,
+            rule: None,
+        }
+        .into(),
         2 => NodeInstallRequested { node }.into(),
         3 => NodeInstallStarted { node }.into(),
         4 => NodeActivated { node }.into(),
@@ -353,7 +362,11 @@ pub async fn run(args: BenchArgs) -> Result<std::process::ExitCode> {
                 let mut events = Vec::with_capacity(batch as usize);
                 while (events.len() as u64) < batch {
                     let node = c * per_client + i;
-                    events.push(ProposalIn { id: Some(EventId(uuid::Uuid::new_v4())), comment: None, payload: scripted(node, k) });
+                    events.push(ProposalIn {
+                        id: Some(EventId(uuid::Uuid::now_v7())),
+                        comment: None,
+                        payload: scripted(node, k),
+                    });
                     i += 1;
                     if i == per_client {
                         i = 0;
@@ -448,7 +461,12 @@ fn b64(bytes: &[u8]) -> String {
 fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -462,13 +480,23 @@ fn machine_description() -> String {
 fn print_report(r: &Report) {
     println!("machine: {}", r.machine);
     println!("single-event submissions ({} bytes per request), 3 members on loopback, fsync on:", r.request_bytes);
-    println!("  {:>8}  {:>12} {:>9} {:>9} {:>9}   {:>12} {:>9} {:>9}   {:>7}", "clients", "sendan ops/s", "p50 ms", "p99 ms", "per entry", "etcd ops/s", "p50 ms", "p99 ms", "ratio");
+    println!(
+        "  {:>8}  {:>12} {:>9} {:>9} {:>9}   {:>12} {:>9} {:>9}   {:>7}",
+        "clients", "sendan ops/s", "p50 ms", "p99 ms", "per entry", "etcd ops/s", "p50 ms", "p99 ms", "ratio"
+    );
     for (c, s) in &r.sendan_single {
         let e = r.etcd_single.iter().find(|(ec, _)| ec == c).map(|(_, l)| l);
         match e {
             Some(e) => println!(
                 "  {c:>8}  {:>12.0} {:>9.2} {:>9.2} {:>9.1}   {:>12.0} {:>9.2} {:>9.2}   {:>6.2}x",
-                s.ops_per_sec, s.p50_ms, s.p99_ms, s.per_entry, e.ops_per_sec, e.p50_ms, e.p99_ms, s.ops_per_sec / e.ops_per_sec.max(1e-9)
+                s.ops_per_sec,
+                s.p50_ms,
+                s.p99_ms,
+                s.per_entry,
+                e.ops_per_sec,
+                e.p50_ms,
+                e.p99_ms,
+                s.ops_per_sec / e.ops_per_sec.max(1e-9)
             ),
             None => println!(
                 "  {c:>8}  {:>12.0} {:>9.2} {:>9.2} {:>9.1}   {:>12} {:>9} {:>9}   {:>7}",
@@ -477,7 +505,13 @@ fn print_report(r: &Report) {
         }
     }
     println!("batched submissions: {:.0} events/s", r.batched_events_per_sec);
-    println!("replay (fold) rate: {:.0} events/s; decode + fold: {:.0} events/s", r.replay_events_per_sec, r.decode_and_replay_events_per_sec);
+    println!(
+        "replay (fold) rate: {:.0} events/s; decode + fold: {:.0} events/s",
+        r.replay_events_per_sec, r.decode_and_replay_events_per_sec
+    );
     println!("cold start with {} events: {:.2} s", r.log_events, r.cold_start_seconds);
-    println!("node history (limit 100) over {} events: p50 {:.2} ms, p99 {:.2} ms", r.log_events, r.history_p50_ms, r.history_p99_ms);
+    println!(
+        "node history (limit 100) over {} events: p50 {:.2} ms, p99 {:.2} ms",
+        r.log_events, r.history_p50_ms, r.history_p99_ms
+    );
 }

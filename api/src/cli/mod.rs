@@ -4,6 +4,7 @@
 mod bench;
 pub mod output;
 mod server;
+pub mod spec;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -12,8 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
-use sendan_core::wire::{ProposalIn, decode_submission};
 use sendan_core::EventKind;
+use sendan_core::wire::{ProposalIn, decode_submission};
 
 use crate::client::{Client, EventFilter};
 use output::{Table, dash, events_table};
@@ -70,6 +71,14 @@ pub enum Command {
     /// Inspect and change cluster membership.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Show what applying a cluster spec (a `.nix` declaration or its ClusterSpec `.json`) would change, without
+    /// writing anything.
+    Plan { file: PathBuf },
+    /// Apply a cluster spec: record it as the live spec (nothing happens when it is live already).
+    Apply { file: PathBuf },
+    /// Show the live spec (or the one live at a seq, or any applied one by digest).
+    #[command(subcommand)]
+    Spec(SpecCmd),
     /// Benchmark a 3-member loopback cluster (and etcd from bench/etcd3.sh, side by side, when it answers).
     Bench(bench::BenchArgs),
 }
@@ -142,6 +151,21 @@ pub enum NodeCmd {
         #[arg(long)]
         at: Option<u64>,
     },
+    /// Issue a new token for the node's agent (its previous token stops working); printed once.
+    Token { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SpecCmd {
+    /// The spec's digest, when it was applied, and its document.
+    Show {
+        /// The spec live right after this event.
+        #[arg(long)]
+        at: Option<u64>,
+        /// Any spec ever applied, by digest.
+        #[arg(long, conflicts_with = "at")]
+        digest: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +187,9 @@ pub enum ClusterCmd {
 /// Entry point of the `sendan` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Server(_)) {
+        restore_sigpipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -244,11 +271,12 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             for k in EventKind::ALL {
                 let e = k.emitters();
                 use sendan_core::event::Emitters as E;
-                let who: Vec<&str> = [(E::ADMIN, "admin"), (E::SYSTEM, "system"), (E::NODE, "node"), (E::BOOTSTRAP, "installer")]
-                    .into_iter()
-                    .filter(|(f, _)| e.contains(*f))
-                    .map(|(_, n)| n)
-                    .collect();
+                let who: Vec<&str> =
+                    [(E::ADMIN, "admin"), (E::SYSTEM, "system"), (E::NODE, "node"), (E::BOOTSTRAP, "installer")]
+                        .into_iter()
+                        .filter(|(f, _)| e.contains(*f))
+                        .map(|(_, n)| n)
+                        .collect();
                 t.row(vec![k.name().into(), k.code().to_string(), who.join(", ")]);
             }
             print!("{}", t.render());
@@ -294,9 +322,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let mut history = Vec::new();
             let mut after = 0;
             loop {
-                let page = c
-                    .history(id, &EventFilter { after: Some(after), limit: Some(1000), ..Default::default() })
-                    .await?;
+                let page =
+                    c.history(id, &EventFilter { after: Some(after), limit: Some(1000), ..Default::default() }).await?;
                 let done = page.next.is_none();
                 after = page.events.last().map(|e| e.seq).unwrap_or(after);
                 history.extend(page.events.into_iter().filter(|e| e.seq <= until_seq));
@@ -311,7 +338,12 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 println!("node:     {}", n.id);
                 println!("state:    {} (since seq {})", n.state, n.since);
                 println!("machine:  {}", n.machine);
-                println!("class:    {}   pool: {}   profile: {}", dash(n.class.as_deref()), dash(n.pool.as_deref()), dash(n.profile.as_deref()));
+                println!(
+                    "class:    {}   pool: {}   profile: {}",
+                    dash(n.class.as_deref()),
+                    dash(n.pool.as_deref()),
+                    dash(n.profile.as_deref())
+                );
                 if let Some(r) = &n.reason {
                     println!("reason:   {r}");
                 }
@@ -319,6 +351,53 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 println!("allowed:  {}", if allowed.is_empty() { "-".into() } else { allowed.join(", ") });
                 println!("as of:    seq {}\n", view.seq);
                 print!("{}", events_table(&history));
+            }
+        }
+        Command::Node(NodeCmd::Token { id }) => {
+            let t = client()?.issue_node_token(id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!("{}", t.token);
+                eprintln!(
+                    "(node {}'s new token, recorded by its hash at seq {}; it is not shown again)",
+                    t.node, t.seq
+                );
+            }
+        }
+        Command::Plan { file } => {
+            let spec = spec::load(file)?;
+            let plan = spec::plan(&client()?, &spec).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                spec::print_plan(&plan);
+            }
+        }
+        Command::Apply { file } => {
+            let spec = spec::load(file)?;
+            let (plan, seq) = spec::apply(&client()?, &spec).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "seq": seq }))?);
+            } else {
+                spec::print_plan(&plan);
+                match seq {
+                    Some(seq) => println!("Applied spec {} at seq {seq}.", plan.digest),
+                    None => println!("Nothing applied."),
+                }
+            }
+        }
+        Command::Spec(SpecCmd::Show { at, digest }) => {
+            let c = client()?;
+            let view = match digest {
+                Some(d) => c.spec_by_digest(d).await?,
+                None => c.spec(*at).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("spec {} applied at seq {}{}", view.digest, view.seq, if view.live { " (live)" } else { "" });
+                println!("{}", serde_json::to_string_pretty(&view.spec)?);
             }
         }
         Command::Audit(AuditCmd::Verify) => {
@@ -339,7 +418,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                let mut t = Table::new(&["ID", "ADDR", "ROLE", "TERM", "LAST LOG", "COMMITTED", "APPLIED", "SEQ", "HEAD"]);
+                let mut t =
+                    Table::new(&["ID", "ADDR", "ROLE", "TERM", "LAST LOG", "COMMITTED", "APPLIED", "SEQ", "HEAD"]);
                 for m in &s.members {
                     t.row(vec![
                         m.id.to_string(),
@@ -370,4 +450,21 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
     }
     Ok(ok)
+}
+
+/// Let a client command die quietly when its output pipe closes (`sendan events list | head`), as Unix
+/// tools do; Rust ignores SIGPIPE by default. The server keeps ignoring it (its sockets report EPIPE).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    {
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: resetting a signal's disposition to its default before any other thread exists.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
 }

@@ -46,6 +46,9 @@ pub fn payload_summary(e: &Event) -> String {
     map.iter()
         .filter(|(k, v)| k.as_str() != "type" && !v.is_null())
         .map(|(k, v)| match v {
+            serde_json::Value::String(s) if s.chars().count() > 64 => {
+                format!("{k}={}…", s.chars().take(63).collect::<String>())
+            }
             serde_json::Value::String(s) => format!("{k}={s}"),
             serde_json::Value::Object(_) | serde_json::Value::Array(_) => format!("{k}=…"),
             other => format!("{k}={other}"),

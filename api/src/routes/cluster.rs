@@ -101,7 +101,8 @@ pub async fn status(State(app): State<Arc<App>>, auth: Auth) -> Result<Json<Clus
 
 pub async fn add(State(app): State<Arc<App>>, auth: Auth, Body(body): Body) -> Result<StatusCode, ApiError> {
     auth.admin()?;
-    let req: AddMember = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected {{\"id\": N, \"addr\": \"HOST:PORT\"}}: {e}")))?;
+    let req: AddMember = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"id\": N, \"addr\": \"HOST:PORT\"}}: {e}")))?;
     if req.id == 0 {
         return Err(ApiError::bad_request("member ids start at 1"));
     }
@@ -130,7 +131,9 @@ pub async fn change(app: &App, c: MembershipChange, hops: u8) -> Result<(), ApiE
     let result = match &c {
         MembershipChange::Add { id, addr } => {
             match app.node.raft.add_learner(*id, Member { addr: addr.clone() }, true).await {
-                Ok(_) => app.node.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false).await,
+                Ok(_) => {
+                    app.node.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false).await
+                }
                 Err(e) => Err(e),
             }
         }

@@ -22,7 +22,11 @@ use crate::extract::{Auth, Body, Q};
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 10_000;
 
-pub async fn submit(State(app): State<Arc<App>>, auth: Auth, Body(body): Body) -> Result<Json<SubmitResponse>, ApiError> {
+pub async fn submit(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Body(body): Body,
+) -> Result<Json<SubmitResponse>, ApiError> {
     let items = decode_submission(&body).map_err(|e| ApiError::BadRequest {
         code: "bad_event",
         message: e.to_string(),
@@ -71,8 +75,19 @@ pub async fn page(app: &App, q: &EventQuery) -> Result<EventPage, ApiError> {
     Ok(EventPage { events, next, head })
 }
 
+/// The admin reads everything; a node token reads only its own node's events (`node=` its id).
+fn may_list(auth: &Auth, node: Option<&str>) -> Result<(), ApiError> {
+    match (&auth.0, node) {
+        (crate::auth::Principal::Admin, _) => Ok(()),
+        (_, Some(n)) => auth.may_read_node(n),
+        (crate::auth::Principal::Node(n), None) => {
+            Err(ApiError::Forbidden(format!("node {n}'s token may only read its own events: add node={n}")))
+        }
+    }
+}
+
 pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<ListParams>) -> Result<Json<EventPage>, ApiError> {
-    auth.admin()?;
+    may_list(&auth, p.node.as_deref())?;
     page(&app, &p.query()?).await.map(Json)
 }
 
@@ -94,9 +109,15 @@ pub async fn watch(
     headers: HeaderMap,
     Q(p): Q<WatchParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    auth.admin()?;
+    may_list(&auth, p.node.as_deref())?;
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let list = ListParams { after: p.after.or(resume).unwrap_or(0), limit: Some(1000), node: p.node, kind: p.kind, ..Default::default() };
+    let list = ListParams {
+        after: p.after.or(resume).unwrap_or(0),
+        limit: Some(1000),
+        node: p.node,
+        kind: p.kind,
+        ..Default::default()
+    };
     let query = list.query()?;
     Ok(Sse::new(follow(app, query)).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }

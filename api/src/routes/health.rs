@@ -22,7 +22,12 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     let applied = m.last_applied.map(|l| l.index);
     let ready = m.current_leader.is_some() && applied >= committed;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": ready, "leader": m.current_leader, "committed_index": committed, "applied_index": applied })))
+    (
+        status,
+        Json(
+            json!({ "ready": ready, "leader": m.current_leader, "committed_index": committed, "applied_index": applied }),
+        ),
+    )
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {

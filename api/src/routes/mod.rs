@@ -6,3 +6,4 @@ pub mod events;
 pub mod health;
 pub mod nodes;
 pub mod peer;
+pub mod spec;

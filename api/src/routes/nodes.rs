@@ -52,7 +52,7 @@ pub async fn show(
     Path(id): Path<String>,
     Q(p): Q<AtParams>,
 ) -> Result<Json<NodeView>, ApiError> {
-    auth.admin()?;
+    auth.may_read_node(&id)?;
     let id = node_id(&id)?;
     let fleet = fleet_at(&app, p.at).await?;
     let node = fleet.node(&id).cloned().ok_or_else(|| {
@@ -69,7 +69,26 @@ pub async fn history(
     Path(id): Path<String>,
     Q(mut p): Q<ListParams>,
 ) -> Result<Json<EventPage>, ApiError> {
-    auth.admin()?;
+    auth.may_read_node(&id)?;
     p.node = Some(node_id(&id)?.to_string());
     page(&app, &p.query()?).await.map(Json)
+}
+
+/// `POST /v1/nodes/{id}/token`: issue a new node token (replacing the node's previous one) and show it
+/// once; only its hash enters the log.
+pub async fn issue_token(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<sendan_core::wire::IssuedToken>, ApiError> {
+    auth.admin()?;
+    let node = node_id(&id)?;
+    let token = crate::auth::generate("node");
+    let event = sendan_core::wire::ProposalIn {
+        id: None,
+        comment: Some("issued with `sendan node token`".into()),
+        payload: sendan_core::event::NodeTokenIssued { node: node.clone(), token: crate::auth::hash(&token) }.into(),
+    };
+    let receipt = crate::write::submit(&app, &auth.0, vec![event]).await?;
+    Ok(Json(sendan_core::wire::IssuedToken { node, token, seq: receipt.events[0].seq }))
 }

@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use sendan_raft::types::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sendan_raft::types::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -56,8 +56,7 @@ pub async fn submit(State(app): State<Arc<App>>, _: Peer, Body(body): Body) -> R
 
 pub async fn membership(State(app): State<Arc<App>>, _: Peer, Body(body): Body) -> Result<Response, ApiError> {
     let (c, hops): (MembershipChange, u8) = decode(&body)?;
-    let answer: MembershipAnswer =
-        change(&app, c, hops).await.map_err(|e| (e.status().as_u16(), e.to_string()));
+    let answer: MembershipAnswer = change(&app, c, hops).await.map_err(|e| (e.status().as_u16(), e.to_string()));
     Ok(reply(&answer))
 }
 

@@ -5,7 +5,9 @@
 //! frozen numeric code: the code, not the declaration order, is what storage records, so kinds may be
 //! added anywhere but a code is never reused.
 
+mod access;
 mod lifecycle;
+mod spec;
 
 use std::fmt;
 
@@ -13,7 +15,9 @@ use serde::de::{self, Error as _};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use access::*;
 pub use lifecycle::*;
+pub use spec::*;
 
 use crate::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 
@@ -157,8 +161,9 @@ macro_rules! events {
     };
 }
 
-// The catalogue. Codes are frozen: append new kinds with new codes, never renumber.
+// The catalogue. Codes are frozen: add new kinds with new codes, never renumber or reuse one.
 events! {
+    // Node lifecycle (lifecycle.rs): 1–13.
     1 => MachineDiscovered,
     2 => NodeCommissioned,
     3 => NodeInstallRequested,
@@ -172,6 +177,11 @@ events! {
     11 => NodeFailed,
     12 => NodeRetired,
     13 => NodeRebound,
+    // Cluster spec (spec.rs).
+    14 => SpecApplied,
+    // Access (access.rs).
+    15 => NodeTokenIssued,
+    // Bootstrap and enrollment: 20–39. nix-agent and rollouts: 40–59.
 }
 
 impl fmt::Display for EventKind {

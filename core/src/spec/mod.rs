@@ -10,6 +10,7 @@
 //! [`disk`] (resolving a layout's disk selectors against discovered disks, rendering disko), [`plan`] (per-node
 //! install plans) and [`net`] (IPv4 arithmetic).
 
+pub mod diff;
 pub mod disk;
 pub mod hardware;
 pub mod net;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::Hash;
 
+pub use diff::{Change, Op, SpecDiff, diff};
 pub use disk::{DiskLayout, ResolvedDisk};
 pub use hardware::{AmbiguousMatch, Location, SwitchPort, select_rule};
 pub use net::{AddressRange, Cidr};

@@ -2,16 +2,19 @@
 //! proposal be accepted?) and `evolve` (fold an accepted event in).
 //!
 //! Business rules live in [`check`] only; [`evolve`] holds none and never fails, so replaying a log that
-//! was accepted once always gives the same state.
+//! was accepted once always gives the same state. Each domain of events keeps its rules and fold in its
+//! own submodule (`spec`); this module dispatches to them and owns the lifecycle and access rules.
+
+pub mod spec;
 
 use std::sync::Arc;
 
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, Payload, Proposal};
+use crate::event::{Emitters, Event, Payload, Proposal};
 use crate::facts::HardwareFacts;
-use crate::ids::{Hash, MachineId, NodeId, Timestamp};
+use crate::ids::{Actor, Hash, MachineId, NodeId, Timestamp};
 use crate::lifecycle::{self, NodeState};
 use crate::rejection::Rejection;
 
@@ -29,6 +32,9 @@ pub struct FleetState {
     pub last_time: Timestamp,
     pub nodes: OrdMap<NodeId, Arc<NodeRecord>>,
     pub machines: OrdMap<MachineId, Arc<MachineRecord>>,
+    /// Live node tokens by hash.
+    pub tokens: OrdMap<Hash, NodeId>,
+    pub spec: spec::SpecState,
 }
 
 /// A declared node bound to a machine.
@@ -48,6 +54,8 @@ pub struct NodeRecord {
     pub updated: u64,
     /// Why it last failed, while it is `failed`.
     pub reason: Option<String>,
+    /// The hash of its live node token, if one was issued.
+    pub token: Option<Hash>,
 }
 
 /// A physical machine that phoned home.
@@ -82,6 +90,11 @@ impl FleetState {
         self.machines.values().map(Arc::as_ref).filter(|m| m.node.is_none())
     }
 
+    /// The node a token (by hash) speaks for.
+    pub fn token_node(&self, token: &Hash) -> Option<&NodeId> {
+        self.tokens.get(token)
+    }
+
     fn node_mut(&mut self, id: &NodeId) -> Option<&mut NodeRecord> {
         self.nodes.get_mut(id).map(Arc::make_mut)
     }
@@ -91,18 +104,73 @@ impl FleetState {
     }
 }
 
-/// The node an event belongs to in the by-node index: the node it names, or — for a bound machine
-/// phoning home again — the node bound to that machine. An event that names no node never changes a
-/// binding, so `state` may be the state just before or just after `event`: the answer is the same.
-pub fn indexed_node(state: &FleetState, event: &Event) -> Option<NodeId> {
-    event.node().cloned().or_else(|| event.payload.machine().and_then(|m| state.machine(m)?.node.clone()))
+/// Fold `event` into `state` and return the nodes it is indexed under: the node it names; for a bound
+/// machine phoning home again, that machine's node; for a spec, the fleet's nodes whose declaration it
+/// changes.
+pub fn evolve_indexed(state: &mut FleetState, event: &Event) -> Vec<NodeId> {
+    match &event.payload {
+        Payload::SpecApplied(p) => {
+            let nodes = spec::affected_nodes(state, p);
+            evolve(state, event);
+            nodes
+        }
+        other => {
+            let node = other.node().cloned().or_else(|| other.machine().and_then(|m| state.machine(m)?.node.clone()));
+            evolve(state, event);
+            node.into_iter().collect()
+        }
+    }
+}
+
+/// May `actor` submit `payload`? The admin may submit anything; a node token only the kinds a node may
+/// emit, about its own node; the system (the leader's projections) only system kinds.
+pub fn authorize(state: &FleetState, actor: &Actor, payload: &Payload) -> Result<(), Rejection> {
+    let kind = payload.kind();
+    let forbid = |why: String| Rejection::Forbidden { actor: actor.clone(), event: kind, why };
+    match actor {
+        Actor::Admin => Ok(()),
+        Actor::System(_) if kind.emitters().contains(Emitters::SYSTEM) => Ok(()),
+        Actor::System(_) => Err(forbid("it is not an event the system emits".into())),
+        Actor::Node(me) => {
+            if !kind.emitters().contains(Emitters::NODE) {
+                return Err(forbid("a node token may not submit this kind of event".into()));
+            }
+            match payload.node() {
+                Some(n) if n == me => Ok(()),
+                Some(n) => Err(forbid(format!("a node token may only submit events about its own node, not {n}"))),
+                None => Err(forbid("the event names no node".into())),
+            }
+        }
+        Actor::Bootstrap(machine) => {
+            if !kind.emitters().contains(Emitters::BOOTSTRAP) {
+                return Err(forbid("an installer's bootstrap token may not submit this kind of event".into()));
+            }
+            let bound = state.machine(machine).and_then(|m| m.node.as_ref());
+            let own = payload.machine() == Some(machine) || (payload.node().is_some() && payload.node() == bound);
+            if own {
+                Ok(())
+            } else {
+                Err(forbid(format!("a bootstrap token may only submit events about its own machine ({machine})")))
+            }
+        }
+    }
 }
 
 /// May `proposal` be accepted in `state`? Pure; changes nothing.
 pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
+    authorize(state, &proposal.actor, &proposal.payload)?;
     let kind = proposal.payload.kind();
     match &proposal.payload {
         Payload::MachineDiscovered(_) => Ok(()),
+        Payload::SpecApplied(p) => spec::check(state, p),
+        Payload::NodeTokenIssued(p) => {
+            let node =
+                state.node(&p.node).ok_or_else(|| Rejection::UnknownNode { node: p.node.clone(), event: kind })?;
+            if node.state.is_terminal() {
+                return Err(Rejection::NodeRetired { node: p.node.clone(), event: kind });
+            }
+            Ok(())
+        }
         Payload::NodeCommissioned(p) => {
             if let Some(existing) = state.node(&p.node) {
                 return Err(Rejection::NodeExists { node: p.node.clone(), state: existing.state });
@@ -195,11 +263,22 @@ pub fn evolve(state: &mut FleetState, event: &Event) {
                     since: seq,
                     updated: seq,
                     reason: None,
+                    token: None,
                 }),
             );
             if let Some(m) = state.machine_mut(&p.machine) {
                 m.node = Some(p.node.clone());
             }
+        }
+        Payload::SpecApplied(p) => spec::evolve(state, seq, p),
+        Payload::NodeTokenIssued(p) => {
+            let Some(node) = state.node_mut(&p.node) else { return };
+            node.updated = seq;
+            let old = node.token.replace(p.token);
+            if let Some(old) = old {
+                state.tokens.remove(&old);
+            }
+            state.tokens.insert(p.token, p.node.clone());
         }
         Payload::NodeRebound(p) => {
             let Some(node) = state.node_mut(&p.node) else { return };
@@ -227,6 +306,12 @@ pub fn evolve(state: &mut FleetState, event: &Event) {
                     Payload::NodeInstallFailed(p) => Some(p.reason.clone()),
                     _ => None,
                 };
+                // A retired node's credentials stop working.
+                if to.is_terminal()
+                    && let Some(token) = node.token.take()
+                {
+                    state.tokens.remove(&token);
+                }
             }
         }
     }
