@@ -1,3 +1,4 @@
 //! Node-side programs of Sendan.
 
+pub mod client;
 pub mod facts;

@@ -135,6 +135,7 @@ pub async fn serve(
     };
     let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown);
     let serving = tokio::spawn(async move { server.await });
+    crate::controller::spawn_all(&app);
     let initialized = match app.config.cluster_state {
         ClusterState::New => {
             let members: BTreeMap<u64, Member> =

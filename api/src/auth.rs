@@ -15,6 +15,8 @@ pub enum Principal {
     Admin,
     /// A node's agent, with the node token issued to it.
     Node(NodeId),
+    /// A controller running on the leader (never a token: only in-process code speaks for it).
+    System(&'static str),
 }
 
 impl Principal {
@@ -22,6 +24,7 @@ impl Principal {
         match self {
             Principal::Admin => Actor::Admin,
             Principal::Node(n) => Actor::Node(n.clone()),
+            Principal::System(name) => Actor::System((*name).to_owned()),
         }
     }
 }

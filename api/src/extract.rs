@@ -28,7 +28,7 @@ impl Auth {
     /// Operator-only endpoints.
     pub fn admin(&self) -> Result<(), ApiError> {
         match &self.0 {
-            Principal::Admin => Ok(()),
+            Principal::Admin | Principal::System(_) => Ok(()),
             Principal::Node(n) => Err(ApiError::Forbidden(format!(
                 "node {n}'s token may only read its own node and submit its own events; this needs the admin token"
             ))),
@@ -38,7 +38,7 @@ impl Auth {
     /// Reading about node `id`: the admin, or that node's own token.
     pub fn may_read_node(&self, id: &str) -> Result<(), ApiError> {
         match &self.0 {
-            Principal::Admin => Ok(()),
+            Principal::Admin | Principal::System(_) => Ok(()),
             Principal::Node(n) if n.as_str() == id => Ok(()),
             Principal::Node(n) => {
                 Err(ApiError::Forbidden(format!("node {n}'s token may only read node {n}, not {id}")))

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod extract;
 pub mod metrics;

@@ -114,6 +114,22 @@ impl EventId {
     pub fn from_u128(v: u128) -> Self {
         Self(uuid::Uuid::from_u128(v))
     }
+
+    /// A deterministic id for a decision: the same parts always give the same id, so a projection that
+    /// decides the same thing again (on another pass, or on a new leader) proposes an event the log already
+    /// holds, and the log answers with the original seq instead of recording it twice.
+    pub fn derive(parts: &[&[u8]]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
+        }
+        let digest: [u8; 32] = h.finalize().into();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
@@ -334,6 +350,15 @@ mod tests {
             assert_eq!(err.what, "node id");
         }
         assert!(MachineId::new("52:54:00:12:34:56").is_ok());
+    }
+
+    #[test]
+    fn derived_ids_are_deterministic_and_distinct() {
+        let a = EventId::derive(&[b"enroll", b"m1"]);
+        assert_eq!(a, EventId::derive(&[b"enroll", b"m1"]));
+        assert_ne!(a, EventId::derive(&[b"enroll", b"m2"]));
+        // Parts are length-prefixed: moving a byte between parts changes the id.
+        assert_ne!(EventId::derive(&[b"ab", b"c"]), EventId::derive(&[b"a", b"bc"]));
     }
 
     #[test]

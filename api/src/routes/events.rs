@@ -78,7 +78,7 @@ pub async fn page(app: &App, q: &EventQuery) -> Result<EventPage, ApiError> {
 /// The admin reads everything; a node token reads only its own node's events (`node=` its id).
 fn may_list(auth: &Auth, node: Option<&str>) -> Result<(), ApiError> {
     match (&auth.0, node) {
-        (crate::auth::Principal::Admin, _) => Ok(()),
+        (crate::auth::Principal::Admin | crate::auth::Principal::System(_), _) => Ok(()),
         (_, Some(n)) => auth.may_read_node(n),
         (crate::auth::Principal::Node(n), None) => {
             Err(ApiError::Forbidden(format!("node {n}'s token may only read its own events: add node={n}")))
