@@ -22,14 +22,20 @@ pub struct BatchRejection {
 /// Check and seal `proposals` in order, each seeing the ones before it. Either every proposal is accepted
 /// and `state` moves past all of them, or the first refusal is returned and `state` is unchanged.
 pub fn append(state: &mut FleetState, proposals: &[Proposal]) -> Result<Vec<Event>, BatchRejection> {
-    append_indexed(state, proposals).map(|v| v.into_iter().map(|(e, _)| e).collect())
+    append_indexed(state, proposals).map(|v| v.into_iter().map(|s| s.event).collect())
 }
 
-/// [`append`], also returning the nodes each event is indexed under ([`fleet::evolve_indexed`]).
-pub fn append_indexed(
-    state: &mut FleetState,
-    proposals: &[Proposal],
-) -> Result<Vec<(Event, Vec<NodeId>)>, BatchRejection> {
+/// An accepted event with what storing it needs.
+pub struct Sealed {
+    pub event: Event,
+    /// The nodes it is indexed under ([`fleet::evolve_indexed`]).
+    pub nodes: Vec<NodeId>,
+    /// Its stored record ([`crate::record`]).
+    pub record: Vec<u8>,
+}
+
+/// [`append`], also returning each event's index nodes and stored record.
+pub fn append_indexed(state: &mut FleetState, proposals: &[Proposal]) -> Result<Vec<Sealed>, BatchRejection> {
     if let [p] = proposals {
         // One proposal: once it passes `check`, nothing can fail, so no copy of the state is needed.
         fleet::check(state, p).map_err(|rejection| BatchRejection { index: 0, rejection })?;
@@ -45,12 +51,12 @@ pub fn append_indexed(
     Ok(events)
 }
 
-fn seal_and_evolve(state: &mut FleetState, p: &Proposal) -> (Event, Vec<NodeId>) {
+fn seal_and_evolve(state: &mut FleetState, p: &Proposal) -> Sealed {
     // Time never goes back along the log, whatever the clocks of successive leaders say.
     let time = p.time.max(state.last_time);
-    let event = crate::record::seal(p, state.seq + 1, time, state.head);
+    let (event, record) = crate::record::seal_with_record(p, state.seq + 1, time, state.head);
     let nodes = fleet::evolve_indexed(state, &event);
-    (event, nodes)
+    Sealed { event, nodes, record }
 }
 
 /// Fold accepted events into `state`, in order.

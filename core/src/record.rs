@@ -101,8 +101,14 @@ pub fn link(prev: &Hash, seq: u64, body: &[u8]) -> Hash {
 
 /// Turn an accepted proposal into the event at `seq` after `prev`, at `time`.
 pub fn seal(proposal: &Proposal, seq: u64, time: Timestamp, prev: Hash) -> Event {
+    seal_with_record(proposal, seq, time, prev).0
+}
+
+/// [`seal`], also returning the event's stored record (encoding the body once for both).
+pub fn seal_with_record(proposal: &Proposal, seq: u64, time: Timestamp, prev: Hash) -> (Event, Vec<u8>) {
     let body = encode_body(&proposal.id, time, &proposal.actor, &proposal.comment, &proposal.payload);
-    Event {
+    let hash = link(&prev, seq, &body);
+    let event = Event {
         seq,
         id: proposal.id,
         time,
@@ -111,20 +117,26 @@ pub fn seal(proposal: &Proposal, seq: u64, time: Timestamp, prev: Hash) -> Event
         payload: proposal.payload.clone(),
         version: FORMAT_VERSION,
         prev,
-        hash: link(&prev, seq, &body),
-    }
+        hash,
+    };
+    let record = frame(seq, &prev, &hash, &body);
+    (event, record)
 }
 
 /// The stored record of `event`. Events are re-encoded with their own schema version only when it is
 /// the current one; [`encode`] is for events this build sealed.
 pub fn encode(event: &Event) -> Vec<u8> {
     let body = encode_body(&event.id, event.time, &event.actor, &event.comment, &event.payload);
+    frame(event.seq, &event.prev, &event.hash, &body)
+}
+
+fn frame(seq: u64, prev: &Hash, hash: &Hash, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 80);
     out.push(RECORD_V1);
-    out = postcard::to_extend(&event.seq, out).expect("postcard encoding into a Vec");
-    out.extend_from_slice(&event.prev.0);
-    out.extend_from_slice(&event.hash.0);
-    out.extend_from_slice(&body);
+    out = postcard::to_extend(&seq, out).expect("postcard encoding into a Vec");
+    out.extend_from_slice(&prev.0);
+    out.extend_from_slice(&hash.0);
+    out.extend_from_slice(body);
     out
 }
 

@@ -142,14 +142,25 @@ enum WriteJob {
 
 /// The most write sets the writer folds into one transaction.
 const MAX_GROUP: usize = 256;
+/// How long the writer gathers write sets before committing them together.
+const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn write_loop(shared: &Shared, rx: Receiver<WriteJob>) {
     while let Ok(first) = rx.recv() {
+        // Nobody waits on this commit to be answered (a barrier ends the window at once), so gather a
+        // little: each commit costs an fsync and rewrites the index pages it touches.
+        let window = std::time::Instant::now() + GROUP_WINDOW;
+        let mut barrier = matches!(first, WriteJob::Barrier(_));
         let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP
-            && let Ok(j) = rx.try_recv()
-        {
-            jobs.push(j);
+        while jobs.len() < MAX_GROUP && !barrier {
+            let left = window.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(j) => {
+                    barrier = matches!(j, WriteJob::Barrier(_));
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
         }
         let sets: Vec<&WriteSet> =
             jobs.iter().filter_map(|j| if let WriteJob::Apply(s) = j { Some(s) } else { None }).collect();
@@ -618,17 +629,13 @@ fn apply_append(
     if !fresh.is_empty() {
         match sendan_core::log::append_indexed(fleet, &fresh) {
             Ok(events) => {
-                for ((event, nodes), i) in events.into_iter().zip(&fresh_at) {
+                for (sealed, i) in events.into_iter().zip(&fresh_at) {
+                    let event = &sealed.event;
                     let id = event.id.0.as_u128();
                     ids.unflushed.insert(id, (event.seq, event.hash));
                     receipts[*i] = Some(Receipt { id: event.id, seq: event.seq, hash: event.hash, duplicate: false });
-                    rows.push(Row {
-                        seq: event.seq,
-                        id,
-                        kind: event.kind().code(),
-                        nodes,
-                        bytes: record::encode(&event),
-                    });
+                    let (seq, kind) = (event.seq, event.kind().code());
+                    rows.push(Row { seq, id, kind, nodes: sealed.nodes, bytes: sealed.record });
                 }
             }
             Err(BatchRejection { index, rejection }) => {
