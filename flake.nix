@@ -37,6 +37,12 @@
             imports = [ ./nix/modules/server.nix ];
             services.sendan.server.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
           };
+        nix-agent =
+          { lib, pkgs, ... }:
+          {
+            imports = [ ./nix/modules/nix-agent.nix ];
+            services.sendan.nix-agent.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          };
         default = self.nixosModules.server;
       };
 

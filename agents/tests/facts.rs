@@ -30,7 +30,7 @@ fn disk(name: &str, size_bytes: u64, model: Option<&str>, serial: Option<&str>, 
 }
 
 fn nic(name: &str, mac: &str, driver: &str, speed_mbps: Option<u32>, link: bool) -> Nic {
-    Nic { name: name.into(), mac: mac.into(), driver: Some(driver.into()), speed_mbps, link }
+    Nic { name: name.into(), mac: mac.into(), driver: Some(driver.into()), speed_mbps, link, lldp: None }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use sendan_core::fleet::FleetState;
-use sendan_core::{Actor, Hash, NodeId};
+use sendan_core::{Actor, EventId, Hash, MachineId, NodeId};
 
 use crate::error::ApiError;
 
@@ -17,6 +17,13 @@ pub enum Principal {
     Node(NodeId),
     /// A controller running on the leader (never a token: only in-process code speaks for it).
     System(&'static str),
+    /// A netbooted installer with a bootstrap token: issued for the NIC `mac`, bound to `machine` once the
+    /// installer phoned home with it.
+    Bootstrap {
+        token: Hash,
+        mac: String,
+        machine: Option<MachineId>,
+    },
 }
 
 impl Principal {
@@ -25,6 +32,11 @@ impl Principal {
             Principal::Admin => Actor::Admin,
             Principal::Node(n) => Actor::Node(n.clone()),
             Principal::System(name) => Actor::System((*name).to_owned()),
+            // Before phoning home the installer is known by its MAC only (a valid machine id).
+            Principal::Bootstrap { machine: Some(m), .. } => Actor::Bootstrap(m.clone()),
+            Principal::Bootstrap { mac, .. } => {
+                Actor::Bootstrap(MachineId::new(mac.as_str()).unwrap_or_else(|_| MachineId::new("unknown").unwrap()))
+            }
         }
     }
 }
@@ -38,6 +50,29 @@ pub fn generate(kind: &str) -> String {
 
 pub fn hash(token: &str) -> Hash {
     Hash::of(token.as_bytes())
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+/// The bootstrap token issued by the event with id `issued`: derived from the cluster secret, so every member
+/// can hand the same unclaimed token out again (a machine that netboots twice, or asks two members) without
+/// recording a new one, and the log holds only its hash.
+pub fn bootstrap_token(cluster_secret: &str, issued: EventId) -> String {
+    let mut message = b"sendan bootstrap token\0".to_vec();
+    message.extend_from_slice(issued.as_bytes());
+    format!("sendan-boot-{}", hex::encode(hmac_sha256(cluster_secret.as_bytes(), &message)))
 }
 
 fn same(a: &Hash, b: &Hash) -> bool {
@@ -106,6 +141,12 @@ impl Tokens {
         if let Some(node) = fleet.token_node(&h) {
             return Ok(Principal::Node(node.clone()));
         }
+        if let Some(found) = fleet.bootstrap.session(&h, crate::write::now()) {
+            return match found {
+                Ok(s) => Ok(Principal::Bootstrap { token: h, mac: s.token.mac.clone(), machine: s.machine.cloned() }),
+                Err(why) => Err(ApiError::Unauthorized(why)),
+            };
+        }
         Err(ApiError::Unauthorized("the bearer token is not valid on this cluster".into()))
     }
 }
@@ -125,6 +166,21 @@ mod tests {
         for bad in [None, Some("sendan-admin-abc"), Some("Bearer "), Some("Bearer nope")] {
             assert_eq!(t.resolve(bad, &fleet).unwrap_err().status(), 401, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_and_tokens_derive_per_event() {
+        // RFC 4231, test case 2.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        // Test case 6: a key longer than the block is hashed first.
+        let mac = hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(hex::encode(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+        let a = bootstrap_token("secret", EventId::from_u128(1));
+        assert!(a.starts_with("sendan-boot-") && a.len() == "sendan-boot-".len() + 64);
+        assert_eq!(a, bootstrap_token("secret", EventId::from_u128(1)));
+        assert_ne!(a, bootstrap_token("secret", EventId::from_u128(2)));
+        assert_ne!(a, bootstrap_token("other", EventId::from_u128(1)));
     }
 
     #[test]

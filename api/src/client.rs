@@ -155,6 +155,48 @@ impl Client {
         self.post(&format!("/v1/nodes/{node}/token"), &()).await
     }
 
+    /// `GET /v1/machines`: every machine that phoned home, with why an unbound one is not bound.
+    pub async fn machines(&self, at: Option<u64>) -> Result<sendan_core::enrollment::MachinesView, ClientError> {
+        self.get("/v1/machines", &[("at", at)]).await
+    }
+
+    /// `POST /v1/enroll/dry-run`: which enrollment rule would bind a machine with `facts`, and why.
+    pub async fn enroll_dry_run(
+        &self,
+        facts: &sendan_core::facts::HardwareFacts,
+    ) -> Result<sendan_core::enrollment::Explanation, ClientError> {
+        self.post("/v1/enroll/dry-run", facts).await
+    }
+
+    /// `GET /v1/nodes/{id}/plan`: the install plan the node's installer is served.
+    pub async fn node_plan(&self, node: &str) -> Result<sendan_core::install::ServedPlan, ClientError> {
+        self.get(&format!("/v1/nodes/{node}/plan"), &()).await
+    }
+
+    /// `GET /v1/nodes/{id}/install`: what the log says about the node's install.
+    pub async fn node_install(
+        &self,
+        node: &str,
+        at: Option<u64>,
+    ) -> Result<sendan_core::install::InstallView, ClientError> {
+        self.get(&format!("/v1/nodes/{node}/install"), &[("at", at)]).await
+    }
+
+    /// `GET /v1/boot/ipxe?mac=`: the netboot script, as text (this may issue a bootstrap token).
+    pub async fn ipxe(&self, mac: &str) -> Result<String, ClientError> {
+        let (url, b) = self.req(reqwest::Method::GET, "/v1/boot/ipxe");
+        let resp = b.query(&[("mac", mac)]).send().await.map_err(|e| transport(&url, e))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| transport(&url, e))?;
+        if status != 200 {
+            let (code, message) = serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| (b.error.code, b.error.message))
+                .unwrap_or(("http".into(), text));
+            return Err(ClientError::Api { status, code, message, index: None });
+        }
+        Ok(text)
+    }
+
     /// Submit events once. Events without an id are sent without one (the server picks it).
     pub async fn submit_once(&self, events: &[ProposalIn]) -> Result<SubmitResponse, ClientError> {
         self.post("/v1/events", events).await

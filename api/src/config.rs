@@ -27,6 +27,18 @@ pub struct ConfigFile {
     pub checkpoint_every: Option<u64>,
     pub heartbeat_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
+    /// The URL installers reach this member at; default `http://<its initial-cluster address>`.
+    pub public_url: Option<String>,
+    /// The netboot installer's kernel, initrd and extra kernel command line (iPXE fetches them).
+    pub installer_kernel: Option<String>,
+    pub installer_initrd: Option<String>,
+    pub installer_cmdline: Option<String>,
+    /// The rescue image, booted by nodes in `rescue`.
+    pub rescue_kernel: Option<String>,
+    pub rescue_initrd: Option<String>,
+    pub rescue_cmdline: Option<String>,
+    /// How long a bootstrap token handed out by netboot works before its machine phones home.
+    pub bootstrap_token_ttl_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -60,6 +72,7 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub raft: sendan_raft::ClusterOptions,
+    pub netboot: crate::bootstrap::NetbootConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7770";
@@ -110,11 +123,33 @@ impl ConfigFile {
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
             heartbeat_ms: over.heartbeat_ms.or(self.heartbeat_ms),
             election_timeout_ms: over.election_timeout_ms.or(self.election_timeout_ms),
+            public_url: over.public_url.or(self.public_url),
+            installer_kernel: over.installer_kernel.or(self.installer_kernel),
+            installer_initrd: over.installer_initrd.or(self.installer_initrd),
+            installer_cmdline: over.installer_cmdline.or(self.installer_cmdline),
+            rescue_kernel: over.rescue_kernel.or(self.rescue_kernel),
+            rescue_initrd: over.rescue_initrd.or(self.rescue_initrd),
+            rescue_cmdline: over.rescue_cmdline.or(self.rescue_cmdline),
+            bootstrap_token_ttl_secs: over.bootstrap_token_ttl_secs.or(self.bootstrap_token_ttl_secs),
+        }
+    }
+
+    fn netboot_fields(&self) -> crate::bootstrap::NetbootFields {
+        crate::bootstrap::NetbootFields {
+            public_url: self.public_url.clone(),
+            installer_kernel: self.installer_kernel.clone(),
+            installer_initrd: self.installer_initrd.clone(),
+            installer_cmdline: self.installer_cmdline.clone(),
+            rescue_kernel: self.rescue_kernel.clone(),
+            rescue_initrd: self.rescue_initrd.clone(),
+            rescue_cmdline: self.rescue_cmdline.clone(),
+            bootstrap_token_ttl_secs: self.bootstrap_token_ttl_secs,
         }
     }
 
     /// Fill defaults and check everything once.
     pub fn validate(self) -> Result<ServerConfig, ConfigError> {
+        let netboot = self.netboot_fields();
         let node_id = self.node_id.unwrap_or(1);
         if node_id == 0 {
             return Err(invalid("node-id", "member ids start at 1"));
@@ -160,6 +195,7 @@ impl ConfigFile {
             raft.election_min_ms = v;
             raft.election_max_ms = v * 2;
         }
+        let netboot = netboot.validate(&advertise)?;
         Ok(ServerConfig {
             node_id,
             listen,
@@ -171,6 +207,7 @@ impl ConfigFile {
             admin_token_file: self.admin_token_file,
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY).max(1024),
             raft,
+            netboot,
         })
     }
 }

@@ -7,6 +7,9 @@
 //! — on the next pass, or on a new leader after a failover — is answered with the original seq instead of
 //! being recorded twice. The pure deciding lives in `sendan-core`; this module only runs it.
 
+mod enrollment;
+mod rollout;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +36,10 @@ pub trait Controller: Send + 'static {
 }
 
 /// Every controller a member runs (each acts only while the member leads).
-pub fn spawn_all(_app: &Arc<App>) {}
+pub fn spawn_all(app: &Arc<App>) {
+    spawn(app.clone(), rollout::RolloutController);
+    spawn(app.clone(), enrollment::EnrollmentController);
+}
 
 /// Run `c` on `app` until the member shuts down.
 pub fn spawn(app: Arc<App>, mut c: impl Controller) {

@@ -17,6 +17,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// What was asked for does not exist yet, or not in this state (an install plan before the node is
+    /// install-pending, or one that was refused); `code` says which.
+    #[error("{message}")]
+    NotReady { code: &'static str, message: String },
     /// The log refused an event; nothing of the batch was applied.
     #[error("{rejection}")]
     Rejected { rejection: Rejection, index: usize },
@@ -46,7 +50,17 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Rejected { rejection: Rejection::Forbidden { .. }, .. } => StatusCode::FORBIDDEN,
             ApiError::Rejected { rejection: Rejection::InvalidSpec { .. }, .. } => StatusCode::BAD_REQUEST,
+            ApiError::Rejected {
+                rejection: Rejection::InvalidSystem { .. } | Rejection::InvalidRollout { .. },
+                ..
+            } => StatusCode::BAD_REQUEST,
+            ApiError::Rejected {
+                rejection: Rejection::BootstrapTokenUsed { .. } | Rejection::BootstrapTokenRefused { .. },
+                ..
+            } => StatusCode::FORBIDDEN,
+            ApiError::Rejected { rejection: Rejection::MalformedEvent { .. }, .. } => StatusCode::BAD_REQUEST,
             ApiError::Rejected { .. } => StatusCode::CONFLICT,
+            ApiError::NotReady { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,6 +73,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", None, None),
             ApiError::Forbidden(_) => ("forbidden", None, None),
             ApiError::NotFound(_) => ("not_found", None, None),
+            ApiError::NotReady { code, .. } => (*code, None, None),
             ApiError::Rejected { rejection, index } => {
                 (rejection.code(), Some(*index), serde_json::to_value(rejection).ok())
             }

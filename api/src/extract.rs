@@ -32,6 +32,7 @@ impl Auth {
             Principal::Node(n) => Err(ApiError::Forbidden(format!(
                 "node {n}'s token may only read its own node and submit its own events; this needs the admin token"
             ))),
+            Principal::Bootstrap { .. } => Err(bootstrap_forbidden()),
         }
     }
 
@@ -43,8 +44,28 @@ impl Auth {
             Principal::Node(n) => {
                 Err(ApiError::Forbidden(format!("node {n}'s token may only read node {n}, not {id}")))
             }
+            Principal::Bootstrap { .. } => Err(bootstrap_forbidden()),
         }
     }
+
+    /// The installer endpoints (`/v1/bootstrap/*`): a bootstrap token only.
+    pub fn installer(&self) -> Result<(sendan_core::Hash, &str, Option<&sendan_core::MachineId>), ApiError> {
+        match &self.0 {
+            Principal::Bootstrap { token, mac, machine } => Ok((*token, mac.as_str(), machine.as_ref())),
+            _ => Err(ApiError::Forbidden(
+                "this endpoint is for a netbooted installer: it needs the bootstrap token from the machine's iPXE script"
+                    .into(),
+            )),
+        }
+    }
+}
+
+fn bootstrap_forbidden() -> ApiError {
+    ApiError::Forbidden(
+        "a bootstrap token may only phone home, fetch its install plan and report install progress (/v1/bootstrap/…, \
+         and its own install events on /v1/events)"
+            .into(),
+    )
 }
 
 /// A request from another member, carrying the cluster secret.

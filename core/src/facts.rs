@@ -66,6 +66,18 @@ pub struct Nic {
     pub driver: Option<String>,
     pub speed_mbps: Option<u32>,
     pub link: bool,
+    /// The switch port this NIC is cabled to, as the switch announces it over LLDP (appended field).
+    pub lldp: Option<LldpNeighbor>,
+}
+
+/// What a switch announces over LLDP about the port a NIC is cabled to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LldpNeighbor {
+    /// The switch's system name (LLDP chassis name), such as `r01-tor-a`.
+    pub switch: String,
+    /// The port's name on the switch (LLDP port id or description), such as `Ethernet12`.
+    pub port: String,
 }
 
 impl HardwareFacts {

@@ -3,14 +3,18 @@
 //! input, so every replica computes the same log from the same proposals.
 
 pub mod chain;
+pub mod enrollment;
 pub mod event;
 pub mod facts;
 pub mod fleet;
 pub mod ids;
+pub mod install;
 pub mod lifecycle;
 pub mod log;
+pub mod netboot;
 pub mod record;
 pub mod rejection;
+pub mod rollout;
 pub mod spec;
 pub mod wire;
 

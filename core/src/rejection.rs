@@ -51,6 +51,76 @@ pub enum Rejection {
 
     #[error("spec {digest} is already the live spec (applied at seq {seq}); nothing to apply")]
     SpecUnchanged { digest: Hash, seq: u64 },
+
+    // Systems and rollouts (fleet/systems.rs, rollout.rs).
+    /// Answered with 400: the system string itself is malformed.
+    #[error("`{system}` is not a system to run: {why}")]
+    InvalidSystem { system: String, why: String },
+
+    #[error("node {node} is pinned ({reason}); unpin it with `sendan node unpin {node}` first")]
+    NodePinned { node: NodeId, reason: String },
+
+    #[error("node {node} is not pinned")]
+    NodeNotPinned { node: NodeId },
+
+    #[error(
+        "node {node} is a member of rollout {rollout} of pool {pool}, which decides its system; wait for it to end or halt it with `sendan rollout abort {pool}`"
+    )]
+    NodeInRollout { node: NodeId, rollout: u64, pool: String },
+
+    #[error("`{event}` names decision {decision}, but node {node}'s desired system was decided {}; the agent re-reads it", desired.map(|d| format!("at seq {d}")).unwrap_or_else(|| "by nothing yet".into()))]
+    StaleDecision { node: NodeId, event: EventKind, decision: u64, desired: Option<u64> },
+
+    #[error("`{event}` does not fit node {node}'s activation of decision {decision}: {why}")]
+    NoActivation { node: NodeId, event: EventKind, decision: u64, why: String },
+
+    #[error("pool {pool} cannot be rolled out: {why}")]
+    UnknownPool { pool: String, why: String },
+
+    #[error(
+        "pool {pool} already has rollout {rollout}, which is {state}; wait for it to end or halt it with `sendan rollout abort {pool}`"
+    )]
+    RolloutOpen { pool: String, rollout: u64, state: String },
+
+    /// Answered with 400: the rollout's parameters are inconsistent.
+    #[error("the rollout is not valid: {reason}")]
+    InvalidRollout { reason: String },
+
+    #[error("rollout {rollout} does not exist")]
+    UnknownRollout { rollout: u64 },
+
+    #[error("`{event}` for rollout {rollout} is refused: {reason}")]
+    RolloutRefused { rollout: u64, event: EventKind, reason: String },
+
+    // Bootstrap and enrollment (fleet/bootstrap.rs).
+    /// Answered with 403: a bootstrap token phones home once.
+    #[error(
+        "this bootstrap token was already used: machine {machine} phoned home with it at seq {seq}; a bootstrap token works once, so netboot the machine again for a new one"
+    )]
+    BootstrapTokenUsed { machine: MachineId, seq: u64 },
+
+    /// Answered with 403.
+    #[error("the bootstrap token cannot be used: {why}")]
+    BootstrapTokenRefused { why: String },
+
+    #[error(
+        "disk layout '{layout}' of node {node} does not fit the disks of machine {machine}: {}; nothing was written — change the layout or the hardware",
+        reasons.join("; ")
+    )]
+    LayoutDoesNotFit { node: NodeId, machine: MachineId, layout: String, reasons: Vec<String> },
+
+    #[error("`{event}` was decided on spec {spec}, but spec {live} is live now; it is decided again on the live spec")]
+    StaleSpec { event: EventKind, spec: Hash, live: String },
+
+    #[error("`{event}` does not hold: {why}")]
+    DecisionDoesNotHold { event: EventKind, why: String },
+
+    #[error("token hash {token} is already in use; generate a new token")]
+    TokenInUse { token: Hash },
+
+    /// Answered with 400: a field of the event is malformed.
+    #[error("`{event}` is malformed: {why}")]
+    MalformedEvent { event: EventKind, why: String },
 }
 
 impl Rejection {
@@ -67,6 +137,24 @@ impl Rejection {
             Rejection::Forbidden { .. } => "forbidden",
             Rejection::InvalidSpec { .. } => "invalid_spec",
             Rejection::SpecUnchanged { .. } => "spec_unchanged",
+            Rejection::InvalidSystem { .. } => "invalid_system",
+            Rejection::NodePinned { .. } => "node_pinned",
+            Rejection::NodeNotPinned { .. } => "node_not_pinned",
+            Rejection::NodeInRollout { .. } => "node_in_rollout",
+            Rejection::StaleDecision { .. } => "stale_decision",
+            Rejection::NoActivation { .. } => "no_activation",
+            Rejection::UnknownPool { .. } => "unknown_pool",
+            Rejection::RolloutOpen { .. } => "rollout_open",
+            Rejection::InvalidRollout { .. } => "invalid_rollout",
+            Rejection::UnknownRollout { .. } => "unknown_rollout",
+            Rejection::RolloutRefused { .. } => "rollout_refused",
+            Rejection::BootstrapTokenUsed { .. } => "bootstrap_token_used",
+            Rejection::BootstrapTokenRefused { .. } => "bootstrap_token_refused",
+            Rejection::LayoutDoesNotFit { .. } => "layout_does_not_fit",
+            Rejection::StaleSpec { .. } => "stale_spec",
+            Rejection::DecisionDoesNotHold { .. } => "decision_does_not_hold",
+            Rejection::TokenInUse { .. } => "token_in_use",
+            Rejection::MalformedEvent { .. } => "malformed_event",
         }
     }
 }

@@ -317,6 +317,29 @@ pub struct IssuedToken {
     pub seq: u64,
 }
 
+/// `GET /v1/nodes/{id}/system`: the node's desired and running system, pin and latest attempt, and where to fetch
+/// closures from — what its `sendan-agent nix` acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSystemView {
+    pub seq: u64,
+    pub node: crate::NodeId,
+    /// The node's lifecycle state.
+    pub state: crate::NodeState,
+    pub system: crate::fleet::systems::NodeSystem,
+    /// The live spec's `bootstrap.substituters` and `bootstrap.trustedPublicKeys`.
+    pub substituters: Vec<String>,
+    pub trusted_public_keys: Vec<String>,
+    /// The open rollout the node is a member of.
+    pub rollout: Option<u64>,
+}
+
+/// `GET /v1/rollouts`: every rollout, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutsView {
+    pub seq: u64,
+    pub rollouts: Vec<crate::rollout::RolloutView>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,16 @@
 use proptest::prelude::*;
 use sendan_core::chain::Verifier;
 use sendan_core::event::*;
-use sendan_core::facts::HardwareFacts;
 use sendan_core::fleet::FleetState;
 use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 use sendan_core::lifecycle::{self, NodeState};
 use sendan_core::{log, record};
+
+#[path = "support/systems.rs"]
+mod systems_support;
+
+#[path = "support/bootstrap.rs"]
+mod bootstrap_support;
 
 const NODES: &[&str] = &["n0", "n1", "n2"];
 const MACHINES: &[&str] = &["m0", "m1", "m2", "m3"];
@@ -25,15 +30,39 @@ fn machine(i: usize) -> MachineId {
 #[derive(Clone, Debug)]
 enum Step {
     Any(Payload),
-    Legal { node: usize, machine: usize, pick: prop::sample::Index },
+    Legal {
+        node: usize,
+        machine: usize,
+        pick: prop::sample::Index,
+    },
+    /// A systems event that fits the node's state (see `support/systems.rs`), so that rollouts and agent
+    /// reports are exercised, not only refused.
+    System {
+        node: usize,
+        pick: prop::sample::Index,
+    },
+    /// A bootstrap event that fits the state (see `support/bootstrap.rs`): netboot tokens, claims, install
+    /// progress, exchanges and the enrollment controller's own decisions.
+    Bootstrap {
+        node: usize,
+        machine: usize,
+        pick: prop::sample::Index,
+    },
 }
 
 fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Payload {
     match kind {
         EventKind::MachineDiscovered => {
-            MachineDiscovered { machine, facts: HardwareFacts { memory_bytes: mem << 30, ..HardwareFacts::default() } }
-                .into()
+            let facts = bootstrap_support::facts(&machine, mem);
+            MachineDiscovered { machine, facts }.into()
         }
+        EventKind::BootstrapTokenIssued
+        | EventKind::BootstrapTokenClaimed
+        | EventKind::BootstrapTokenExchanged
+        | EventKind::InstallProgressed
+        | EventKind::InstallPlanRefused
+        | EventKind::EnrollmentConflicted
+        | EventKind::EnrollmentRefused => bootstrap_support::any_payload(kind, node, machine, mem),
         EventKind::NodeCommissioned => {
             NodeCommissioned { node, machine, class: Some("worker".into()), pool: None, profile: None, rule: None }
                 .into()
@@ -51,6 +80,62 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Pa
         EventKind::NodeRebound => NodeRebound { node, machine }.into(),
         EventKind::NodeTokenIssued => NodeTokenIssued { node, token: Hash::of(&mem.to_be_bytes()) }.into(),
         EventKind::SpecApplied => spec_applied(mem),
+        EventKind::NodeSystemSet => {
+            let system = systems_support::SYSTEMS[mem as usize % 3].into();
+            NodeSystemSet { node, system, action: SwitchAction::Switch }.into()
+        }
+        EventKind::NodePinned => NodePinned { node, reason: "firmware".into() }.into(),
+        EventKind::NodeUnpinned => NodeUnpinned { node }.into(),
+        EventKind::RolloutStarted => RolloutStarted {
+            pool: systems_support::POOL.into(),
+            system: systems_support::SYSTEMS[1].into(),
+            action: SwitchAction::Switch,
+            max_unavailable: mem as u32,
+            canary: 1,
+            max_failures: 0,
+            health_timeout_secs: 600,
+        }
+        .into(),
+        EventKind::RolloutWaveStarted => RolloutWaveStarted { rollout: mem, wave: 1, nodes: vec![node] }.into(),
+        EventKind::RolloutCompleted => RolloutCompleted { rollout: mem }.into(),
+        EventKind::RolloutHalted => RolloutHalted { rollout: mem, reason: "operator".into() }.into(),
+        EventKind::RolloutNodesReverted => RolloutNodesReverted { rollout: mem, nodes: vec![node] }.into(),
+        EventKind::RolloutReverted => RolloutReverted { rollout: mem }.into(),
+        EventKind::SystemReported => {
+            SystemReported { node, current: Some(systems_support::SYSTEMS[0].into()), booted: None }.into()
+        }
+        EventKind::SystemPrefetched => {
+            let path = systems_support::SYSTEMS[1].to_owned();
+            SystemPrefetched { node, decision: mem, system: path.clone(), path }.into()
+        }
+        EventKind::SystemPrefetchFailed => {
+            let system = systems_support::SYSTEMS[1].into();
+            SystemPrefetchFailed { node, decision: mem, system, error: "unsigned".into() }.into()
+        }
+        EventKind::SystemActivating => {
+            let path = systems_support::SYSTEMS[1].into();
+            SystemActivating { node, decision: mem, path, action: SwitchAction::Switch, previous: None }.into()
+        }
+        EventKind::SystemProfileSet => {
+            let path = systems_support::SYSTEMS[1].into();
+            SystemProfileSet { node, decision: mem, path, profile: "/nix/var/nix/profiles/system".into() }.into()
+        }
+        EventKind::SystemSwitched => {
+            let path = systems_support::SYSTEMS[1].into();
+            SystemSwitched { node, decision: mem, path, exit_code: 0, reboot_required: false }.into()
+        }
+        EventKind::SystemHealthFailed => {
+            let path = systems_support::SYSTEMS[1].into();
+            SystemHealthFailed { node, decision: mem, path, failures: vec!["probe".into()] }.into()
+        }
+        EventKind::SystemConfirmed => {
+            let path = systems_support::SYSTEMS[1].into();
+            SystemConfirmed { node, decision: mem, path, switched: true }.into()
+        }
+        EventKind::SystemRolledBack => {
+            let (path, to) = (systems_support::SYSTEMS[1].into(), systems_support::SYSTEMS[0].into());
+            SystemRolledBack { node, decision: mem, path, to, reason: "health".into(), exit_code: 0 }.into()
+        }
     }
 }
 
@@ -77,7 +162,10 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         .prop_map(|(k, n, m, mem)| Step::Any(payload_of(EventKind::ALL[k], node(n), machine(m), mem)));
     let legal = (0..NODES.len(), 0..MACHINES.len(), any::<prop::sample::Index>())
         .prop_map(|(node, machine, pick)| Step::Legal { node, machine, pick });
-    prop_oneof![anything, legal]
+    let system = (0..NODES.len(), any::<prop::sample::Index>()).prop_map(|(node, pick)| Step::System { node, pick });
+    let boot = (0..NODES.len(), 0..MACHINES.len(), any::<prop::sample::Index>())
+        .prop_map(|(node, machine, pick)| Step::Bootstrap { node, machine, pick });
+    prop_oneof![2 => anything, 2 => legal, 1 => system, 1 => boot]
 }
 
 impl Step {
@@ -97,6 +185,14 @@ impl Step {
                     }
                     None => payload_of(EventKind::MachineDiscovered, id, mid, 1),
                 }
+            }
+            Step::System { node: n, pick } => {
+                let pick = pick.index(1 << 16);
+                systems_support::legal_system_move(state, NODES, &node(*n), pick, state.last_time)
+            }
+            Step::Bootstrap { node: n, machine: m, pick } => {
+                let pick = pick.index(1 << 16);
+                bootstrap_support::legal_bootstrap_move(state, &node(*n), &machine(*m), pick, state.last_time)
             }
         }
     }
@@ -121,19 +217,25 @@ impl Run {
     }
 
     fn propose(&mut self, batch: &[(Step, i64)]) -> Vec<Proposal> {
+        // Each step is resolved against the state the steps before it in the batch leave (those that would be
+        // accepted on their own), as the `check_sequence` fuzz target does, so that one batch can walk a subject
+        // through several moves instead of proposing the same move twice.
+        let mut scratch = self.state.clone();
         batch
             .iter()
             .map(|(step, dt)| {
-                let payload = step.resolve(&self.state);
+                let payload = step.resolve(&scratch);
                 self.next_id += 1;
                 self.clock += dt;
-                Proposal {
+                let p = Proposal {
                     id: EventId::from_u128(self.next_id),
                     time: Timestamp(self.clock),
                     actor: Actor::Admin,
                     comment: None,
                     payload,
-                }
+                };
+                let _ = log::append(&mut scratch, std::slice::from_ref(&p));
+                p
             })
             .collect()
     }

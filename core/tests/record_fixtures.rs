@@ -6,7 +6,7 @@
 //! record_fixtures`; existing lines must never change.
 
 use sendan_core::event::*;
-use sendan_core::facts::{Cpu, Disk, HardwareFacts, Nic};
+use sendan_core::facts::{Cpu, Disk, HardwareFacts, LldpNeighbor, Nic};
 use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 use sendan_core::record;
 
@@ -39,6 +39,7 @@ fn sample(kind: EventKind) -> Payload {
                     mac: "b4:96:91:00:00:01".into(),
                     speed_mbps: Some(25_000),
                     link: true,
+                    lldp: Some(LldpNeighbor { switch: "r01-tor-a".into(), port: "Ethernet12".into() }),
                     ..Nic::default()
                 }],
                 ..HardwareFacts::default()
@@ -71,8 +72,137 @@ fn sample(kind: EventKind) -> Payload {
         }
         .into(),
         EventKind::NodeTokenIssued => NodeTokenIssued { node, token: Hash::of(b"sendan-node-example") }.into(),
+        EventKind::BootstrapTokenIssued => BootstrapTokenIssued {
+            token: Hash::of(b"sendan-boot-example"),
+            mac: "b4:96:91:00:00:01".into(),
+            machine: Some(machine),
+            expires: Timestamp(1_790_003_600_000),
+        }
+        .into(),
+        EventKind::BootstrapTokenClaimed => {
+            BootstrapTokenClaimed { token: Hash::of(b"sendan-boot-example"), machine }.into()
+        }
+        EventKind::BootstrapTokenExchanged => {
+            BootstrapTokenExchanged {
+                token: Hash::of(b"sendan-boot-example"),
+                node,
+                ssh_host_key:
+                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl root@worker-07"
+                        .into(),
+            }
+            .into()
+        }
+        EventKind::InstallProgressed => InstallProgressed {
+            node,
+            step: InstallStep::DisksFormatted,
+            detail: "disko formatted os-a (nvme0n1) and os-b (nvme1n1)".into(),
+        }
+        .into(),
+        EventKind::InstallPlanRefused => InstallPlanRefused {
+            node,
+            spec: Hash::of(b"spec"),
+            layout: "mirrored-root".into(),
+            reasons: vec![
+                "disk 'os-b' needs the disk at index 1 among those matching its selector, but 1 match".into(),
+            ],
+        }
+        .into(),
+        EventKind::EnrollmentConflicted => EnrollmentConflicted {
+            machine,
+            spec: Hash::of(b"spec"),
+            priority: 10,
+            rules: vec!["port-0".into(), "port-1".into()],
+        }
+        .into(),
+        EventKind::EnrollmentRefused => EnrollmentRefused {
+            machine,
+            spec: Hash::of(b"spec"),
+            rule: "storage-servers".into(),
+            reasons: vec![
+                "class 'storage' of node storage-01: needs 4 rotational disks of at least 8 TB; found 0".into(),
+            ],
+        }
+        .into(),
+        EventKind::NodeSystemSet => {
+            NodeSystemSet { node, system: NEW_SYSTEM.into(), action: SwitchAction::Boot }.into()
+        }
+        EventKind::NodePinned => NodePinned { node, reason: "BIOS update in progress".into() }.into(),
+        EventKind::NodeUnpinned => NodeUnpinned { node }.into(),
+        EventKind::RolloutStarted => RolloutStarted {
+            pool: "workers".into(),
+            system: "git+https://git.example.com/lab#nixosConfigurations.worker.config.system.build.toplevel".into(),
+            action: SwitchAction::Switch,
+            max_unavailable: 2,
+            canary: 1,
+            max_failures: 1,
+            health_timeout_secs: 600,
+        }
+        .into(),
+        EventKind::RolloutWaveStarted => {
+            RolloutWaveStarted { rollout: 43, wave: 2, nodes: vec![node, NodeId::new("worker-08").unwrap()] }.into()
+        }
+        EventKind::RolloutCompleted => RolloutCompleted { rollout: 43 }.into(),
+        EventKind::RolloutHalted => {
+            RolloutHalted { rollout: 43, reason: "canary worker-07 failed: health gate failed".into() }.into()
+        }
+        EventKind::RolloutNodesReverted => RolloutNodesReverted { rollout: 43, nodes: vec![node] }.into(),
+        EventKind::RolloutReverted => RolloutReverted { rollout: 43 }.into(),
+        EventKind::SystemReported => {
+            SystemReported { node, current: Some(OLD_SYSTEM.into()), booted: Some(OLD_SYSTEM.into()) }.into()
+        }
+        EventKind::SystemPrefetched => {
+            SystemPrefetched { node, decision: 44, system: NEW_SYSTEM.into(), path: NEW_SYSTEM.into() }.into()
+        }
+        EventKind::SystemPrefetchFailed => SystemPrefetchFailed {
+            node,
+            decision: 44,
+            system: NEW_SYSTEM.into(),
+            error: "the substitute is not signed by any of the keys in 'trusted-public-keys'".into(),
+        }
+        .into(),
+        EventKind::SystemActivating => SystemActivating {
+            node,
+            decision: 44,
+            path: NEW_SYSTEM.into(),
+            action: SwitchAction::Test,
+            previous: Some(OLD_SYSTEM.into()),
+        }
+        .into(),
+        EventKind::SystemProfileSet => SystemProfileSet {
+            node,
+            decision: 44,
+            path: NEW_SYSTEM.into(),
+            profile: "/nix/var/nix/profiles/system".into(),
+        }
+        .into(),
+        EventKind::SystemSwitched => {
+            SystemSwitched { node, decision: 44, path: NEW_SYSTEM.into(), exit_code: 100, reboot_required: true }.into()
+        }
+        EventKind::SystemHealthFailed => SystemHealthFailed {
+            node,
+            decision: 44,
+            path: NEW_SYSTEM.into(),
+            failures: vec!["unit sshd.service is not active".into(), "http://127.0.0.1:9100/ answered 503".into()],
+        }
+        .into(),
+        EventKind::SystemConfirmed => {
+            SystemConfirmed { node, decision: 44, path: NEW_SYSTEM.into(), switched: true }.into()
+        }
+        EventKind::SystemRolledBack => SystemRolledBack {
+            node,
+            decision: 44,
+            path: NEW_SYSTEM.into(),
+            to: OLD_SYSTEM.into(),
+            reason: "the control plane did not acknowledge the confirmation within 30s".into(),
+            exit_code: 0,
+        }
+        .into(),
     }
 }
+
+/// Systems of the samples of the nix-agent and rollout kinds.
+const OLD_SYSTEM: &str = "/nix/store/0c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-nixos-system-worker-07-24.11";
+const NEW_SYSTEM: &str = "/nix/store/1c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-nixos-system-worker-07-25.05";
 
 fn sample_event(kind: EventKind) -> Event {
     let proposal = Proposal {

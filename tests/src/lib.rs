@@ -1,7 +1,9 @@
 //! Shared fixtures for Sendan's multi-node and end-to-end tests: waiting on conditions with a deadline,
 //! an in-process cluster (isolate, restart, wait-until), and clusters of real `sendan server` processes.
 
+pub mod bootstrap;
 pub mod inproc;
+pub mod nixfake;
 pub mod procs;
 
 use std::future::Future;

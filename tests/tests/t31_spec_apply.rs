@@ -50,6 +50,12 @@ async fn plan_then_apply_the_example_then_change_it() {
     // worker-01 joins the fleet, then its declared system changes.
     let mut b = vec![proposal(1, discovered("m-w1")), proposal(2, commissioned("worker-01", "m-w1"))];
     client.submit(&mut b, Duration::from_secs(10)).await.unwrap();
+    // Enrollment looks at the new node: m-w1 reported no disks, so worker-01's install plan is refused (seq 4).
+    sendan_tests::wait_until("enrollment decides worker-01's plan", Duration::from_secs(10), || async {
+        let h = client.history("worker-01", &EventFilter::default()).await.ok()?;
+        (h.events.len() == 2).then_some(())
+    })
+    .await;
     let mut doc = serde_json::to_value(&first.spec).unwrap();
     doc["nodes"]["worker-01"]["system"] = serde_json::json!({"flake": null, "storePath": "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-worker-01"});
     let changed = tempfile::NamedTempFile::with_suffix(".json").unwrap();
@@ -60,16 +66,17 @@ async fn plan_then_apply_the_example_then_change_it() {
     assert!(out.contains("~ node worker-01") && out.contains("storePath=/nix/store/aaaa"), "{out}");
     assert!(out.contains("Plan: 0 to add, 1 to change, 0 to remove"), "{out}");
     let (ok, out, _) = tokio::task::block_in_place(|| sendan(&c, &["apply", path]));
-    assert!(ok && out.contains("at seq 4."), "{out}");
+    assert!(ok && out.contains("at seq 5."), "{out}");
 
     let second = client.spec(None).await.unwrap();
     assert_ne!(second.digest, first.digest);
-    assert_eq!(client.spec(Some(3)).await.unwrap().digest, first.digest, "the spec live at seq 3");
+    assert_eq!(client.spec(Some(4)).await.unwrap().digest, first.digest, "the spec live at seq 4");
     let old = client.spec_by_digest(&first.digest.to_hex()).await.unwrap();
     assert_eq!((old.seq, old.live, old.spec), (1, false, first.spec.clone()));
-    // The change is in worker-01's audit history.
+    // The change is in worker-01's audit history (after which enrollment decides its plan again).
     let h = client.history("worker-01", &EventFilter::default()).await.unwrap();
-    assert_eq!(h.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    let kinds: Vec<(u64, &str)> = h.events.iter().take(3).map(|e| (e.seq, e.kind().name())).collect();
+    assert_eq!(kinds, [(3, "NodeCommissioned"), (4, "InstallPlanRefused"), (5, "SpecApplied")]);
 }
 
 /// Property: the server re-validates a spec whatever produced it: an invalid document is a 400 naming the

@@ -24,6 +24,8 @@ pub(super) fn collect(root: &Root) -> Result<Vec<Nic>, FactsError> {
                 .and_then(|target| Some(target.file_name()?.to_string_lossy().into_owned())),
             speed_mbps: speed(root, &format!("{dir}/speed"))?,
             link: link(root, &dir)?,
+            // The kernel does not know the far end of the cable; `sendan_agents::lldp` fills this in.
+            lldp: None,
             name,
         });
     }

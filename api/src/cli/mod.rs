@@ -2,9 +2,11 @@
 //! client of the HTTP API (tables by default, `--output json` for scripts).
 
 mod bench;
+pub mod bootstrap;
 pub mod output;
 mod server;
 pub mod spec;
+pub mod systems;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -62,7 +64,7 @@ pub enum Command {
         #[arg(long)]
         at: Option<u64>,
     },
-    /// Inspect one node.
+    /// Inspect one node, move it through its lifecycle, and decide or pin its NixOS system.
     #[command(subcommand)]
     Node(NodeCmd),
     /// Audit the event log.
@@ -79,8 +81,13 @@ pub enum Command {
     /// Show the live spec (or the one live at a seq, or any applied one by digest).
     #[command(subcommand)]
     Spec(SpecCmd),
+    /// Roll a pool out to a new NixOS system in waves, and follow or abort it.
+    #[command(subcommand)]
+    Rollout(systems::RolloutCmd),
     /// Benchmark a 3-member loopback cluster (and etcd from bench/etcd3.sh, side by side, when it answers).
     Bench(bench::BenchArgs),
+    #[command(flatten)]
+    Enrollment(bootstrap::EnrollCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +160,32 @@ pub enum NodeCmd {
     },
     /// Issue a new token for the node's agent (its previous token stops working); printed once.
     Token { id: String },
+    /// The node's desired and running NixOS system, its pin and its agent's latest attempt.
+    System {
+        id: String,
+        /// As it was right after this event.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// Decide the node's system: a store path (/nix/store/…) or a flake reference (ref#attr).
+    SetSystem {
+        id: String,
+        system: String,
+        /// switch-to-configuration's verb: switch, boot or test.
+        #[arg(long, default_value = "switch")]
+        action: sendan_core::event::SwitchAction,
+    },
+    /// Leave the node's system alone: its agent and rollouts skip it until `sendan node unpin`.
+    Pin {
+        id: String,
+        /// Why, for the next operator.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let the node follow its desired system again.
+    Unpin { id: String },
+    #[command(flatten)]
+    Verb(bootstrap::NodeVerb),
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,6 +255,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     match &cli.command {
         Command::Server(args) => return server::run(args.clone()).await,
         Command::Bench(args) => return bench::run(args.clone()).await,
+        Command::Enrollment(cmd) => return bootstrap::enroll(&client()?, cmd, json).await,
+        Command::Node(NodeCmd::Verb(verb)) => return bootstrap::node_verb(&client()?, verb, json).await,
         Command::Events(EventsCmd::Submit { file }) => {
             let bytes = if file.as_os_str() == "-" {
                 let mut b = Vec::new();
@@ -331,8 +366,14 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     break;
                 }
             }
+            let install = c.node_install(id, *at).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "view": view, "history": history }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "view": view, "install": install, "history": history })
+                    )?
+                );
             } else {
                 let n = &view.node;
                 println!("node:     {}", n.id);
@@ -347,6 +388,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 if let Some(r) = &n.reason {
                     println!("reason:   {r}");
                 }
+                bootstrap::install_lines(&install).iter().for_each(|l| println!("{l}"));
                 let allowed: Vec<String> = view.allowed.iter().map(|k| k.to_string()).collect();
                 println!("allowed:  {}", if allowed.is_empty() { "-".into() } else { allowed.join(", ") });
                 println!("as of:    seq {}\n", view.seq);
@@ -365,6 +407,39 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 );
             }
         }
+        Command::Node(NodeCmd::System { id, at }) => {
+            let view = systems::node_system(&client()?, id, *at).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                systems::print_node_system(&view);
+            }
+        }
+        Command::Node(NodeCmd::SetSystem { id, system, action }) => {
+            let seq = systems::set_system(&client()?, id, system, *action).await?;
+            if json {
+                println!("{}", serde_json::json!({ "node": id, "seq": seq }));
+            } else {
+                println!("Node {id} should run {system} (`{action}`), decided at seq {seq}.");
+            }
+        }
+        Command::Node(NodeCmd::Pin { id, reason }) => {
+            let seq = systems::pin(&client()?, id, reason).await?;
+            if json {
+                println!("{}", serde_json::json!({ "node": id, "seq": seq }));
+            } else {
+                println!("Node {id} is pinned at seq {seq}: its agent and rollouts leave its system alone.");
+            }
+        }
+        Command::Node(NodeCmd::Unpin { id }) => {
+            let seq = systems::unpin(&client()?, id).await?;
+            if json {
+                println!("{}", serde_json::json!({ "node": id, "seq": seq }));
+            } else {
+                println!("Node {id} is unpinned at seq {seq}: it follows its desired system again.");
+            }
+        }
+        Command::Rollout(cmd) => return systems::run(&client()?, cmd, json).await,
         Command::Plan { file } => {
             let spec = spec::load(file)?;
             let plan = spec::plan(&client()?, &spec).await?;

@@ -53,6 +53,33 @@ pub struct ServerArgs {
     /// Raft election timeout in milliseconds (randomised up to twice this) [default: 800].
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
+    /// The URL netbooted installers reach this member at (`sendan.server=` in the iPXE script)
+    /// [default: http://<this member's --initial-cluster address>].
+    #[arg(long, help_heading = "Netboot")]
+    pub public_url: Option<String>,
+    /// URL (http, https or tftp) of the installer kernel that `GET /v1/boot/ipxe` boots machines to be installed
+    /// with; without it the script tells them no installer is configured.
+    #[arg(long, help_heading = "Netboot")]
+    pub installer_kernel: Option<String>,
+    /// URL of the installer initrd (required with --installer-kernel).
+    #[arg(long, help_heading = "Netboot")]
+    pub installer_initrd: Option<String>,
+    /// Extra installer kernel command line, such as NixOS's `init=/nix/store/…/init loglevel=4`; the script adds
+    /// `sendan.server=` and `sendan.token=`.
+    #[arg(long, help_heading = "Netboot")]
+    pub installer_cmdline: Option<String>,
+    /// URL of the rescue kernel booted by nodes in `rescue`.
+    #[arg(long, help_heading = "Netboot")]
+    pub rescue_kernel: Option<String>,
+    /// URL of the rescue initrd (required with --rescue-kernel).
+    #[arg(long, help_heading = "Netboot")]
+    pub rescue_initrd: Option<String>,
+    /// Extra rescue kernel command line; the script adds `sendan.server=` and `sendan.node=`.
+    #[arg(long, help_heading = "Netboot")]
+    pub rescue_cmdline: Option<String>,
+    /// Seconds a bootstrap token handed out by netboot works before its machine phones home [default: 3600].
+    #[arg(long, help_heading = "Netboot")]
+    pub bootstrap_token_ttl_secs: Option<u64>,
 }
 
 impl ServerArgs {
@@ -71,6 +98,14 @@ impl ServerArgs {
             checkpoint_every: self.checkpoint_every,
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_ms: self.election_timeout_ms,
+            public_url: self.public_url.clone(),
+            installer_kernel: self.installer_kernel.clone(),
+            installer_initrd: self.installer_initrd.clone(),
+            installer_cmdline: self.installer_cmdline.clone(),
+            rescue_kernel: self.rescue_kernel.clone(),
+            rescue_initrd: self.rescue_initrd.clone(),
+            rescue_cmdline: self.rescue_cmdline.clone(),
+            bootstrap_token_ttl_secs: self.bootstrap_token_ttl_secs,
         }
     }
 }

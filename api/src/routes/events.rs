@@ -32,6 +32,7 @@ pub async fn submit(
         message: e.to_string(),
         index: e.index,
     })?;
+    crate::routes::bootstrap::only_install_reports(&auth.0, &items)?;
     crate::write::submit(&app, &auth.0, items).await.map(Json)
 }
 
@@ -83,6 +84,7 @@ fn may_list(auth: &Auth, node: Option<&str>) -> Result<(), ApiError> {
         (crate::auth::Principal::Node(n), None) => {
             Err(ApiError::Forbidden(format!("node {n}'s token may only read its own events: add node={n}")))
         }
+        (crate::auth::Principal::Bootstrap { .. }, None) => auth.admin(),
     }
 }
 

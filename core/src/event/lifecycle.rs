@@ -72,22 +72,24 @@ pub struct NodeInstallRequested {
 }
 about_node!(NodeInstallRequested, Emitters::SYSTEM);
 
-/// The installer began writing the node's disks. Emitted by the installer on the node.
+/// The installer began writing the node's disks. Emitted by the installer on the node (with its bootstrap
+/// token, or the node's token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeInstallStarted {
     pub node: NodeId,
 }
-about_node!(NodeInstallStarted, Emitters::NODE);
+about_node!(NodeInstallStarted, Emitters::NODE.or(Emitters::BOOTSTRAP));
 
-/// The install could not finish; the node needs an operator (rescue or reprovision). Installer or system.
+/// The install could not finish; the node needs an operator (rescue or reprovision). Installer (bootstrap or
+/// node token) or system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeInstallFailed {
     pub node: NodeId,
     pub reason: String,
 }
-about_node!(NodeInstallFailed, Emitters::NODE.or(Emitters::SYSTEM));
+about_node!(NodeInstallFailed, Emitters::NODE.or(Emitters::SYSTEM).or(Emitters::BOOTSTRAP));
 
 /// The node booted its installed system and checked in (first boot, or leaving rescue). Node agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

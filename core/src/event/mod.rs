@@ -6,8 +6,10 @@
 //! added anywhere but a code is never reused.
 
 mod access;
+mod bootstrap;
 mod lifecycle;
 mod spec;
+mod systems;
 
 use std::fmt;
 
@@ -16,8 +18,10 @@ use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use access::*;
+pub use bootstrap::*;
 pub use lifecycle::*;
 pub use spec::*;
+pub use systems::*;
 
 use crate::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 
@@ -181,7 +185,33 @@ events! {
     14 => SpecApplied,
     // Access (access.rs).
     15 => NodeTokenIssued,
-    // Bootstrap and enrollment: 20–39. nix-agent and rollouts: 40–59.
+    // Bootstrap and enrollment (bootstrap.rs): 20–39.
+    20 => BootstrapTokenIssued,
+    21 => BootstrapTokenClaimed,
+    22 => BootstrapTokenExchanged,
+    23 => InstallProgressed,
+    24 => InstallPlanRefused,
+    25 => EnrollmentConflicted,
+    26 => EnrollmentRefused,
+    // Systems and rollouts (systems.rs): 40–57.
+    40 => NodeSystemSet,
+    41 => NodePinned,
+    42 => NodeUnpinned,
+    43 => RolloutStarted,
+    44 => RolloutWaveStarted,
+    45 => RolloutCompleted,
+    46 => RolloutHalted,
+    47 => RolloutNodesReverted,
+    48 => RolloutReverted,
+    49 => SystemReported,
+    50 => SystemPrefetched,
+    51 => SystemPrefetchFailed,
+    52 => SystemActivating,
+    53 => SystemProfileSet,
+    54 => SystemSwitched,
+    55 => SystemHealthFailed,
+    56 => SystemConfirmed,
+    57 => SystemRolledBack,
 }
 
 impl fmt::Display for EventKind {

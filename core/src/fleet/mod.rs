@@ -3,9 +3,11 @@
 //!
 //! Business rules live in [`check`] only; [`evolve`] holds none and never fails, so replaying a log that
 //! was accepted once always gives the same state. Each domain of events keeps its rules and fold in its
-//! own submodule (`spec`); this module dispatches to them and owns the lifecycle and access rules.
+//! own submodule (`spec`, `systems`, `bootstrap`); this module dispatches to them and owns the lifecycle and access rules.
 
+pub mod bootstrap;
 pub mod spec;
+pub mod systems;
 
 use std::sync::Arc;
 
@@ -35,6 +37,10 @@ pub struct FleetState {
     /// Live node tokens by hash.
     pub tokens: OrdMap<Hash, NodeId>,
     pub spec: spec::SpecState,
+    /// Desired and running NixOS systems, pins and pool rollouts.
+    pub systems: systems::SystemsState,
+    /// Bootstrap tokens, installer sessions, enrollment problems, install-plan refusals and SSH host keys.
+    pub bootstrap: bootstrap::BootstrapState,
 }
 
 /// A declared node bound to a machine.
@@ -114,6 +120,10 @@ pub fn evolve_indexed(state: &mut FleetState, event: &Event) -> Vec<NodeId> {
             evolve(state, event);
             nodes
         }
+        p if systems::owns(p) => {
+            evolve(state, event);
+            systems::decided_nodes(state, event)
+        }
         other => {
             let node = other.node().cloned().or_else(|| other.machine().and_then(|m| state.machine(m)?.node.clone()));
             evolve(state, event);
@@ -163,9 +173,16 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
     match &proposal.payload {
         Payload::MachineDiscovered(_) => Ok(()),
         Payload::SpecApplied(p) => spec::check(state, p),
+        p if systems::owns(p) => systems::check(state, proposal),
+        p if bootstrap::owns(p) => bootstrap::check(state, proposal),
+        Payload::NodeInstallRequested(p) => {
+            transition_from(state, &p.node, kind)?;
+            bootstrap::check_install_request(state, p)
+        }
         Payload::NodeTokenIssued(p) => {
             let node =
                 state.node(&p.node).ok_or_else(|| Rejection::UnknownNode { node: p.node.clone(), event: kind })?;
+            bootstrap::token_free(state, &p.token)?;
             if node.state.is_terminal() {
                 return Err(Rejection::NodeRetired { node: p.node.clone(), event: kind });
             }
@@ -270,7 +287,13 @@ pub fn evolve(state: &mut FleetState, event: &Event) {
                 m.node = Some(p.node.clone());
             }
         }
-        Payload::SpecApplied(p) => spec::evolve(state, seq, p),
+        Payload::SpecApplied(p) => {
+            let before = state.spec.live.clone();
+            spec::evolve(state, seq, p);
+            systems::spec_applied(state, seq, before.as_deref());
+        }
+        p if systems::owns(p) => systems::evolve(state, event),
+        p if bootstrap::owns(p) => bootstrap::evolve(state, event),
         Payload::NodeTokenIssued(p) => {
             let Some(node) = state.node_mut(&p.node) else { return };
             node.updated = seq;

@@ -369,7 +369,12 @@ impl DiskLayout {
                 problems.push(format!("disks '{other}' and '{name}' both resolve to {}", found.name));
                 continue;
             }
-            let device = found.by_id.clone().unwrap_or_else(|| format!("/dev/{}", found.name));
+            // Facts carry the by-id link's name (`ata-…`); disko needs the path.
+            let device = match &found.by_id {
+                Some(link) if link.starts_with('/') => link.clone(),
+                Some(link) => format!("/dev/disk/by-id/{link}"),
+                None => format!("/dev/{}", found.name),
+            };
             resolved
                 .insert(name.clone(), ResolvedDisk { name: found.name.clone(), device, size_bytes: found.size_bytes });
         }
@@ -456,6 +461,10 @@ mod tests {
         let devices: Vec<(&str, &str)> = resolved.iter().map(|(k, v)| (k.as_str(), v.name.as_str())).collect();
         assert_eq!(devices, [("data1", "sda"), ("data2", "sdb"), ("system", "nvme0n1")]);
         assert_eq!(resolved["data1"].device, "/dev/disk/by-id/ata-ST16000NM001G_ZL2A");
+        // Facts name the by-id link as `sendan-agent facts` reports it, without its directory.
+        let mut named = disks.clone();
+        named[3].by_id = Some("ata-ST16000NM001G_ZL2A".into());
+        assert_eq!(storage_layout().resolve(&named).unwrap()["data1"].device, "/dev/disk/by-id/ata-ST16000NM001G_ZL2A");
     }
 
     #[test]

@@ -21,6 +21,7 @@ in
     expr = builtins.mapAttrs (_: builtins.isFunction) outputs.nixosModules;
     expected = {
       default = true;
+      nix-agent = true;
       server = true;
     };
   };

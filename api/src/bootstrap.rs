@@ -1,0 +1,223 @@
+//! The bootstrap side of a member: where installers find it and the installer and rescue images it netboots
+//! (configuration, validated once), and handing out bootstrap tokens for the netboot script.
+
+use std::time::Duration;
+
+use sendan_core::event::BootstrapTokenIssued;
+use sendan_core::netboot::{Boot, Image, TokenChoice};
+use sendan_core::wire::ProposalIn;
+use sendan_core::{EventId, Timestamp};
+
+use crate::app::App;
+use crate::auth::Principal;
+use crate::config::ConfigError;
+use crate::error::ApiError;
+
+/// How long an unclaimed bootstrap token works by default.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
+
+/// Netboot settings of a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetbootConfig {
+    /// The URL installers reach this member's API at (`sendan.server=` in the netboot script).
+    pub public_url: String,
+    pub installer: Option<Image>,
+    pub rescue: Option<Image>,
+    /// How long a bootstrap token handed out in a netboot script works before its machine phones home.
+    pub token_ttl: Duration,
+}
+
+/// The netboot keys of a config file or the flags, before validation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetbootFields {
+    pub public_url: Option<String>,
+    pub installer_kernel: Option<String>,
+    pub installer_initrd: Option<String>,
+    pub installer_cmdline: Option<String>,
+    pub rescue_kernel: Option<String>,
+    pub rescue_initrd: Option<String>,
+    pub rescue_cmdline: Option<String>,
+    pub bootstrap_token_ttl_secs: Option<u64>,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+/// An http(s) URL without whitespace, `$` or line breaks (it goes into an iPXE script).
+fn url(key: &'static str, value: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+    let value = value.trim();
+    let scheme_ok = schemes.iter().any(|s| value.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+    if !scheme_ok {
+        return Err(invalid(key, format!("`{value}` is not a URL starting with {}", schemes.join(" or "))));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control() || c == '$') {
+        return Err(invalid(key, format!("`{value}` contains whitespace or `$`")));
+    }
+    Ok(value.to_owned())
+}
+
+fn image(
+    (kernel_key, kernel): (&'static str, Option<String>),
+    (initrd_key, initrd): (&'static str, Option<String>),
+    (cmdline_key, cmdline): (&'static str, Option<String>),
+) -> Result<Option<Image>, ConfigError> {
+    // iPXE fetches images over HTTP, HTTPS or TFTP.
+    const SCHEMES: [&str; 3] = ["http://", "https://", "tftp://"];
+    let cmdline = cmdline.unwrap_or_default();
+    if cmdline.chars().any(|c| c.is_control() || c == '$') {
+        return Err(invalid(cmdline_key, "the kernel command line must be one line without `$`"));
+    }
+    match (kernel, initrd) {
+        (None, None) if cmdline.is_empty() => Ok(None),
+        (None, None) => Err(invalid(cmdline_key, format!("it needs `{kernel_key}` and `{initrd_key}`"))),
+        (Some(_), None) => Err(invalid(initrd_key, format!("`{kernel_key}` is set, so `{initrd_key}` is required"))),
+        (None, Some(_)) => Err(invalid(kernel_key, format!("`{initrd_key}` is set, so `{kernel_key}` is required"))),
+        (Some(k), Some(i)) => Ok(Some(Image {
+            kernel: url(kernel_key, &k, &SCHEMES)?,
+            initrd: url(initrd_key, &i, &SCHEMES)?,
+            cmdline: cmdline.trim().to_owned(),
+        })),
+    }
+}
+
+impl NetbootFields {
+    /// Fields set in `over` win.
+    pub fn overlay(self, over: NetbootFields) -> NetbootFields {
+        NetbootFields {
+            public_url: over.public_url.or(self.public_url),
+            installer_kernel: over.installer_kernel.or(self.installer_kernel),
+            installer_initrd: over.installer_initrd.or(self.installer_initrd),
+            installer_cmdline: over.installer_cmdline.or(self.installer_cmdline),
+            rescue_kernel: over.rescue_kernel.or(self.rescue_kernel),
+            rescue_initrd: over.rescue_initrd.or(self.rescue_initrd),
+            rescue_cmdline: over.rescue_cmdline.or(self.rescue_cmdline),
+            bootstrap_token_ttl_secs: over.bootstrap_token_ttl_secs.or(self.bootstrap_token_ttl_secs),
+        }
+    }
+
+    /// Check everything once; `advertise` is the member's address in the initial cluster.
+    pub fn validate(self, advertise: &str) -> Result<NetbootConfig, ConfigError> {
+        let public_url = match self.public_url {
+            Some(u) => url("public-url", &u, &["http://", "https://"])?.trim_end_matches('/').to_owned(),
+            None => format!("http://{advertise}"),
+        };
+        let ttl = self.bootstrap_token_ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        if !(60..=7 * 24 * 3600).contains(&ttl) {
+            return Err(invalid("bootstrap-token-ttl-secs", "it must be between 60 seconds and 7 days"));
+        }
+        Ok(NetbootConfig {
+            public_url,
+            installer: image(
+                ("installer-kernel", self.installer_kernel),
+                ("installer-initrd", self.installer_initrd),
+                ("installer-cmdline", self.installer_cmdline),
+            )?,
+            rescue: image(
+                ("rescue-kernel", self.rescue_kernel),
+                ("rescue-initrd", self.rescue_initrd),
+                ("rescue-cmdline", self.rescue_cmdline),
+            )?,
+            token_ttl: Duration::from_secs(ttl),
+        })
+    }
+}
+
+/// The iPXE script for the machine netbooting from `mac` (normalized). An installer boot carries a bootstrap
+/// token: the MAC's unclaimed one when it has one (derived again from its issuing event, so nothing is
+/// recorded), else a new one, recorded by its hash as `BootstrapTokenIssued` before the script is answered.
+pub async fn netboot_script(app: &App, mac: &str) -> Result<String, ApiError> {
+    let config = &app.config.netboot;
+    let now = crate::write::now();
+    match sendan_core::netboot::decide(&app.node.reader.fleet(), mac, now) {
+        Boot::LocalDisk { why } => Ok(sendan_core::netboot::local_disk_script(&why)),
+        Boot::Rescue { node, why } => {
+            Ok(sendan_core::netboot::rescue_script(config.rescue.as_ref(), &why, &config.public_url, &node))
+        }
+        Boot::Installer { why, .. } if config.installer.is_none() => {
+            Ok(sendan_core::netboot::installer_script(None, &why, &config.public_url, ""))
+        }
+        Boot::Installer { why, machine, token } => {
+            let issued_id = match token {
+                TokenChoice::Reuse { issued_id, .. } => issued_id,
+                TokenChoice::Issue => issue_token(app, mac, machine, now).await?,
+            };
+            let token = crate::auth::bootstrap_token(&app.cluster_secret, issued_id);
+            Ok(sendan_core::netboot::installer_script(config.installer.as_ref(), &why, &config.public_url, &token))
+        }
+    }
+}
+
+/// Record a new bootstrap token for `mac` and wait until this member has applied it, so the installer can
+/// use it here at once. Returns the id of the issuing event.
+async fn issue_token(
+    app: &App,
+    mac: &str,
+    machine: Option<sendan_core::MachineId>,
+    now: Timestamp,
+) -> Result<EventId, ApiError> {
+    let id = crate::write::new_event_id();
+    let token = crate::auth::bootstrap_token(&app.cluster_secret, id);
+    let ttl = i64::try_from(app.config.netboot.token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let event = BootstrapTokenIssued {
+        token: crate::auth::hash(&token),
+        mac: mac.to_owned(),
+        machine,
+        expires: Timestamp(now.0.saturating_add(ttl)),
+    };
+    let proposal = ProposalIn { id: Some(id), comment: Some("netboot".into()), payload: event.into() };
+    let receipt = crate::write::submit(app, &Principal::System("netboot"), vec![proposal]).await?;
+    wait_applied(app, receipt.events[0].seq).await?;
+    Ok(id)
+}
+
+/// Wait until this member has applied (and stored) `seq`: a write answered through another member's leader
+/// may not have reached this one yet.
+pub async fn wait_applied(app: &App, seq: u64) -> Result<(), ApiError> {
+    let mut applied = app.node.reader.subscribe();
+    let reached = applied.wait_for(|s| *s >= seq);
+    match tokio::time::timeout(Duration::from_secs(10), reached).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(ApiError::Unavailable(format!("this member has not applied seq {seq} yet; retry"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_need_a_kernel_and_an_initrd_with_urls_ipxe_can_fetch() {
+        let ok = NetbootFields {
+            installer_kernel: Some("http://boot.lab/bzImage".into()),
+            installer_initrd: Some("http://boot.lab/initrd".into()),
+            installer_cmdline: Some(" init=/nix/store/x/init ".into()),
+            ..NetbootFields::default()
+        }
+        .validate("10.0.0.1:7770")
+        .unwrap();
+        assert_eq!(ok.public_url, "http://10.0.0.1:7770");
+        assert_eq!(ok.installer.unwrap().cmdline, "init=/nix/store/x/init");
+        assert_eq!(ok.rescue, None);
+        assert_eq!(ok.token_ttl, Duration::from_secs(DEFAULT_TOKEN_TTL_SECS));
+        let cases = [
+            (NetbootFields { installer_kernel: Some("http://k".into()), ..Default::default() }, "installer-initrd"),
+            (NetbootFields { rescue_initrd: Some("http://i".into()), ..Default::default() }, "rescue-kernel"),
+            (
+                NetbootFields {
+                    installer_kernel: Some("file:///k".into()),
+                    installer_initrd: Some("http://i".into()),
+                    ..Default::default()
+                },
+                "is not a URL starting with http:// or https:// or tftp://",
+            ),
+            (NetbootFields { public_url: Some("10.0.0.1:7770".into()), ..Default::default() }, "public-url"),
+            (NetbootFields { rescue_cmdline: Some("quiet".into()), ..Default::default() }, "it needs `rescue-kernel`"),
+            (NetbootFields { bootstrap_token_ttl_secs: Some(5), ..Default::default() }, "between 60 seconds"),
+        ];
+        for (fields, want) in cases {
+            let err = fields.validate("a:1").unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should say {want:?}");
+        }
+    }
+}

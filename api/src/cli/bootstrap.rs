@@ -1,0 +1,355 @@
+//! Bootstrap and lifecycle verbs of the `sendan` CLI: `sendan node accept|commission|install|reprovision|rescue|
+//! drain|uncordon|retire|rebind|plan`, `sendan enroll [--dry-run] FACTS.json` and `sendan machines`, and the
+//! install lines of `sendan node show`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use sendan_core::enrollment::{Explanation, LayoutCheck, Outcome};
+use sendan_core::event::{
+    MachineDiscovered, NodeDrainRequested, NodeInstallRequested, NodeRebound, NodeReprovisionRequested,
+    NodeRescueRequested, NodeRetired, NodeUncordoned,
+};
+use sendan_core::facts::HardwareFacts;
+use sendan_core::wire::ProposalIn;
+use sendan_core::{MachineId, NodeId, Payload};
+
+use crate::cli::output::{Table, dash};
+use crate::client::{Client, ClientError};
+
+/// Lifecycle verbs on one node; each records one audited event.
+#[derive(Subcommand, Debug)]
+pub enum NodeVerb {
+    /// Bind a discovered machine to node NODE by hand (class, pool and profile from the live spec's declaration).
+    Accept {
+        machine: String,
+        /// The node id to bind it as.
+        #[arg(long = "as", value_name = "NODE")]
+        node: String,
+        /// Why, kept in the audit trail.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Bind node ID to a discovered machine by hand (`accept`, from the node's side).
+    Commission {
+        id: String,
+        #[arg(long)]
+        machine: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Request the node's install: its installer may fetch its plan (the layout must fit its disks).
+    Install {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Wipe and install the node again on the same hardware (a node must be drained first).
+    Reprovision {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Boot the node into the rescue image on its next netboot.
+    Rescue {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Stop placing work on an active node.
+    Drain {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Let a draining node take work again.
+    Uncordon {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Take the node out of the fleet for good; its id is never reused.
+    Retire {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Replacement hardware: bind the node to another discovered machine, releasing the old one.
+    Rebind {
+        id: String,
+        #[arg(long)]
+        machine: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// The install plan the node's installer is served: network, system, the layout's resolved disks, disko.
+    Plan { id: String },
+}
+
+/// Enrollment commands.
+#[derive(Subcommand, Debug)]
+pub enum EnrollCmd {
+    /// Show which enrollment rule would bind a machine with these hardware facts (as `sendan-agent facts`
+    /// prints them) and why; without --dry-run, record them as a machine that phoned home.
+    Enroll {
+        /// Change nothing; only explain.
+        #[arg(long)]
+        dry_run: bool,
+        /// The facts JSON file, or `-` for stdin.
+        facts: PathBuf,
+    },
+    /// Every machine that phoned home: the node it is bound to, or why enrollment did not bind it.
+    Machines {
+        /// As it was right after this event.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+}
+
+fn id(s: &str) -> Result<NodeId> {
+    NodeId::new(s).map_err(Into::into)
+}
+
+fn machine(s: &str) -> Result<MachineId> {
+    MachineId::new(s).map_err(Into::into)
+}
+
+async fn submit(client: &Client, payload: Payload, comment: Option<String>) -> Result<u64> {
+    let mut events = vec![ProposalIn { id: None, comment, payload }];
+    Ok(client.submit(&mut events, Duration::from_secs(30)).await?.events[0].seq)
+}
+
+pub async fn node_verb(client: &Client, verb: &NodeVerb, json: bool) -> Result<ExitCode> {
+    let (node, payload, comment): (String, Payload, &Option<String>) = match verb {
+        NodeVerb::Plan { id } => {
+            let plan = client.node_plan(id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print_plan(&plan);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        NodeVerb::Accept { machine: m, node: n, comment } | NodeVerb::Commission { id: n, machine: m, comment } => {
+            let spec = match client.spec(None).await {
+                Ok(view) => Some(view.spec),
+                Err(ClientError::Api { status: 404, .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if spec.as_ref().is_some_and(|s| !s.nodes.contains_key(n.as_str())) {
+                eprintln!("sendan: note: the live spec does not declare node {n}, so it will have no install plan");
+            }
+            let binding = sendan_core::enrollment::manual_binding(spec.as_ref(), id(n)?, machine(m)?);
+            (n.clone(), binding.into(), comment)
+        }
+        NodeVerb::Install { id: n, comment } => (n.clone(), NodeInstallRequested { node: id(n)? }.into(), comment),
+        NodeVerb::Reprovision { id: n, comment } => {
+            (n.clone(), NodeReprovisionRequested { node: id(n)? }.into(), comment)
+        }
+        NodeVerb::Rescue { id: n, comment } => (n.clone(), NodeRescueRequested { node: id(n)? }.into(), comment),
+        NodeVerb::Drain { id: n, comment } => (n.clone(), NodeDrainRequested { node: id(n)? }.into(), comment),
+        NodeVerb::Uncordon { id: n, comment } => (n.clone(), NodeUncordoned { node: id(n)? }.into(), comment),
+        NodeVerb::Retire { id: n, comment } => (n.clone(), NodeRetired { node: id(n)? }.into(), comment),
+        NodeVerb::Rebind { id: n, machine: m, comment } => {
+            (n.clone(), NodeRebound { node: id(n)?, machine: machine(m)? }.into(), comment)
+        }
+    };
+    let kind = payload.kind();
+    let seq = submit(client, payload, comment.clone()).await?;
+    let view = client.node(&node, Some(seq)).await?;
+    if json {
+        println!("{}", serde_json::json!({ "node": node, "event": kind, "seq": seq, "state": view.node.state }));
+    } else {
+        println!("node {node}: `{kind}` recorded at seq {seq}; it is `{}` now", view.node.state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_facts(path: &PathBuf) -> Result<HardwareFacts> {
+    let bytes = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading stdin")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not hardware facts as `sendan-agent facts` prints them", path.display()))
+}
+
+pub async fn enroll(client: &Client, cmd: &EnrollCmd, json: bool) -> Result<ExitCode> {
+    match cmd {
+        EnrollCmd::Enroll { dry_run: true, facts } => {
+            let e = client.enroll_dry_run(&read_facts(facts)?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print_explanation(&e);
+            }
+        }
+        EnrollCmd::Enroll { dry_run: false, facts } => {
+            let facts = read_facts(facts)?;
+            let machine = facts.machine_key()?;
+            let seq = submit(
+                client,
+                MachineDiscovered { machine: machine.clone(), facts }.into(),
+                Some("recorded with `sendan enroll`".into()),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::json!({ "machine": machine, "seq": seq }));
+            } else {
+                println!(
+                    "machine {machine} recorded at seq {seq}; enrollment binds it if a rule matches \
+                     (see `sendan machines`)"
+                );
+            }
+        }
+        EnrollCmd::Machines { at } => {
+            let view = client.machines(*at).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                let mut t = Table::new(&["MACHINE", "NODE", "CPU THREADS", "MEMORY", "DISKS", "LAST SEEN", "STATUS"]);
+                for m in &view.machines {
+                    let r = &m.machine;
+                    let status = match (&r.node, &m.problem) {
+                        (Some(_), _) => "bound".to_owned(),
+                        (None, Some(p)) => p.clone(),
+                        (None, None) => "discovered: no enrollment rule binds it".to_owned(),
+                    };
+                    t.row(vec![
+                        r.id.to_string(),
+                        dash(r.node.as_ref()),
+                        r.facts.cpu.threads.to_string(),
+                        format!("{} GiB", r.facts.memory_bytes >> 30),
+                        r.facts.disks.iter().filter(|d| !d.removable).count().to_string(),
+                        r.last_seen.to_string(),
+                        status,
+                    ]);
+                }
+                print!("{}", t.render());
+                eprintln!("(as of seq {})", view.seq);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_explanation(e: &Explanation) {
+    match &e.machine {
+        Ok(m) => println!("machine:  {m}"),
+        Err(why) => println!("machine:  (none: {why})"),
+    }
+    println!("spec:     {}", e.spec.map(|d| d.to_hex()).unwrap_or_else(|| "none is live".into()));
+    let ports: Vec<String> = e.switch_ports.iter().map(|p| p.to_string()).collect();
+    println!(
+        "location: rack {} (switch ports: {})",
+        dash(e.rack.as_deref()),
+        if ports.is_empty() { "none reported".into() } else { ports.join(", ") }
+    );
+    for r in &e.rules {
+        let verdict = if r.matches { "matches" } else { "does not match" };
+        println!("\nrule '{}' (priority {}, binds {}): {verdict}", r.name, r.priority, r.binds);
+        if r.criteria.is_empty() {
+            println!("    ok    it sets no criteria, so it matches every machine");
+        }
+        for c in &r.criteria {
+            println!("    {}  {}: {}", if c.holds { "ok  " } else { "FAIL" }, c.name, c.why);
+        }
+    }
+    println!();
+    match &e.outcome {
+        Outcome::NoSpec => {
+            println!("result: no spec is live, so no rule binds anything; apply one with `sendan apply`")
+        }
+        Outcome::AlreadyBound { node } => println!("result: the machine is bound to node {node} already, and stays so"),
+        Outcome::NoRule => {
+            println!("result: no rule matches; the machine stays `discovered` until `sendan node accept`")
+        }
+        Outcome::Conflict { priority, rules } => println!(
+            "result: conflict: rules {} all match at priority {priority}; nothing is bound",
+            rules.iter().map(|r| format!("'{r}'")).collect::<Vec<_>>().join(", ")
+        ),
+        Outcome::Refused { rule, reasons } => {
+            println!("result: rule '{rule}' matches, but the machine cannot be bound:");
+            for r in reasons {
+                println!("    {r}");
+            }
+        }
+        Outcome::Binds(b) => println!(
+            "result: binds node {} (class {}, pool {}, profile {}) by rule '{}'",
+            b.node,
+            b.class,
+            dash(b.pool.as_deref()),
+            b.profile,
+            b.rule
+        ),
+    }
+    match &e.layout {
+        Some(LayoutCheck::Fits { layout, disks }) => {
+            let disks: Vec<String> = disks.iter().map(|(k, d)| format!("{k} → {} ({})", d.name, d.device)).collect();
+            println!("layout: '{layout}' fits: {}", disks.join(", "));
+        }
+        Some(LayoutCheck::DoesNotFit { layout, reasons }) => {
+            println!("layout: '{layout}' does not fit, so the install would be refused: {}", reasons.join("; "));
+        }
+        None => {}
+    }
+}
+
+fn print_plan(p: &sendan_core::install::ServedPlan) {
+    let plan = &p.plan;
+    println!("node:     {} (machine {}, `{}`)", p.node, p.machine, p.state);
+    println!("spec:     {}", p.spec);
+    println!(
+        "hostname: {}   class: {}   pool: {}   rack: {}",
+        plan.hostname,
+        plan.class,
+        dash(plan.pool.as_deref()),
+        plan.rack
+    );
+    let net = &plan.network;
+    println!(
+        "network:  {}/{} on {} (ip pool {}), gateway {}, dns {}{}",
+        net.address,
+        net.prefix_length,
+        net.interface,
+        net.ip_pool,
+        dash(net.gateway),
+        net.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+        net.vlan.as_ref().map(|v| format!(", vlan {} ({})", v.id, v.name)).unwrap_or_default()
+    );
+    let system = plan.system.store_path.as_deref().or(plan.system.flake.as_deref()).unwrap_or("-");
+    println!("system:   {system} ({})", plan.platform);
+    println!("layout:   {}", plan.disk_layout.name);
+    for (name, d) in &p.disks {
+        println!("    {name} → {} ({}, {} bytes)", d.name, d.device, d.size_bytes);
+    }
+    println!("substituters: {}", plan.bootstrap.substituters.join(" "));
+    println!("disko:\n{}", serde_json::to_string_pretty(&p.disko).unwrap_or_default());
+}
+
+/// The install lines of `sendan node show`.
+pub fn install_lines(v: &sendan_core::install::InstallView) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(r) = &v.refusal {
+        lines.push(format!(
+            "install:  REFUSED at seq {} (spec {}): disk layout '{}' does not fit: {}",
+            r.seq,
+            &r.spec.to_hex()[..12],
+            r.layout,
+            r.reasons.join("; ")
+        ));
+    }
+    if let Some(p) = &v.progress {
+        lines.push(format!("install:  last step `{}` at seq {}: {}", p.step, p.seq, p.detail));
+    }
+    if let Some(k) = &v.ssh_host_key {
+        lines.push(format!("host key: {} (seq {})", k.key, k.seq));
+    }
+    lines
+}

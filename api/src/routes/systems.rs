@@ -1,0 +1,84 @@
+//! `GET /v1/nodes/{id}/system` (what a node's agent acts on; a node token may read its own), `GET /v1/rollouts`
+//! and `GET /v1/rollouts/{id}` (pool rollouts and where each member stands). Deciding — setting a system, pinning,
+//! starting or halting a rollout — is submitting events.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use sendan_core::NodeId;
+use sendan_core::rollout::{self, RolloutView};
+use sendan_core::wire::{NodeSystemView, RolloutsView};
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::extract::{Auth, Q};
+use crate::routes::nodes::{AtParams, fleet_at};
+
+pub async fn node_system(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Q(p): Q<AtParams>,
+) -> Result<Json<NodeSystemView>, ApiError> {
+    auth.may_read_node(&id)?;
+    let id = NodeId::new(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fleet = fleet_at(&app, p.at).await?;
+    let node = fleet.node(&id).ok_or_else(|| {
+        ApiError::NotFound(format!("node {id} does not exist at seq {} (it has not been commissioned)", fleet.seq))
+    })?;
+    let (substituters, trusted_public_keys) = fleet.substituters();
+    Ok(Json(NodeSystemView {
+        seq: fleet.seq,
+        node: id.clone(),
+        state: node.state,
+        system: fleet.node_system(&id).cloned().unwrap_or_default(),
+        substituters,
+        trusted_public_keys,
+        rollout: fleet.rollout_of(&id).map(|r| r.id),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutParams {
+    /// Only this pool's rollouts.
+    pub pool: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+pub async fn list(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Q(p): Q<RolloutParams>,
+) -> Result<Json<RolloutsView>, ApiError> {
+    auth.admin()?;
+    let fleet = app.node.reader.fleet();
+    let now = crate::write::now();
+    let rollouts = fleet
+        .systems
+        .rollouts
+        .values()
+        .rev()
+        .filter(|r| p.pool.as_deref().is_none_or(|pool| r.pool == pool))
+        .take(p.limit.unwrap_or(usize::MAX))
+        .map(|r| rollout::view(&fleet, r, now))
+        .collect();
+    Ok(Json(RolloutsView { seq: fleet.seq, rollouts }))
+}
+
+pub async fn show(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<RolloutView>, ApiError> {
+    auth.admin()?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!("`{id}` is not a rollout id; rollout ids are the seq of their RolloutStarted"))
+    })?;
+    let fleet = app.node.reader.fleet();
+    let r = fleet.rollout(id).ok_or_else(|| ApiError::NotFound(format!("rollout {id} does not exist")))?;
+    Ok(Json(rollout::view(&fleet, r, crate::write::now())))
+}

@@ -1,0 +1,280 @@
+//! The install plan a node is served: the declared plan (`ClusterSpec::install_plan`) plus what only the
+//! bootstrap knows — the layout's disks resolved against the disks the machine reported, and the disko
+//! configuration rendered with those real devices. Pure: the server serves it, `check` uses it to refuse an
+//! install whose layout does not fit before anything is written, and enrollment records such refusals.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::Disk;
+use crate::fleet::FleetState;
+use crate::ids::{Hash, MachineId, NodeId};
+use crate::lifecycle::NodeState;
+use crate::spec::{ClusterSpec, InstallPlan, ResolvedDisk};
+
+/// `GET /v1/bootstrap/plan` and `GET /v1/nodes/{id}/plan`: everything the installer needs to install the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServedPlan {
+    pub node: NodeId,
+    pub machine: MachineId,
+    pub state: NodeState,
+    /// The digest of the live spec the plan was made from.
+    pub spec: Hash,
+    /// Hostname, network, system, substituters and trusted keys, the layout as declared.
+    pub plan: InstallPlan,
+    /// Each disk of the layout, resolved against the disks the machine reported.
+    pub disks: BTreeMap<String, ResolvedDisk>,
+    /// The disko configuration, `{"disko": {"devices": …}}`, with each disk's real device.
+    pub disko: serde_json::Value,
+}
+
+/// `POST /v1/bootstrap/phone-home`: the installer's hardware facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneHome {
+    pub facts: crate::facts::HardwareFacts,
+}
+
+/// The answer to a phone-home: the key the machine is known by, and its node if it is bound already.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneHomeView {
+    pub machine: MachineId,
+    /// The seq of the claim.
+    pub seq: u64,
+    pub node: Option<NodeId>,
+    /// `discovered` while unbound, else the node's state.
+    pub state: NodeState,
+}
+
+/// `POST /v1/bootstrap/node-token`: the installer spends its bootstrap token for a node token it generated
+/// itself; only the token's hash is sent, so the token never leaves the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenExchange {
+    /// The OpenSSH public key of the host key generated on the node.
+    pub ssh_host_key: String,
+    /// sha256 of the node token.
+    pub token_hash: Hash,
+}
+
+/// The answer to a token exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchanged {
+    pub node: NodeId,
+    /// The seq of the `NodeTokenIssued` event.
+    pub seq: u64,
+}
+
+/// `GET /v1/nodes/{id}/install`: what the log says about a node's install.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallView {
+    pub seq: u64,
+    pub node: NodeId,
+    pub state: NodeState,
+    /// Why its install plan was refused, if it was, in its current state.
+    pub refusal: Option<crate::fleet::bootstrap::PlanRefusal>,
+    /// The last install step its installer reported.
+    pub progress: Option<crate::fleet::bootstrap::Progress>,
+    /// The SSH host public key its installer reported.
+    pub ssh_host_key: Option<crate::fleet::bootstrap::HostKey>,
+    /// Whether an installer holds a live session for its machine.
+    pub installer_session: bool,
+}
+
+impl InstallView {
+    pub fn of(fleet: &FleetState, node: &NodeId) -> Option<InstallView> {
+        let n = fleet.node(node)?;
+        let bs = &fleet.bootstrap;
+        Some(InstallView {
+            seq: fleet.seq,
+            node: node.clone(),
+            state: n.state,
+            refusal: bs.refusals.get(node).filter(|r| r.since == n.since).map(|r| r.as_ref().clone()),
+            progress: bs.progress.get(node).map(|p| p.as_ref().clone()),
+            ssh_host_key: bs.host_keys.get(node).map(|k| k.as_ref().clone()),
+            installer_session: bs.sessions.contains_key(&n.machine),
+        })
+    }
+}
+
+/// Why a node has no install plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanUnavailable {
+    /// No spec has been applied.
+    NoSpec,
+    /// The node has not been bound to a machine.
+    UnknownNode { node: NodeId },
+    /// The live spec does not declare the node (it was bound by hand under another name).
+    NotDeclared { node: NodeId },
+    /// The live spec declares the node but leaves its plan undefined (it did not validate).
+    Incomplete { node: NodeId },
+    /// The layout's selectors do not find the disks they need among the machine's: refused before anything is
+    /// written.
+    DoesNotFit { node: NodeId, machine: MachineId, layout: String, reasons: Vec<String> },
+}
+
+impl fmt::Display for PlanUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanUnavailable::NoSpec => f.write_str("no cluster spec is live; apply one with `sendan apply`"),
+            PlanUnavailable::UnknownNode { node } => write!(f, "node {node} is not bound to a machine"),
+            PlanUnavailable::NotDeclared { node } => {
+                write!(f, "the live spec does not declare node {node}, so it has no install plan")
+            }
+            PlanUnavailable::Incomplete { node } => {
+                write!(f, "the live spec does not define an install plan for node {node}")
+            }
+            PlanUnavailable::DoesNotFit { node, machine, layout, reasons } => write!(
+                f,
+                "disk layout '{layout}' of node {node} does not fit the disks of machine {machine}: {}",
+                reasons.join("; ")
+            ),
+        }
+    }
+}
+
+/// Resolve the disk layout the spec gives node `node` against `disks`: the layout's name and either its
+/// resolved disks or every reason it does not fit. `None` when the spec does not declare the node or its layout.
+pub fn layout_fit(
+    spec: &ClusterSpec,
+    node: &str,
+    disks: &[Disk],
+) -> Option<(String, Result<BTreeMap<String, ResolvedDisk>, Vec<String>>)> {
+    let declared = spec.nodes.get(node)?;
+    let layout = spec.disk_layouts.get(&declared.disk_layout)?;
+    let mut result = layout.resolve(disks);
+    if disks.is_empty()
+        && let Err(reasons) = &mut result
+    {
+        reasons.insert(0, "the machine reported no disks".to_owned());
+    }
+    Some((declared.disk_layout.clone(), result))
+}
+
+/// Whether node `node`'s disk layout fits its machine's disks, as the fleet stands: the layout's name and its
+/// resolved disks, or why the node has no plan. What `check` and enrollment need, without rendering anything.
+pub fn layout_of(
+    fleet: &FleetState,
+    node: &NodeId,
+) -> Result<(String, BTreeMap<String, ResolvedDisk>), PlanUnavailable> {
+    let live = fleet.spec.live.as_ref().ok_or(PlanUnavailable::NoSpec)?;
+    let record = fleet.node(node).ok_or_else(|| PlanUnavailable::UnknownNode { node: node.clone() })?;
+    if !live.spec.nodes.contains_key(node.as_str()) {
+        return Err(PlanUnavailable::NotDeclared { node: node.clone() });
+    }
+    let disks = fleet.machine(&record.machine).map(|m| m.facts.disks.as_slice()).unwrap_or_default();
+    let (layout, fit) = layout_fit(&live.spec, node.as_str(), disks)
+        .ok_or_else(|| PlanUnavailable::Incomplete { node: node.clone() })?;
+    match fit {
+        Ok(resolved) => Ok((layout, resolved)),
+        Err(reasons) => {
+            Err(PlanUnavailable::DoesNotFit { node: node.clone(), machine: record.machine.clone(), layout, reasons })
+        }
+    }
+}
+
+/// The plan of node `node` as the fleet stands: made from the live spec and the facts its machine reported.
+pub fn plan_for(fleet: &FleetState, node: &NodeId) -> Result<ServedPlan, PlanUnavailable> {
+    let (layout, resolved) = layout_of(fleet, node)?;
+    let live = fleet.spec.live.as_ref().ok_or(PlanUnavailable::NoSpec)?;
+    let record = fleet.node(node).ok_or_else(|| PlanUnavailable::UnknownNode { node: node.clone() })?;
+    let plan =
+        live.spec.install_plan(node.as_str()).ok_or_else(|| PlanUnavailable::Incomplete { node: node.clone() })?;
+    let disko = live.spec.disk_layouts[&layout].render_disko(&resolved);
+    Ok(ServedPlan {
+        node: node.clone(),
+        machine: record.machine.clone(),
+        state: record.state,
+        spec: live.digest,
+        plan,
+        disks: resolved,
+        disko,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{MachineDiscovered, NodeCommissioned, Payload, SpecApplied};
+    use crate::facts::HardwareFacts;
+    use crate::ids::{Actor, EventId, Timestamp};
+
+    const GB: u64 = 1_000_000_000;
+
+    fn fleet_with(disks: Vec<Disk>) -> FleetState {
+        let spec = crate::spec::fixture::spec();
+        let machine = MachineId::new("m1").unwrap();
+        let payloads: Vec<Payload> = vec![
+            SpecApplied { digest: spec.digest(), document: spec.canonical_json() }.into(),
+            MachineDiscovered { machine: machine.clone(), facts: HardwareFacts { disks, ..Default::default() } }.into(),
+            NodeCommissioned {
+                node: NodeId::new("worker-02").unwrap(),
+                machine,
+                class: None,
+                pool: None,
+                profile: None,
+                rule: None,
+            }
+            .into(),
+        ];
+        let mut fleet = FleetState::default();
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let p = crate::Proposal {
+                id: EventId::from_u128(i as u128 + 1),
+                time: Timestamp(1),
+                actor: Actor::Admin,
+                comment: None,
+                payload,
+            };
+            crate::log::append(&mut fleet, &[p]).unwrap();
+        }
+        fleet
+    }
+
+    fn disk(name: &str, gb: u64) -> Disk {
+        Disk {
+            name: name.into(),
+            size_bytes: gb * GB,
+            by_id: Some(format!("/dev/disk/by-id/x-{name}")),
+            ..Disk::default()
+        }
+    }
+
+    #[test]
+    fn given_disks_that_fit_then_the_plan_carries_resolved_devices_and_disko() {
+        let fleet = fleet_with(vec![disk("sda", 500), disk("nvme0n1", 1000)]);
+        let plan = plan_for(&fleet, &NodeId::new("worker-02").unwrap()).unwrap();
+        assert_eq!(plan.plan.hostname, "worker-02");
+        assert_eq!(plan.state, NodeState::Commissioned);
+        assert_eq!(plan.spec, fleet.spec.live.as_ref().unwrap().digest);
+        assert_eq!(plan.disks.len(), 1);
+        let root = plan.disks.values().next().unwrap();
+        assert_eq!(plan.disko["disko"]["devices"]["disk"]["root"]["device"], root.device.as_str());
+    }
+
+    #[test]
+    fn given_no_disks_then_the_plan_is_refused_with_every_reason() {
+        let fleet = fleet_with(vec![]);
+        let err = plan_for(&fleet, &NodeId::new("worker-02").unwrap()).unwrap_err();
+        let PlanUnavailable::DoesNotFit { layout, reasons, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(layout, "single");
+        assert_eq!(reasons[0], "the machine reported no disks");
+        assert!(
+            err.to_string()
+                .starts_with("disk layout 'single' of node worker-02 does not fit the disks of machine m1: ")
+        );
+    }
+
+    #[test]
+    fn given_an_undeclared_or_unbound_node_then_there_is_no_plan() {
+        let fleet = fleet_with(vec![disk("sda", 500)]);
+        assert_eq!(
+            plan_for(&fleet, &NodeId::new("cp-1").unwrap()),
+            Err(PlanUnavailable::UnknownNode { node: NodeId::new("cp-1").unwrap() })
+        );
+        assert_eq!(plan_for(&FleetState::default(), &NodeId::new("x").unwrap()), Err(PlanUnavailable::NoSpec));
+    }
+}
