@@ -182,6 +182,65 @@ async fn watch_replays_then_follows() {
     assert_eq!(only.next().await.unwrap().unwrap().seq, 9);
 }
 
+/// A watch resumes from `Last-Event-ID` (what an SSE client sends when it reconnects), filters by type, and
+/// refuses a cursor past the end of the log with an explicit error instead of silently skipping the events
+/// that will later take those seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_filters_and_refuses_a_cursor_past_the_head() {
+    let c = single().await;
+    let client = c.client(1);
+    let mut b = vec![
+        proposal(1, discovered("m1")),
+        proposal(2, commissioned("n1", "m1")),
+        proposal(3, discovered("m2")),
+        proposal(4, discovered("m3")),
+    ];
+    client.submit(&mut b, Duration::from_secs(10)).await.unwrap();
+
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}/v1/events/watch", c.addrs[&1]))
+        .bearer_auth(TOKEN)
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = Box::pin(resp.bytes_stream());
+    let mut text = String::new();
+    while !text.contains("id: 4\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let ids: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    assert_eq!(ids, ["3", "4"], "resumed right after the last event the client saw:\n{text}");
+
+    let mut only = Box::pin(client.watch(0, None, Some("NodeCommissioned")).await.unwrap());
+    assert_eq!(only.next().await.unwrap().unwrap().seq, 2);
+
+    match client.watch(100, None, None).await {
+        Err(ClientError::Api { status, code, message, .. }) => {
+            assert_eq!((status, code.as_str()), (409, "cursor_past_head"));
+            assert!(
+                message.contains("cursor 100 is past the end of the log") && message.contains("seq 4"),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("expected a 409, got {other}"),
+        Ok(_) => panic!("a cursor past the head must be refused"),
+    }
+    // A cursor this member reaches within the grace period is served: the watch waits for it.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let mut s = Box::pin(client.watch(5, None, None).await.unwrap());
+            s.next().await.unwrap().unwrap().seq
+        }
+    });
+    let mut later = vec![proposal(5, discovered("m4")), proposal(6, discovered("m5"))];
+    client.submit(&mut later, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap(), 6);
+}
+
 /// Health, readiness and Prometheus metrics; unknown endpoints are JSON 404s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_404() {

@@ -80,3 +80,28 @@ async fn node_tokens_are_scoped_to_their_node() {
     assert_eq!(s, 409, "{m}");
     assert!(m.contains("node n1 is retired"), "{m}");
 }
+
+/// Property: the peer (Raft) endpoints answer only requests carrying the cluster secret: without it, with a
+/// wrong one, or with the admin token instead, every one of them is 401 and nothing reaches Raft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_endpoints_need_the_cluster_secret() {
+    let c = Cluster::new(1).await;
+    let before = c.client(1).member().await.unwrap();
+    let http = reqwest::Client::new();
+    for route in ["append", "vote", "snapshot", "submit", "membership", "status"] {
+        let url = format!("http://{}/raft/{route}", c.addrs[&1]);
+        let attempts = [
+            http.post(&url),
+            http.post(&url).header(sendan_raft::PEER_SECRET_HEADER, "not-the-secret"),
+            http.post(&url).bearer_auth("sendan-admin-test-token"),
+        ];
+        for (i, req) in attempts.into_iter().enumerate() {
+            let resp = req.body(vec![0u8; 16]).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "/raft/{route}, attempt {i}");
+            let text = resp.text().await.unwrap();
+            assert!(text.contains("peer requests need the cluster secret"), "/raft/{route}: {text}");
+        }
+    }
+    let after = c.client(1).member().await.unwrap();
+    assert_eq!((after.seq, after.last_log_index), (before.seq, before.last_log_index));
+}

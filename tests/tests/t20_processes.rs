@@ -53,12 +53,13 @@ async fn writes_through_any_member_are_read_back_from_every_member() {
 }
 
 /// Submit `per_task` single events from each of `tasks` concurrent clients, rotating to the next member
-/// whenever a member does not answer, and retrying with the same id. Returns every acknowledgement.
-async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, started: Arc<Mutex<u64>>) -> Vec<Receipt> {
+/// whenever a member does not answer, and retrying with the same id. Returns every acknowledgement;
+/// `progress` counts acknowledgements and retries as they happen.
+async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, progress: Arc<Mutex<Progress>>) -> Vec<Receipt> {
     let mut handles = Vec::new();
     for t in 0..tasks {
         let clients = clients.clone();
-        let started = started.clone();
+        let progress = progress.clone();
         handles.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut member = t as usize % clients.len();
@@ -69,12 +70,13 @@ async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, started: Arc<Mute
                     match clients[member].submit_once(&batch).await {
                         Ok(r) => {
                             acked.extend(r.events);
-                            *started.lock().unwrap() += 1;
+                            progress.lock().unwrap().acked += 1;
                             break;
                         }
                         Err(e) if e.is_retryable() && Instant::now() < deadline => {
                             member = (member + 1) % clients.len();
                             batch[0].comment = Some("retried".into());
+                            progress.lock().unwrap().retries += 1;
                             tokio::time::sleep(Duration::from_millis(50)).await; // backoff before retry
                         }
                         Err(e) => panic!("task {t} event {j}: {e}"),
@@ -91,6 +93,12 @@ async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, started: Arc<Mute
     all
 }
 
+#[derive(Debug, Default)]
+struct Progress {
+    acked: u64,
+    retries: u64,
+}
+
 /// Property: `kill -9` of the leader in the middle of a stream of concurrent submissions loses no
 /// acknowledged event; every acknowledged event is present exactly once; members agree on order and hash
 /// head; clients that retried with the same ids caused no duplicates.
@@ -98,8 +106,9 @@ async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, started: Arc<Mute
 async fn killing_the_leader_mid_stream_loses_and_duplicates_nothing() {
     let mut c = ProcCluster::start(3, &[]).await;
     let leader = c.leader().await;
-    let progress = Arc::new(Mutex::new(0u64));
+    let progress = Arc::new(Mutex::new(Progress::default()));
     let (tasks, per_task) = (8u64, 40u64);
+    let mut killed_mid_stream = false;
     let acked = {
         let clients = (1..=3).map(|id| c.client(id)).collect();
         let load = load(clients, tasks, per_task, progress.clone());
@@ -110,15 +119,22 @@ async fn killing_the_leader_mid_stream_loses_and_duplicates_nothing() {
             tokio::select! {
                 acked = &mut load => break acked,
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !killed => {
-                    if *progress.lock().unwrap() >= tasks * per_task / 4 {
+                    if progress.lock().unwrap().acked >= tasks * per_task / 4 {
                         c.kill9(leader);
                         killed = true;
+                        killed_mid_stream = progress.lock().unwrap().acked < tasks * per_task;
                     }
                 }
             }
         }
     };
     assert_eq!(acked.len() as u64, tasks * per_task);
+    // The property is about a kill in the middle of the stream: make sure this run had one, and that the
+    // clients of the killed member had to retry (with the same ids) elsewhere.
+    let progress = progress.lock().unwrap();
+    assert!(progress.acked >= tasks * per_task / 4 && killed_mid_stream, "the leader was killed mid-stream");
+    assert!(progress.retries > 0, "no client retried after the leader was killed: {progress:?}");
+    drop(progress);
     c.restart(leader);
     c.leader().await;
     let max_seq = acked.iter().map(|r| r.seq).max().unwrap();
@@ -213,4 +229,50 @@ async fn a_member_down_for_thousands_of_events_catches_up_through_a_snapshot() {
     assert_eq!(first.events[0].id, EventId::from_u128(1));
     let old = lagging_client.nodes(Some(2)).await.unwrap();
     assert_eq!((old.seq, old.machines.len()), (2, 2));
+}
+
+/// Property: a stored event changed behind the log's back (a byte of seq 5 changed in `state.redb` while
+/// the member was down) is found by `GET /v1/audit/verify` and `sendan audit verify`, which name that seq,
+/// count the events before it as verified, and exit 1; a member that was not tampered with still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tampering_with_a_stored_event_is_found_at_its_seq() {
+    use redb::ReadableDatabase;
+    const EVENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
+    let mut c = ProcCluster::start(3, &[]).await;
+    let mut batch: Vec<_> = (0..8u128).map(|i| proposal(i + 1, discovered(&format!("m{i}")))).collect();
+    c.client(1).submit(&mut batch, Duration::from_secs(30)).await.unwrap();
+    converged(&c, 8).await;
+
+    let leader = c.leader().await;
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    c.stop(victim);
+    {
+        let db = redb::Database::open(c.data_dir(victim).join("state.redb")).unwrap();
+        let stored = db.begin_read().unwrap().open_table(EVENTS).unwrap().get(5).unwrap().unwrap().value().to_vec();
+        // Rename the machine in the record (`m4` → `mZ`): it still decodes, so the member starts and serves
+        // the changed history, but its hash no longer matches the chain.
+        let mut record = stored;
+        let at = record.windows(2).position(|w| w == b"m4").expect("seq 5 names machine m4");
+        record[at + 1] = b'Z';
+        let txn = db.begin_write().unwrap();
+        txn.open_table(EVENTS).unwrap().insert(5, record.as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    c.restart(victim);
+    let member = c.client(victim);
+    wait_until("the tampered member serves again", Duration::from_secs(60), || async {
+        member.member().await.ok().filter(|m| m.seq >= 8)
+    })
+    .await;
+
+    let v = c.client(victim).verify().await.unwrap();
+    assert!(!v.ok, "{v:?}");
+    assert_eq!(v.verified, 4, "the events before the tampered one verify: {v:?}");
+    let out = tokio::task::block_in_place(|| sendan_tests::bootstrap::sendan(&c, victim, &["audit", "verify"]));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("seq 5"), "the CLI names the bad seq: {text}");
+    let healthy = (1..=3).find(|id| *id != victim).unwrap();
+    let v = c.client(healthy).verify().await.unwrap();
+    assert!(v.ok && v.verified == 8, "{v:?}");
 }

@@ -134,8 +134,15 @@ fn switched(path: &str, verb: &str) -> (String, String) {
 async fn an_agent_moves_its_node_to_each_decided_system_and_confirms_it() {
     use Signing::Trusted;
     let newer_kernel = Fake { kernel: "6.12", ..Fake::ok("new-kernel") };
-    let w = World::new(&[(Fake::ok("old"), Trusted), (Fake::ok("new"), Trusted), (newer_kernel, Trusted)]).await;
-    let (old, new, new_kernel) = (w.path("old"), w.path("new"), w.path("new-kernel"));
+    let wants_reboot = Fake::with("exit-100", Behaviour::Exit(100));
+    let w = World::new(&[
+        (Fake::ok("old"), Trusted),
+        (Fake::ok("new"), Trusted),
+        (newer_kernel, Trusted),
+        (wants_reboot, Trusted),
+    ])
+    .await;
+    let (old, new, new_kernel, exit100) = (w.path("old"), w.path("new"), w.path("new-kernel"), w.path("exit-100"));
     let first = w.apply("n1", &old).await;
     let node = w.node("n1", None, &[]).await;
 
@@ -165,10 +172,19 @@ async fn an_agent_moves_its_node_to_each_decided_system_and_confirms_it() {
     assert_eq!(node.link("current-system").as_deref(), Some(new_kernel.as_str()));
     let shown = w.sendan(&["node", "system", "n1"]);
     assert!(shown.contains("confirmed") && shown.contains("reboot required"), "{shown}");
+
+    // `switch-to-configuration` exiting 100 succeeded but asks for a reboot, whatever the kernel.
+    let fourth = w.set_system("n1", &exit100);
+    let v = w.settled(&node, fourth, Phase::Confirmed).await;
+    assert!(v.system.attempt.as_ref().unwrap().reboot_required, "exit 100 means a reboot is needed");
+    match &w.events_after("n1", fourth, SystemSwitched).await[..] {
+        [Payload::SystemSwitched(s)] => assert_eq!(s.exit_code, 100),
+        other => panic!("expected one SystemSwitched, got {other:?}"),
+    }
 }
 
-/// Property: an activation that fails — `switch-to-configuration` exiting 2 (activation failed) or 4 (units
-/// failed) — is rolled back: the remembered system is re-activated with its own `switch-to-configuration` and the
+/// Property: an activation that fails — `switch-to-configuration` exiting 1 (error), 2 (activation failed) or 4
+/// (units failed) — is rolled back: the remembered system is re-activated with its own `switch-to-configuration` and the
 /// profile points at it again (not `nix-env --rollback`); the failure and the rollback are reported, and the
 /// agent does not retry the failed decision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,16 +192,17 @@ async fn a_failed_activation_is_rolled_back_to_the_remembered_system() {
     use Signing::Trusted;
     let w = World::new(&[
         (Fake::ok("old"), Trusted),
+        (Fake::with("exit-1", Behaviour::Exit(1)), Trusted),
         (Fake::with("exit-2", Behaviour::Exit(2)), Trusted),
         (Fake::with("exit-4", Behaviour::Exit(4)), Trusted),
     ])
     .await;
-    let (old, exit2, exit4) = (w.path("old"), w.path("exit-2"), w.path("exit-4"));
+    let (old, exit1, exit2, exit4) = (w.path("old"), w.path("exit-1"), w.path("exit-2"), w.path("exit-4"));
     let first = w.apply("n1", &old).await;
     let node = w.node("n1", None, &[]).await;
     w.settled(&node, first, Phase::Confirmed).await;
 
-    for (bad, code) in [(&exit2, 2), (&exit4, 4)] {
+    for (bad, code) in [(&exit1, 1), (&exit2, 2), (&exit4, 4)] {
         let before = node.switches().len();
         let decision = w.set_system("n1", bad);
         let reason = w.rolled_back_to_old(&node, decision).await;
@@ -204,7 +221,7 @@ async fn a_failed_activation_is_rolled_back_to_the_remembered_system() {
     // The failed decision is not retried: a one-shot pass of the agent finds nothing to do.
     let mut node = node;
     assert!(node.run_agent_once());
-    assert_eq!(node.switches().len(), 4);
+    assert_eq!(node.switches().len(), 6);
 }
 
 /// Property: a system that activates but fails its health gate within the deadline (here: the running system lacks

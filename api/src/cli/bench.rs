@@ -65,6 +65,7 @@ struct Latency {
 #[derive(Debug, Default, Serialize)]
 struct Report {
     machine: String,
+    members: usize,
     request_bytes: usize,
     sendan_single: Vec<(usize, Latency)>,
     etcd_single: Vec<(usize, Latency)>,
@@ -271,7 +272,12 @@ fn synthetic_log(total: u64, nodes: u64) -> Vec<Event> {
 }
 
 pub async fn run(args: BenchArgs) -> Result<std::process::ExitCode> {
-    let mut report = Report { machine: machine_description(), log_events: args.log_events, ..Report::default() };
+    let mut report = Report {
+        machine: machine_description(),
+        members: args.members.max(1),
+        log_events: args.log_events,
+        ..Report::default()
+    };
     let say = |s: String| {
         if !args.json {
             eprintln!("{s}");
@@ -479,7 +485,10 @@ fn machine_description() -> String {
 
 fn print_report(r: &Report) {
     println!("machine: {}", r.machine);
-    println!("single-event submissions ({} bytes per request), 3 members on loopback, fsync on:", r.request_bytes);
+    println!(
+        "single-event submissions ({} bytes per request), {} member(s) on loopback, fsync on:",
+        r.request_bytes, r.members
+    );
     println!(
         "  {:>8}  {:>12} {:>9} {:>9} {:>9}   {:>12} {:>9} {:>9}   {:>7}",
         "clients", "sendan ops/s", "p50 ms", "p99 ms", "per entry", "etcd ops/s", "p50 ms", "p99 ms", "ratio"

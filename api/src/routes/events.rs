@@ -113,15 +113,35 @@ pub async fn watch(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     may_list(&auth, p.node.as_deref())?;
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let list = ListParams {
-        after: p.after.or(resume).unwrap_or(0),
-        limit: Some(1000),
-        node: p.node,
-        kind: p.kind,
-        ..Default::default()
-    };
+    let after = p.after.or(resume).unwrap_or(0);
+    cursor_exists(&app, after).await?;
+    let list = ListParams { after, limit: Some(1000), node: p.node, kind: p.kind, ..Default::default() };
     let query = list.query()?;
     Ok(Sse::new(follow(app, query)).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+}
+
+/// How long a watch waits for this member to apply its cursor before calling the cursor wrong: a member a
+/// little behind the leader must not refuse a cursor another member just handed out.
+const CURSOR_GRACE: Duration = Duration::from_secs(3);
+
+/// A cursor past the end of the log cannot be served: following it would skip the events that later take
+/// those seqs (a cursor from another cluster, or from before the data was replaced), so it is an explicit
+/// error, never a silent gap.
+async fn cursor_exists(app: &App, after: u64) -> Result<(), ApiError> {
+    let mut applied = app.node.reader.subscribe();
+    let reached = tokio::time::timeout(CURSOR_GRACE, applied.wait_for(|s| *s >= after)).await.is_ok_and(|r| r.is_ok());
+    if reached {
+        return Ok(());
+    }
+    let head = *applied.borrow();
+    Err(ApiError::NotReady {
+        code: "cursor_past_head",
+        message: format!(
+            "cursor {after} is past the end of the log (this member's last event is seq {head}); \
+             resume from {head} or lower — a cursor from another cluster, or from before its data was replaced, \
+             cannot be followed"
+        ),
+    })
 }
 
 struct Follow {
