@@ -21,9 +21,10 @@ pub struct Options {
     pub root: PathBuf,
     /// Default `<root>/var/lib/sendan-agent`.
     pub state_dir: Option<PathBuf>,
-    /// Override the server and node the installer wrote into `agent.toml`.
+    /// Override the server, node and CA certificates the installer wrote into `agent.toml`.
     pub server: Option<String>,
     pub node: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,9 @@ pub enum CheckedIn {
 struct AgentToml {
     server: Option<String>,
     node: Option<String>,
+    /// A path on the installed system, below `root`.
+    #[serde(rename = "ca-file")]
+    ca_file: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<String, CheckinError> {
@@ -77,7 +81,7 @@ pub fn run(opts: &Options) -> Result<CheckedIn, CheckinError> {
     let state = opts.state_dir.clone().unwrap_or_else(|| opts.root.join(AGENT_STATE_DIR));
     let config_path = state.join("agent.toml");
     let config: AgentToml = match (&opts.server, &opts.node) {
-        (Some(_), Some(_)) => AgentToml { server: None, node: None },
+        (Some(_), Some(_)) => AgentToml { server: None, node: None, ca_file: None },
         _ => toml::from_str(&read(&config_path)?)
             .map_err(|e| CheckinError::Invalid { path: config_path.clone(), why: e.to_string() })?,
     };
@@ -87,7 +91,13 @@ pub fn run(opts: &Options) -> Result<CheckedIn, CheckinError> {
     let node =
         NodeId::new(node).map_err(|e| CheckinError::Invalid { path: config_path.clone(), why: e.to_string() })?;
     let token = read(&state.join("token"))?.trim().to_owned();
-    let client = ApiClient::new(&server, &token);
+    let ca_file = opts
+        .ca_file
+        .clone()
+        .or_else(|| config.ca_file.map(|p| opts.root.join(p.strip_prefix("/").map(Path::to_path_buf).unwrap_or(p))));
+    let trust = crate::client::Trust::from_optional_file(ca_file.as_deref())
+        .map_err(|source| CheckinError::Api { what: "reading the CA certificates", source })?;
+    let client = ApiClient::with_trust(&server, &token, &trust);
     let api = |what| move |source| CheckinError::Api { what, source };
     let install: InstallView =
         client.get(&format!("/v1/nodes/{node}/install"), &[]).map_err(api("reading the node's install record"))?;

@@ -3,6 +3,8 @@
 //! ids, which the server's exactly-once guarantee makes safe; `watch` follows the event stream.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sendan_core::Event;
@@ -19,6 +21,8 @@ pub enum ClientError {
     Transport { url: String, reason: String },
     #[error("the answer from {url} does not decode: {reason}")]
     Decode { url: String, reason: String },
+    #[error("cannot read the CA certificates in {path}: {reason}")]
+    Trust { path: String, reason: String },
 }
 
 impl ClientError {
@@ -27,7 +31,7 @@ impl ClientError {
         match self {
             ClientError::Transport { .. } => true,
             ClientError::Api { status, .. } => matches!(status, 502..=504),
-            ClientError::Decode { .. } => false,
+            ClientError::Decode { .. } | ClientError::Trust { .. } => false,
         }
     }
 
@@ -36,6 +40,35 @@ impl ClientError {
             ClientError::Api { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+/// What an `https://` server's certificate must chain to: the public web roots, or the certificates in a PEM
+/// file (the cluster's CA, as `sendan tls init` makes it).
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    roots: Option<Arc<Vec<ureq::tls::Certificate<'static>>>>,
+}
+
+impl Trust {
+    pub fn from_pem_file(path: &Path) -> Result<Trust, ClientError> {
+        let err = |reason: String| ClientError::Trust { path: path.display().to_string(), reason };
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| err(e.to_string()))? {
+                certs.push(c);
+            }
+        }
+        if certs.is_empty() {
+            return Err(err("it holds no PEM certificate".into()));
+        }
+        Ok(Trust { roots: Some(Arc::new(certs)) })
+    }
+
+    /// `path`'s certificates, or the public roots without one.
+    pub fn from_optional_file(path: Option<&Path>) -> Result<Trust, ClientError> {
+        path.map_or(Ok(Trust::default()), Trust::from_pem_file)
     }
 }
 
@@ -48,15 +81,31 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// `base` is `http://host:port` (a bare `host:port` gets `http://`).
+    /// `base` is `http://host:port` (a bare `host:port` gets `http://`); `https://` servers must have a
+    /// certificate from a public CA.
     pub fn new(base: &str, token: &str) -> ApiClient {
+        ApiClient::with_trust(base, token, &Trust::default())
+    }
+
+    /// Like [`ApiClient::new`], verifying `https://` servers against `trust`.
+    pub fn with_trust(base: &str, token: &str, trust: &Trust) -> ApiClient {
         let base = if base.contains("://") { base.trim_end_matches('/').to_owned() } else { format!("http://{base}") };
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(roots) = &trust.roots {
+            tls = tls.root_certs(ureq::tls::RootCerts::Specific(roots.clone()));
+        }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
+            .tls_config(tls.build())
             .build();
         ApiClient { agent: ureq::Agent::new_with_config(config), base, token: token.trim().to_owned() }
+    }
+
+    /// The same server and connections, speaking with another token.
+    pub fn with_token(&self, token: &str) -> ApiClient {
+        ApiClient { agent: self.agent.clone(), base: self.base.clone(), token: token.trim().to_owned() }
     }
 
     pub fn base(&self) -> &str {

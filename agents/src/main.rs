@@ -41,6 +41,9 @@ struct NixArgs {
     /// The node token (`sendan node token ID`); default `<state-dir>/token`.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// PEM certificates an `https://` server's certificate must chain to (the cluster's CA).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// This node's id; default the hostname.
     #[arg(long)]
     node: Option<String>,
@@ -84,6 +87,10 @@ struct InstallArgs {
     /// The bootstrap token from the netboot script [default: `sendan.token=` on the kernel command line].
     #[arg(long)]
     token: Option<String>,
+    /// PEM certificates an `https://` server's certificate must chain to (the cluster's CA, baked into the
+    /// installer image); copied onto the installed node for its agents.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// `plan`: print the install plan and change nothing. `dry-run`: report every step, but run no disko, nix or
     /// nixos-install command (they are listed in WORK_DIR/commands.sh) and write only below --target and
     /// --work-dir. `install`: partition, format and install this machine's disks [default: `sendan.mode=` on the
@@ -122,6 +129,9 @@ struct CheckinArgs {
     /// This node's id [default: `node` in agent.toml].
     #[arg(long)]
     node: Option<String>,
+    /// PEM certificates an `https://` server's certificate must chain to [default: `ca-file` in agent.toml].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -150,6 +160,7 @@ fn nix(args: NixArgs) -> anyhow::Result<()> {
     let flags = ConfigFile {
         server: args.server,
         token_file: args.token_file,
+        ca_file: args.ca_file,
         node: args.node,
         state_dir: args.state_dir,
         profile: args.profile,
@@ -184,6 +195,7 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
     let opts = install::Options {
         server,
         token,
+        ca_file: args.ca_file.clone(),
         root: args.root.clone(),
         target: args.target.clone(),
         work: args.work_dir.clone(),
@@ -221,6 +233,7 @@ fn checkin(args: &CheckinArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir.clone(),
         server: args.server.clone(),
         node: args.node.clone(),
+        ca_file: args.ca_file.clone(),
     };
     let mut out = std::io::stdout().lock();
     match checkin::run(&opts)? {

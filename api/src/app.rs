@@ -29,6 +29,8 @@ pub struct App {
     pub started: Instant,
     /// Flipped to `true` when the member stops, ending long-lived responses (watch streams).
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// What the member serves HTTPS with; `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Largest body a peer may send (Raft entries carry whole client batches).
@@ -42,6 +44,10 @@ pub enum StartError {
     Secret(String),
     #[error("cannot start the Raft member")]
     Raft(#[from] sendan_raft::StartError),
+    #[error("cannot set up TLS")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot serve")]
+    Serve(#[source] std::io::Error),
 }
 
 /// What a started member tells the operator.
@@ -72,7 +78,14 @@ pub async fn open(
     } else {
         auth::read_or_create_secret(&token_file, "admin").map_err(StartError::Secret)?
     };
-    let node = RaftNode::start(config.node_id, dir, &cluster_secret, faults, &config.raft).await?;
+    let (tls, trust) = match &config.tls {
+        Some(files) => {
+            let t = crate::tls::load(files)?;
+            (Some(t.server), t.trust)
+        }
+        None => (None, sendan_raft::Trust::plain()),
+    };
+    let node = RaftNode::start(config.node_id, dir, &cluster_secret, faults, &config.raft, trust).await?;
     let app = App {
         config,
         proposer: crate::write::Proposer::start(node.clone()),
@@ -82,6 +95,7 @@ pub async fn open(
         metrics: Metrics::default(),
         started: Instant::now(),
         shutdown: tokio::sync::watch::channel(false).0,
+        tls,
     };
     Ok((Arc::new(app), token_file, created))
 }
@@ -144,8 +158,17 @@ pub async fn serve(
         shutdown.await;
         stopping.shutdown.send_replace(true);
     };
-    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown);
-    let serving = tokio::spawn(async move { server.await });
+    let serving = match app.tls.clone() {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config).map_err(StartError::Serve)?;
+            let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { server.await })
+        }
+        None => {
+            let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { server.await })
+        }
+    };
     crate::controller::spawn_all(&app);
     let initialized = match app.config.cluster_state {
         ClusterState::New => {

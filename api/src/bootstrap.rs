@@ -97,10 +97,11 @@ impl NetbootFields {
     }
 
     /// Check everything once; `advertise` is the member's address in the initial cluster.
-    pub fn validate(self, advertise: &str) -> Result<NetbootConfig, ConfigError> {
+    /// `base` is the member's own URL (`http[s]://<its initial-cluster address>`), the default public URL.
+    pub fn validate(self, base: &str) -> Result<NetbootConfig, ConfigError> {
         let public_url = match self.public_url {
             Some(u) => url("public-url", &u, &["http://", "https://"])?.trim_end_matches('/').to_owned(),
-            None => format!("http://{advertise}"),
+            None => base.to_owned(),
         };
         let ttl = self.bootstrap_token_ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
         if !(60..=7 * 24 * 3600).contains(&ttl) {
@@ -194,7 +195,7 @@ mod tests {
             installer_cmdline: Some(" init=/nix/store/x/init ".into()),
             ..NetbootFields::default()
         }
-        .validate("10.0.0.1:7770")
+        .validate("http://10.0.0.1:7770")
         .unwrap();
         assert_eq!(ok.public_url, "http://10.0.0.1:7770");
         assert_eq!(ok.installer.unwrap().cmdline, "init=/nix/store/x/init");
@@ -216,7 +217,7 @@ mod tests {
             (NetbootFields { bootstrap_token_ttl_secs: Some(5), ..Default::default() }, "between 60 seconds"),
         ];
         for (fields, want) in cases {
-            let err = fields.validate("a:1").unwrap_err().to_string();
+            let err = fields.validate("http://a:1").unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should say {want:?}");
         }
     }

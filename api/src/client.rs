@@ -11,6 +11,7 @@ use sendan_core::wire::{
     AddMember, ClusterStatus, ErrorBody, EventPage, MemberStatus, NodeView, NodesView, ProposalIn, SubmitResponse,
     VerifyView,
 };
+use sendan_raft::Trust;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -67,19 +68,30 @@ fn transport(url: &str, e: reqwest::Error) -> ClientError {
         reason = format!("{reason}: {s}");
         src = s.source();
     }
+    if reason.contains("invalid peer certificate") {
+        reason.push_str(" (pass --ca-file with the certificates the cluster's TLS certificates chain to)");
+    } else if url.starts_with("http://") && reason.contains("invalid HTTP version") {
+        reason.push_str(" (the server may serve HTTPS: use an https:// address)");
+    }
     ClientError::Transport { url: url.to_owned(), reason }
 }
 
 impl Client {
-    /// `base` is `http://host:port` (a bare `host:port` gets `http://`).
+    /// `base` is `http://host:port` (a bare `host:port` gets `http://`); `https://` servers are not trusted.
     pub fn new(base: &str, token: Option<String>) -> Client {
-        let base = if base.contains("://") { base.trim_end_matches('/').to_owned() } else { format!("http://{base}") };
-        let http = reqwest::Client::builder()
+        Client::with_trust(base, token, &Trust::plain())
+    }
+
+    /// `base` is `http[s]://host:port`, or a bare `host:port` that gets `trust`'s scheme; HTTPS servers are
+    /// verified against `trust`'s roots.
+    pub fn with_trust(base: &str, token: Option<String>, trust: &Trust) -> Client {
+        let http = trust
+            .http_builder()
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .build()
-            .expect("a plain HTTP client builds");
-        Client { http, base, token }
+            .expect("an HTTP client with a preconfigured TLS config builds");
+        Client { http, base: trust.base_url(base), token }
     }
 
     pub fn base(&self) -> &str {

@@ -39,6 +39,11 @@ pub struct ConfigFile {
     pub rescue_cmdline: Option<String>,
     /// How long a bootstrap token handed out by netboot works before its machine phones home.
     pub bootstrap_token_ttl_secs: Option<u64>,
+    /// Serve HTTPS (API and peers) with this PEM certificate chain and its PEM private key.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM certificates other members' certificates must chain to [default: the `tls-cert-file` chain].
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -73,6 +78,24 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub raft: sendan_raft::ClusterOptions,
     pub netboot: crate::bootstrap::NetbootConfig,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The files of a member that serves HTTPS; read when it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// What other members' certificates must chain to; `None`: the member's own chain.
+    pub ca: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7770";
@@ -131,6 +154,9 @@ impl ConfigFile {
             rescue_initrd: over.rescue_initrd.or(self.rescue_initrd),
             rescue_cmdline: over.rescue_cmdline.or(self.rescue_cmdline),
             bootstrap_token_ttl_secs: over.bootstrap_token_ttl_secs.or(self.bootstrap_token_ttl_secs),
+            tls_cert_file: over.tls_cert_file.or(self.tls_cert_file),
+            tls_key_file: over.tls_key_file.or(self.tls_key_file),
+            tls_ca_file: over.tls_ca_file.or(self.tls_ca_file),
         }
     }
 
@@ -195,7 +221,17 @@ impl ConfigFile {
             raft.election_min_ms = v;
             raft.election_max_ms = v * 2;
         }
-        let netboot = netboot.validate(&advertise)?;
+        let tls = match (self.tls_cert_file, self.tls_key_file, self.tls_ca_file) {
+            (Some(cert), Some(key), ca) => Some(TlsFiles { cert, key, ca }),
+            (None, None, None) => None,
+            (Some(_), None, _) => return Err(invalid("tls-key-file", "`tls-cert-file` needs its private key")),
+            (None, Some(_), _) => return Err(invalid("tls-cert-file", "`tls-key-file` needs its certificate")),
+            (None, None, Some(_)) => {
+                return Err(invalid("tls-ca-file", "it only applies with `tls-cert-file` and `tls-key-file`"));
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let netboot = netboot.validate(&format!("{scheme}://{advertise}"))?;
         Ok(ServerConfig {
             node_id,
             listen,
@@ -208,6 +244,7 @@ impl ConfigFile {
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY).max(1024),
             raft,
             netboot,
+            tls,
         })
     }
 }
@@ -295,6 +332,8 @@ mod tests {
                 ConfigFile { initial_cluster: Some(InitialCluster::Flag("x=a:1".into())), ..Default::default() },
                 "not a member id",
             ),
+            (ConfigFile { tls_cert_file: Some("c.pem".into()), ..Default::default() }, "needs its private key"),
+            (ConfigFile { tls_ca_file: Some("ca.pem".into()), ..Default::default() }, "only applies with"),
         ];
         for (file, want) in cases {
             let err = file.validate().unwrap_err().to_string();

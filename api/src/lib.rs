@@ -14,4 +14,5 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod routes;
+pub mod tls;
 pub mod write;

@@ -10,6 +10,7 @@ mod network;
 mod node;
 mod reader;
 mod state;
+pub mod tls;
 
 use std::fmt;
 
@@ -21,6 +22,7 @@ pub use network::{FaultSwitch, Network, PEER_SECRET_HEADER, PeerError, PeerPath}
 pub use node::{ClusterOptions, RaftNode, StartError, raft_config};
 pub use reader::{EventQuery, Reader, VerifyReport};
 pub use state::{StateMachine, open_stores};
+pub use tls::{TlsError, Trust};
 
 /// A cluster member's id, as in `--node-id` and `--initial-cluster 1=…`.
 pub type MemberId = u64;

@@ -1,4 +1,5 @@
-//! The peer transport: Raft RPCs as postcard over HTTP, authenticated with the cluster secret.
+//! The peer transport: Raft RPCs as postcard over HTTP (HTTPS when the cluster has TLS), authenticated with the
+//! cluster secret.
 //!
 //! The API crate serves the other end (`/raft/*` routes) and uses [`Network::post`] to forward client
 //! submissions from followers to the leader over the same authenticated channel.
@@ -12,6 +13,7 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::tls::Trust;
 use crate::types::*;
 use crate::{Member, MemberId, TypeConfig};
 
@@ -99,17 +101,20 @@ pub struct Network {
     client: reqwest::Client,
     secret: Arc<str>,
     faults: Arc<FaultSwitch>,
+    trust: Trust,
 }
 
 impl Network {
-    pub fn new(me: MemberId, secret: &str, faults: Arc<FaultSwitch>) -> Network {
-        let client = reqwest::Client::builder()
+    /// Members are reached over `trust`'s scheme (HTTPS verified against the cluster's roots, or plain HTTP).
+    pub fn new(me: MemberId, secret: &str, faults: Arc<FaultSwitch>, trust: Trust) -> Network {
+        let client = trust
+            .http_builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
-            .expect("a plain HTTP client builds");
-        Network { me, client, secret: Arc::from(secret), faults }
+            .expect("an HTTP client with a preconfigured TLS config builds");
+        Network { me, client, secret: Arc::from(secret), faults, trust }
     }
 
     pub fn faults(&self) -> &Arc<FaultSwitch> {
@@ -129,7 +134,7 @@ impl Network {
             return Err(PeerError::Isolated { to });
         }
         let body = postcard::to_allocvec(req).expect("postcard encoding into a Vec");
-        let url = format!("http://{addr}{}", path.path());
+        let url = format!("{}{}", self.trust.base_url(addr), path.path());
         let resp = self
             .client
             .post(url)

@@ -10,6 +10,7 @@ use openraft::{Config, SnapshotPolicy};
 use crate::log_store::LogStore;
 use crate::network::{FaultSwitch, Network};
 use crate::state::open_stores;
+use crate::tls::Trust;
 use crate::{Member, MemberId, Raft, Reader, StoreError};
 
 /// Timing and compaction knobs of the Raft group.
@@ -86,10 +87,11 @@ impl RaftNode {
         secret: &str,
         faults: Arc<FaultSwitch>,
         opts: &ClusterOptions,
+        trust: Trust,
     ) -> Result<RaftNode, StartError> {
         let (log, sm) = open_stores(dir, opts.checkpoint_every)?;
         let reader = sm.reader();
-        let network = Network::new(id, secret, faults);
+        let network = Network::new(id, secret, faults, trust);
         let config = raft_config(opts).map_err(StartError::Config)?;
         let raft = Raft::new(id, config, network.clone(), log.clone(), sm)
             .await

@@ -55,8 +55,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
 
 /// Run the `sendan` CLI against member `member` of `c`, with the admin token.
 pub fn sendan(c: &ProcCluster, member: u64, args: &[&str]) -> Output {
-    Command::new(binary("sendan"))
-        .args(["--server", &c.addrs[&member]])
+    let mut cmd = Command::new(binary("sendan"));
+    if let Some(ca) = &c.ca_file {
+        cmd.arg("--ca-file").arg(ca);
+    }
+    cmd.args(["--server", &c.trust.base_url(&c.addrs[&member])])
         .arg("--token-file")
         .arg(c.dir.path().join("admin.token"))
         .args(args)

@@ -32,6 +32,12 @@ where
     }
 }
 
+/// A plain reqwest client for raw HTTP requests in tests (built like every client of the workspace, with an
+/// explicit TLS configuration: reqwest has no default crypto provider here).
+pub fn http() -> reqwest::Client {
+    sendan_raft::Trust::plain().http_builder().build().expect("a plain HTTP client builds")
+}
+
 /// A built binary of this workspace (`sendan`, `sendan-agent`), next to the test executable.
 ///
 /// Under cargo, the workspace's binaries are (re)built once per test process first, so a test never runs

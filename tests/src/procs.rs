@@ -17,6 +17,10 @@ pub struct ProcCluster {
     /// Extra `sendan server` flags for every member.
     pub extra: Vec<String>,
     admin_token: String,
+    /// What clients trust: plain HTTP, or (with [`ProcCluster::start_tls`]) the cluster's CA.
+    pub trust: sendan_raft::Trust,
+    /// The CA certificate of a TLS cluster.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A free loopback port (bound, then released for the child to bind).
@@ -27,18 +31,41 @@ pub fn free_port() -> u16 {
 impl ProcCluster {
     /// Start `n` member processes forming a new cluster and wait until every member reports a leader.
     pub async fn start(n: u64, extra: &[&str]) -> ProcCluster {
+        Self::start_with(n, extra, false).await
+    }
+
+    /// Like [`ProcCluster::start`], every member serving HTTPS (to clients and to each other) with a certificate
+    /// for 127.0.0.1 issued by a CA made with `sendan tls init` / `sendan tls issue`.
+    pub async fn start_tls(n: u64, extra: &[&str]) -> ProcCluster {
+        Self::start_with(n, extra, true).await
+    }
+
+    async fn start_with(n: u64, extra: &[&str], tls: bool) -> ProcCluster {
         let dir = tempfile::tempdir().expect("a temp dir");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (mut trust, mut ca_file) = (sendan_raft::Trust::plain(), None);
+        if tls {
+            let pki = dir.path().join("pki");
+            let run = |args: &[&str]| {
+                let out = Command::new(binary("sendan")).args(args).output().expect("sendan runs");
+                assert!(out.status.success(), "sendan {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            };
+            let p = pki.display().to_string();
+            run(&["tls", "init", &p]);
+            run(&["tls", "issue", &p, "member", "--host", "127.0.0.1", "--host", "localhost"]);
+            for (flag, file) in
+                [("--tls-cert-file", "member.pem"), ("--tls-key-file", "member-key.pem"), ("--tls-ca-file", "ca.pem")]
+            {
+                extra.extend([flag.to_owned(), pki.join(file).display().to_string()]);
+            }
+            trust = sendan_raft::Trust::from_pem_file(&pki.join("ca.pem")).expect("the CA loads");
+            ca_file = Some(pki.join("ca.pem"));
+        }
         std::fs::write(dir.path().join("cluster.secret"), "proc-cluster-secret\n").unwrap();
         let admin_token = "sendan-admin-proc-token".to_owned();
         std::fs::write(dir.path().join("admin.token"), format!("{admin_token}\n")).unwrap();
         let addrs = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
-        let mut c = ProcCluster {
-            dir,
-            addrs,
-            children: BTreeMap::new(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            admin_token,
-        };
+        let mut c = ProcCluster { dir, addrs, children: BTreeMap::new(), extra, admin_token, trust, ca_file };
         for id in 1..=n {
             c.spawn(id);
         }
@@ -74,7 +101,7 @@ impl ProcCluster {
     }
 
     pub fn client(&self, id: u64) -> Client {
-        Client::new(&self.addrs[&id], Some(self.admin_token.clone()))
+        Client::with_trust(&self.addrs[&id], Some(self.admin_token.clone()), &self.trust)
     }
 
     pub fn log(&self, id: u64) -> String {

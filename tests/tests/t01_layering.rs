@@ -131,3 +131,13 @@ fn every_dependency_version_is_declared_once_in_the_workspace() {
         }
     }
 }
+
+/// TLS is rustls with the `ring` provider everywhere: no binary links aws-lc (a long C build) or OpenSSL.
+#[test]
+fn tls_is_rustls_with_ring_and_nothing_else() {
+    let g = Graph::load();
+    for pkg in ["sendan-api", "sendan-agents"] {
+        check_absent(&g, pkg, &["aws-lc-rs", "aws-lc-sys", "openssl", "openssl-sys", "native-tls"]);
+        assert!(g.closure(pkg).contains("ring"), "{pkg} verifies certificates with ring");
+    }
+}

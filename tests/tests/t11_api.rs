@@ -19,7 +19,7 @@ async fn single() -> Cluster {
 }
 
 async fn post_raw(c: &Cluster, body: impl Into<reqwest::Body>, token: Option<&str>) -> (u16, ErrorBody) {
-    let mut req = reqwest::Client::new().post(format!("http://{}/v1/events", c.addrs[&1])).body(body);
+    let mut req = sendan_tests::http().post(format!("http://{}/v1/events", c.addrs[&1])).body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -145,7 +145,7 @@ async fn audit_queries_filter_page_and_travel_in_time() {
     let err = client.nodes(Some(999)).await.unwrap_err().to_string();
     assert!(err.contains("has not been applied on this member yet"), "{err}");
     for bad in ["limit=0", "type=Bogus", "since=yesterday", "colour=red", "node=a%20b"] {
-        let s = reqwest::Client::new()
+        let s = sendan_tests::http()
             .get(format!("http://{}/v1/events?{bad}", c.addrs[&1]))
             .bearer_auth(TOKEN)
             .send()
@@ -197,7 +197,7 @@ async fn watch_resumes_filters_and_refuses_a_cursor_past_the_head() {
     ];
     client.submit(&mut b, Duration::from_secs(10)).await.unwrap();
 
-    let resp = reqwest::Client::new()
+    let resp = sendan_tests::http()
         .get(format!("http://{}/v1/events/watch", c.addrs[&1]))
         .bearer_auth(TOKEN)
         .header("last-event-id", "2")
@@ -246,7 +246,7 @@ async fn watch_resumes_filters_and_refuses_a_cursor_past_the_head() {
 async fn health_readiness_metrics_and_404() {
     let c = single().await;
     let base = format!("http://{}", c.addrs[&1]);
-    let http = reqwest::Client::new();
+    let http = sendan_tests::http();
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(), "ok\n");
     assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status().as_u16(), 200);
     let mut b = vec![proposal(1, discovered("m1"))];

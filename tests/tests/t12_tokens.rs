@@ -87,7 +87,7 @@ async fn node_tokens_are_scoped_to_their_node() {
 async fn peer_endpoints_need_the_cluster_secret() {
     let c = Cluster::new(1).await;
     let before = c.client(1).member().await.unwrap();
-    let http = reqwest::Client::new();
+    let http = sendan_tests::http();
     for route in ["append", "vote", "snapshot", "submit", "membership", "status"] {
         let url = format!("http://{}/raft/{route}", c.addrs[&1]);
         let attempts = [

@@ -57,6 +57,8 @@ impl std::str::FromStr for Mode {
 pub struct Options {
     pub server: String,
     pub token: String,
+    /// PEM certificates an `https://` server must chain to; also copied onto the installed node.
+    pub ca_file: Option<PathBuf>,
     /// The `/` the facts are read below.
     pub root: PathBuf,
     /// Where the new system is mounted and installed.
@@ -139,7 +141,9 @@ pub fn run(opts: &Options) -> Result<Outcome, InstallError> {
         ));
     }
     let facts = facts(&opts.root, &opts.lldp)?;
-    let client = ApiClient::new(&opts.server, &opts.token);
+    let trust = crate::client::Trust::from_optional_file(opts.ca_file.as_deref())
+        .map_err(|source| InstallError::Api { what: "reading the CA certificates", source })?;
+    let client = ApiClient::with_trust(&opts.server, &opts.token, &trust);
     let bootstrap_hash = Hash::of(opts.token.trim().as_bytes());
     match client.post::<PhoneHomeView, _>("/v1/bootstrap/phone-home", &PhoneHome { facts: facts.clone() }) {
         Ok(v) => say(&format!(
@@ -292,7 +296,14 @@ fn install(
     check_disks(plan, facts)?;
     let rehearsal = exec.rehearsal();
     let installing = plan.state == NodeState::Installing;
-    let steps = steps::steps(plan, client.base(), &opts.target, &opts.work, rehearsal, installing);
+    let ca_pem = match &opts.ca_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            InstallError::Config(format!("cannot read the CA certificates in {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let reach = steps::Reach { server: client.base(), ca_pem: ca_pem.as_deref() };
+    let steps = steps::steps(plan, &reach, &opts.target, &opts.work, rehearsal, installing);
     let mut captured: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut host_key = None;
     let mut node_token = None;
@@ -347,7 +358,7 @@ fn exchange(client: &ApiClient, key: &str, token: &str, plan: &ServedPlan) -> Re
     match client.post::<Exchanged, _>("/v1/bootstrap/node-token", &body) {
         Ok(e) => Ok(e),
         Err(ClientError::Api { status: 401, .. }) => {
-            let own = ApiClient::new(client.base(), token);
+            let own = client.with_token(token);
             let view: sendan_core::wire::NodeView =
                 own.get(&format!("/v1/nodes/{}", plan.node), &[]).map_err(api("exchanging the bootstrap token"))?;
             Ok(Exchanged { node: plan.node.clone(), seq: view.node.updated })

@@ -52,12 +52,20 @@ pub fn disks_line(plan: &ServedPlan) -> String {
     plan.disks.iter().map(|(k, d)| format!("{k} → {} ({})", d.name, d.device)).collect::<Vec<_>>().join(", ")
 }
 
+/// How the installed node's agents reach Sendan: the server, and the CA certificates (PEM) its `https://`
+/// certificate chains to, copied onto the node.
+#[derive(Clone, Copy, Debug)]
+pub struct Reach<'a> {
+    pub server: &'a str,
+    pub ca_pem: Option<&'a str>,
+}
+
 /// The steps of installing `plan` into `target` (the directory disko mounts the new system at), with scratch
 /// files in `work`. `rehearsal`: commands are recorded, not run (the reports say so). `installing`: the node
 /// is `installing` already (an interrupted install restarting), so it is not reported as started again.
 pub fn steps(
     plan: &ServedPlan,
-    server: &str,
+    reach: &Reach,
     target: &Path,
     work: &Path,
     rehearsal: bool,
@@ -141,15 +149,16 @@ pub fn steps(
         format!("ed25519 host key generated on the node at /{HOST_KEY}"),
     ));
     let state = target.join(AGENT_STATE_DIR);
-    out.push(Step::Write {
-        path: state.join("agent.toml"),
-        contents: format!(
-            "# Written by sendan-agent install: how this node's agents reach Sendan.\nserver = {}\nnode = {}\n",
-            toml_string(server),
-            toml_string(plan.node.as_str())
-        ),
-        mode: 0o600,
-    });
+    let mut agent_toml = format!(
+        "# Written by sendan-agent install: how this node's agents reach Sendan.\nserver = {}\nnode = {}\n",
+        toml_string(reach.server),
+        toml_string(plan.node.as_str())
+    );
+    if let Some(pem) = reach.ca_pem {
+        out.push(Step::Write { path: state.join("ca.pem"), contents: pem.to_owned(), mode: 0o644 });
+        agent_toml.push_str(&format!("ca-file = {}\n", toml_string(&format!("/{AGENT_STATE_DIR}/ca.pem"))));
+    }
+    out.push(Step::Write { path: state.join("agent.toml"), contents: agent_toml, mode: 0o600 });
     out.push(Step::NodeToken { path: state.join("token") });
     out.push(Step::Exchange);
     out
@@ -214,7 +223,7 @@ mod tests {
     fn a_store_path_system_is_installed_after_disko_and_before_the_key_and_the_exchange() {
         let steps = steps(
             &plan(Some("/nix/store/abc-nixos-system-vm-1")),
-            "http://s:7770",
+            &Reach { server: "http://s:7770", ca_pem: None },
             Path::new("/mnt"),
             Path::new("/run/w"),
             false,
@@ -264,7 +273,8 @@ mod tests {
 
     #[test]
     fn a_flake_system_is_built_first_and_a_restarted_install_is_not_started_twice() {
-        let steps = steps(&plan(None), "http://s", Path::new("/mnt"), Path::new("/w"), true, true);
+        let reach = Reach { server: "https://s", ca_pem: Some("-----BEGIN CERTIFICATE-----\n…\n") };
+        let steps = steps(&plan(None), &reach, Path::new("/mnt"), Path::new("/w"), true, true);
         assert!(!steps.contains(&Step::Started));
         let runs = runs(&steps);
         assert!(
@@ -275,5 +285,19 @@ mod tests {
         assert!(runs[2].contains("--system {system}"));
         let Step::Report(InstallStep::DisksFormatted, detail) = &steps[4] else { panic!("{steps:?}") };
         assert!(detail.starts_with("dry run, disko not run: would have disko partitioned"), "{detail}");
+        // The cluster's CA goes onto the node, and its agents are told to trust it.
+        let writes: Vec<(&Path, &str)> = steps
+            .iter()
+            .filter_map(|s| {
+                if let Step::Write { path, contents, .. } = s {
+                    Some((path.as_path(), contents.as_str()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert!(writes.contains(&(Path::new("/mnt/var/lib/sendan-agent/ca.pem"), "-----BEGIN CERTIFICATE-----\n…\n")));
+        let (_, toml) = writes.iter().find(|(p, _)| p.ends_with("agent.toml")).unwrap();
+        assert!(toml.contains("ca-file = \"/var/lib/sendan-agent/ca.pem\"\n"), "{toml}");
     }
 }

@@ -30,6 +30,8 @@ pub enum AgentError {
     Locked { path: String },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
 }
 
 /// What to do after a step.
@@ -103,7 +105,8 @@ pub fn run(config: Config, once: bool) -> Result<(), AgentError> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|source| StateError::Io { path: config.state_dir.clone(), source })?;
     let _lock = lock(&config)?;
-    let client = ApiClient::new(&config.server, &read_token(&config)?);
+    let trust = crate::client::Trust::from_optional_file(config.ca_file.as_deref())?;
+    let client = ApiClient::with_trust(&config.server, &read_token(&config)?, &trust);
     let host = RealHost::new(&config);
     let mut agent = Agent::new(config, client, host)?;
     agent.log(format!("started; state in {}", agent.config.state_dir.display()));
@@ -205,7 +208,7 @@ impl<H: Host> Agent<H> {
                     if let ClientError::Api { status: 401, .. } = e
                         && let Ok(token) = read_token(&self.config)
                     {
-                        self.client = ApiClient::new(&self.config.server, &token);
+                        self.client = self.client.with_token(&token);
                     }
                     break;
                 }
@@ -256,7 +259,7 @@ impl<H: Host> Agent<H> {
                 if let ClientError::Api { status: 401, .. } = e
                     && let Ok(token) = read_token(&self.config)
                 {
-                    self.client = ApiClient::new(&self.config.server, &token);
+                    self.client = self.client.with_token(&token);
                 }
                 self.log(format!("cannot read the desired system: {e}"));
                 None

@@ -15,6 +15,9 @@ pub struct ConfigFile {
     pub server: Option<String>,
     /// The node token (`sendan node token ID`); default `<state-dir>/token`.
     pub token_file: Option<PathBuf>,
+    /// PEM certificates an `https://` server's certificate must chain to (the cluster's CA); default: the
+    /// public web roots.
+    pub ca_file: Option<PathBuf>,
     /// This node's id; default the hostname.
     pub node: Option<String>,
     pub state_dir: Option<PathBuf>,
@@ -96,6 +99,7 @@ pub struct HttpProbe {
 pub struct Config {
     pub server: String,
     pub token_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
     pub node: sendan_core::NodeId,
     pub state_dir: PathBuf,
     pub profile: PathBuf,
@@ -147,6 +151,7 @@ impl ConfigFile {
         ConfigFile {
             server: over.server.or(self.server),
             token_file: over.token_file.or(self.token_file),
+            ca_file: over.ca_file.or(self.ca_file),
             node: over.node.or(self.node),
             state_dir: over.state_dir.or(self.state_dir),
             profile: over.profile.or(self.profile),
@@ -205,6 +210,7 @@ impl ConfigFile {
         Ok(Config {
             server,
             token_file: self.token_file.unwrap_or_else(|| state_dir.join("token")),
+            ca_file: self.ca_file,
             node,
             profile: self.profile.unwrap_or_else(|| PathBuf::from("/nix/var/nix/profiles/system")),
             current_system: self.current_system.unwrap_or_else(|| PathBuf::from("/run/current-system")),

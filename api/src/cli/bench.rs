@@ -323,7 +323,7 @@ pub async fn run(args: BenchArgs) -> Result<std::process::ExitCode> {
     }
 
     if !args.no_etcd {
-        let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+        let http = sendan_raft::Trust::plain().http_builder().tcp_nodelay(true).build()?;
         let url = format!("{}/v3/kv/put", args.etcd.trim_end_matches('/'));
         let probe = http.post(&url).json(&serde_json::json!({"key": "cHJvYmU=", "value": "cHJvYmU="})).send().await;
         if probe.is_ok_and(|r| r.status().is_success()) {

@@ -40,6 +40,9 @@ pub struct Conn {
     /// File holding the admin token (the embedded server writes it to ./sendan-data/admin.token).
     #[arg(long, global = true, env = "SENDAN_TOKEN_FILE", default_value = "sendan-data/admin.token")]
     pub token_file: PathBuf,
+    /// PEM certificates an `https://` server's certificate must chain to (the cluster's CA).
+    #[arg(long, global = true, env = "SENDAN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -86,8 +89,27 @@ pub enum Command {
     Rollout(systems::RolloutCmd),
     /// Benchmark a 3-member loopback cluster (and etcd from bench/etcd3.sh, side by side, when it answers).
     Bench(bench::BenchArgs),
+    /// Make a small CA and member certificates for `sendan server --tls-*` (works offline; any PKI will do).
+    #[command(subcommand)]
+    Tls(TlsCmd),
     #[command(flatten)]
     Enrollment(bootstrap::EnrollCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TlsCmd {
+    /// Make a CA in DIR: `ca.pem` (give it to clients and members as --ca-file / --tls-ca-file) and
+    /// `ca-key.pem` (mode 0600; keep it off the servers once the certificates are issued).
+    Init { dir: PathBuf },
+    /// Issue `DIR/NAME.pem` and `DIR/NAME-key.pem` (mode 0600), signed by DIR's CA, for the hosts clients and
+    /// members reach it by.
+    Issue {
+        dir: PathBuf,
+        name: String,
+        /// A DNS name or IP address the certificate is valid for (repeat for each).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -249,12 +271,28 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 anyhow::anyhow!("{e}; pass --token-file (or set SENDAN_TOKEN) with the server's admin token")
             })?,
         };
-        Ok(Client::new(&cli.conn.server, Some(token)))
+        let trust = match &cli.conn.ca_file {
+            Some(path) => sendan_raft::Trust::from_pem_file(path)?,
+            None => sendan_raft::Trust::plain(),
+        };
+        Ok(Client::with_trust(&cli.conn.server, Some(token), &trust))
     };
     let json = cli.conn.output == Output::Json;
     match &cli.command {
         Command::Server(args) => return server::run(args.clone()).await,
         Command::Bench(args) => return bench::run(args.clone()).await,
+        Command::Tls(TlsCmd::Init { dir }) => {
+            let (cert, key) = crate::tls::init_ca(dir)?;
+            println!("CA certificate: {} (for --ca-file and --tls-ca-file)", cert.display());
+            println!("CA key:         {} (mode 0600)", key.display());
+            return Ok(ok);
+        }
+        Command::Tls(TlsCmd::Issue { dir, name, hosts }) => {
+            let (cert, key) = crate::tls::issue(dir, name, hosts)?;
+            println!("certificate: {} (for --tls-cert-file), valid for {}", cert.display(), hosts.join(", "));
+            println!("key:         {} (for --tls-key-file, mode 0600)", key.display());
+            return Ok(ok);
+        }
         Command::Enrollment(cmd) => return bootstrap::enroll(&client()?, cmd, json).await,
         Command::Node(NodeCmd::Verb(verb)) => return bootstrap::node_verb(&client()?, verb, json).await,
         Command::Events(EventsCmd::Submit { file }) => {

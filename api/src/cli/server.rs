@@ -80,6 +80,17 @@ pub struct ServerArgs {
     /// Seconds a bootstrap token handed out by netboot works before its machine phones home [default: 3600].
     #[arg(long, help_heading = "Netboot")]
     pub bootstrap_token_ttl_secs: Option<u64>,
+    /// Serve HTTPS, for clients and for the other members, with this PEM certificate chain (every member of a
+    /// cluster serves TLS or none does; `sendan tls init` makes a CA and certificates).
+    #[arg(long, help_heading = "TLS")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, help_heading = "TLS")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM certificates the other members' certificates must chain to, such as the cluster's CA
+    /// [default: the certificates in --tls-cert-file].
+    #[arg(long, help_heading = "TLS")]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -106,6 +117,9 @@ impl ServerArgs {
             rescue_initrd: self.rescue_initrd.clone(),
             rescue_cmdline: self.rescue_cmdline.clone(),
             bootstrap_token_ttl_secs: self.bootstrap_token_ttl_secs,
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            tls_ca_file: self.tls_ca_file.clone(),
         }
     }
 }
@@ -127,10 +141,11 @@ pub async fn run(args: ServerArgs) -> Result<std::process::ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let members = config.initial_cluster.len();
-    let (id, dir, advertise) = (config.node_id, config.data_dir.clone(), config.advertise.clone());
+    let (id, dir, advertise, scheme) =
+        (config.node_id, config.data_dir.clone(), config.advertise.clone(), config.scheme());
     let (app, token_file, created) = crate::app::open(config, Arc::default()).await?;
     println!(
-        "sendan: member {id} of a {members}-member cluster, serving on http://{}",
+        "sendan: member {id} of a {members}-member cluster, serving on {scheme}://{}",
         listener.local_addr().map(|a| a.to_string()).unwrap_or(advertise)
     );
     println!(
