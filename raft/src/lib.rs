@@ -5,6 +5,7 @@
 //! calls [`Raft`] methods; everything it reads goes through [`Reader`].
 
 mod error;
+mod format;
 mod log_store;
 mod network;
 mod node;

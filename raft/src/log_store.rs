@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DbResult, StoreError};
+use crate::format::{decode, encode};
 use crate::{MemberId, TypeConfig};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -28,6 +28,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
+const FORMAT: &str = "format";
+/// The layout version of `raft-log.redb`.
+const LOG_FORMAT: u8 = 1;
 
 /// The most jobs the writer folds into one transaction.
 const MAX_GROUP: usize = 4096;
@@ -60,14 +63,6 @@ pub struct LogStore {
     jobs: Sender<Job>,
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_allocvec(v).expect("postcard encoding into a Vec")
-}
-
-fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(StoreError::decode(what))
-}
-
 fn committed_write(db: &Database) -> Result<redb::WriteTransaction, StoreError> {
     let mut txn = db.begin_write().db("begin log write")?;
     txn.set_durability(Durability::Immediate).db("set durability")?;
@@ -81,7 +76,21 @@ impl LogStore {
         let db = Database::create(&path).db("open raft-log.redb")?;
         let txn = committed_write(&db)?;
         txn.open_table(LOG).db("create log table")?;
-        txn.open_table(META).db("create log meta table")?;
+        {
+            let mut meta = txn.open_table(META).db("create log meta table")?;
+            let format = meta.get(FORMAT).db("read log format")?.map(|v| v.value().to_vec());
+            match format.as_deref() {
+                None => {
+                    meta.insert(FORMAT, [LOG_FORMAT].as_slice()).db("write log format")?;
+                }
+                Some([LOG_FORMAT]) => {}
+                Some(other) => {
+                    return Err(StoreError::Layout(format!(
+                        "raft-log.redb has layout version {other:?}; this build reads version {LOG_FORMAT}"
+                    )));
+                }
+            }
+        }
         txn.commit().db("commit log tables")?;
         let committed = read_meta::<Option<LogId<MemberId>>>(&db, COMMITTED)?.flatten();
         let shared =

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{DbResult, StoreError};
+use crate::format::{decode, encode};
 use crate::log_store::LogStore;
 use crate::{Member, MemberId, Outcome, Receipt, Request, Response, TypeConfig};
 
@@ -54,14 +55,6 @@ const STATE_FORMAT: u8 = 1;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SNDNSNP1";
 
 type SResult<T> = Result<T, StorageError<MemberId>>;
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_allocvec(v).expect("postcard encoding into a Vec")
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(StoreError::decode(what))
-}
 
 /// Open (or create) both stores of a member in `dir`.
 pub fn open_stores(dir: &Path, checkpoint_every: u64) -> Result<(LogStore, StateMachine), StoreError> {

@@ -251,7 +251,12 @@ async fn health_readiness_metrics_and_404() {
     assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status().as_u16(), 200);
     let mut b = vec![proposal(1, discovered("m1"))];
     c.client(1).submit(&mut b, Duration::from_secs(10)).await.unwrap();
-    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        http.get(format!("{base}/metrics")).send().await.unwrap().status().as_u16(),
+        401,
+        "metrics need a token"
+    );
+    let text = http.get(format!("{base}/metrics")).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
     for want in [
         "sendan_log_seq 1",
         "sendan_raft_is_leader 1",

@@ -30,8 +30,10 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render(&app))
+/// Prometheus text. Not a probe: it needs the admin token (Prometheus: `authorization: { credentials_file: … }`).
+pub async fn metrics(State(app): State<Arc<App>>, auth: crate::extract::Auth) -> Result<impl IntoResponse, ApiError> {
+    auth.admin()?;
+    Ok(([("content-type", "text/plain; version=0.0.4")], crate::metrics::render(&app)))
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
