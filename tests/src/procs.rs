@@ -16,6 +16,8 @@ pub struct ProcCluster {
     pub children: BTreeMap<u64, Child>,
     /// Extra `sendan server` flags for every member.
     pub extra: Vec<String>,
+    /// Extra flags for one member.
+    extra_for: BTreeMap<u64, Vec<String>>,
     admin_token: String,
     /// What clients trust: plain HTTP, or (with [`ProcCluster::start_tls`]) the cluster's CA.
     pub trust: sendan_raft::Trust,
@@ -65,7 +67,16 @@ impl ProcCluster {
         let admin_token = "sendan-admin-proc-token".to_owned();
         std::fs::write(dir.path().join("admin.token"), format!("{admin_token}\n")).unwrap();
         let addrs = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
-        let mut c = ProcCluster { dir, addrs, children: BTreeMap::new(), extra, admin_token, trust, ca_file };
+        let mut c = ProcCluster {
+            dir,
+            addrs,
+            children: BTreeMap::new(),
+            extra,
+            extra_for: BTreeMap::new(),
+            admin_token,
+            trust,
+            ca_file,
+        };
         for id in 1..=n {
             c.spawn(id);
         }
@@ -75,6 +86,16 @@ impl ProcCluster {
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("member-{id}"))
+    }
+
+    /// Start a new member `id` on a fresh port that waits to be added (`--initial-cluster-state existing`,
+    /// the way an operator starts one before `sendan cluster add`); its address.
+    pub fn start_joining(&mut self, id: u64) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.addrs.insert(id, addr.clone());
+        self.extra_for.insert(id, vec!["--initial-cluster-state".into(), "existing".into()]);
+        self.spawn(id);
+        addr
     }
 
     fn spawn(&mut self, id: u64) {
@@ -93,6 +114,7 @@ impl ProcCluster {
             .arg(self.dir.path().join("admin.token"))
             .args(["--heartbeat-ms", "100", "--election-timeout-ms", "700"])
             .args(&self.extra)
+            .args(self.extra_for.get(&id).into_iter().flatten())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

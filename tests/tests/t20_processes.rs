@@ -276,3 +276,38 @@ async fn tampering_with_a_stored_event_is_found_at_its_seq() {
     let v = c.client(healthy).verify().await.unwrap();
     assert!(v.ok && v.verified == 8, "{v:?}");
 }
+
+/// Property: membership changes with the CLI against real processes: a member started with
+/// `--initial-cluster-state existing` and added with `sendan cluster add` receives the whole history and becomes a
+/// voter; `sendan cluster remove` takes a member out, the others keep committing, and every remaining member
+/// holds the same log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_join_and_leave_with_the_cli() {
+    use sendan_tests::bootstrap::sendan_ok;
+    let mut c = ProcCluster::start(3, &[]).await;
+    let mut batch: Vec<_> = (0..20u128).map(|i| proposal(i + 1, discovered(&format!("m{i}")))).collect();
+    c.client(1).submit(&mut batch, Duration::from_secs(30)).await.unwrap();
+
+    let addr = c.start_joining(4);
+    let out = tokio::task::block_in_place(|| sendan_ok(&c, 2, &["cluster", "add", "4", &addr]));
+    assert!(out.contains("member 4") && out.contains("added as a voter"), "{out}");
+    c.wait_seq(4, 20, Duration::from_secs(60)).await;
+    assert_eq!(all_events(&c.client(4)).await, all_events(&c.client(1)).await, "the new member has the history");
+    let status = c.client(4).cluster().await.unwrap();
+    assert_eq!(status.members.iter().filter(|m| m.voter).count(), 4, "{status:?}");
+
+    let leader = c.leader().await;
+    let gone = (1..=4).find(|i| *i != leader).unwrap();
+    let out = tokio::task::block_in_place(|| sendan_ok(&c, leader, &["cluster", "remove", &gone.to_string()]));
+    assert!(out.contains(&format!("member {gone} removed")), "{out}");
+    c.stop(gone);
+    let mut more = vec![proposal(99, discovered("after-removal"))];
+    let r = c.client(leader).submit(&mut more, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.events[0].seq, 21);
+    let status = tokio::task::block_in_place(|| sendan_ok(&c, leader, &["--output", "json", "cluster", "status"]));
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let ids: Vec<u64> = v["members"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert!(!ids.contains(&gone) && ids.len() == 3, "{status}");
+    let heads = converged(&c, 21).await;
+    assert!(heads.values().all(|h| Some(h) == heads.values().next()), "{heads:?}");
+}

@@ -77,6 +77,41 @@ async fn plan_then_apply_the_example_then_change_it() {
     let h = client.history("worker-01", &EventFilter::default()).await.unwrap();
     let kinds: Vec<(u64, &str)> = h.events.iter().take(3).map(|e| (e.seq, e.kind().name())).collect();
     assert_eq!(kinds, [(3, "NodeCommissioned"), (4, "InstallPlanRefused"), (5, "SpecApplied")]);
+
+    // The same audit questions through the CLI.
+    let (ok, out, err) = tokio::task::block_in_place(|| sendan(&c, &["spec", "show", "--at", "4"]));
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&format!("spec {} applied at seq 1", first.digest.to_hex())), "{out}");
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| sendan(&c, &["spec", "show", "--digest", &first.digest.to_hex()]));
+    assert!(ok && out.contains("applied at seq 1") && out.contains("\"apiVersion\""), "{out}{err}");
+    let (ok, out, _) = tokio::task::block_in_place(|| sendan(&c, &["spec", "show"]));
+    assert!(ok && out.starts_with(&format!("spec {} applied at seq 5 (live)", second.digest.to_hex())), "{out}");
+}
+
+/// Property: a `.nix` file that does not evaluate is refused before anything reaches the server, with Nix's own
+/// message naming the culprit; nothing is planned or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_that_does_not_evaluate_is_refused_with_nix_s_message() {
+    let c = Cluster::new(1).await;
+    let broken = tempfile::NamedTempFile::with_suffix(".nix").unwrap();
+    let lib = repo().join("nix/lib");
+    std::fs::write(
+        broken.path(),
+        format!(
+            "let s = import {}; in s.mkCluster (s.recursiveUpdate (import {}) {{ nodes.cp-1.class = \"no-such-class\"; }})",
+            lib.display(),
+            repo().join("nix/examples/declaration.nix").display()
+        ),
+    )
+    .unwrap();
+    let path = broken.path().to_str().unwrap();
+    for verb in ["plan", "apply"] {
+        let (ok, out, err) = tokio::task::block_in_place(|| sendan(&c, &[verb, path]));
+        assert!(!ok, "{verb} of a broken declaration must fail: {out}");
+        assert!(err.contains("failed:") && err.contains("no-such-class"), "{verb}: {err}");
+    }
+    assert_eq!(c.fleet(1).seq, 0, "nothing was written");
 }
 
 /// Property: the server re-validates a spec whatever produced it: an invalid document is a 400 naming the
