@@ -378,6 +378,12 @@ commands = [["/bin/sh", "-c", "test -e \"$FAKE_DIR/current-system/healthy\""]]
         self.agent_command().arg("--once").status().expect("sendan-agent runs").success()
     }
 
+    /// Start a second `sendan-agent nix --once` beside the running one, with the same config and state
+    /// directory; its exit status and what it printed.
+    pub fn run_second_agent(&self) -> std::process::Output {
+        self.agent_command().arg("--once").stderr(Stdio::piped()).output().expect("sendan-agent runs")
+    }
+
     /// `kill -9` the agent (a switch it started keeps running: it is in its own process group).
     pub fn kill_agent(&mut self) {
         if let Some(mut c) = self.agent.take() {

@@ -149,6 +149,10 @@ async fn an_agent_moves_its_node_to_each_decided_system_and_confirms_it() {
     let v = w.settled(&node, first, Phase::Confirmed).await;
     assert_eq!(v.system.current.as_deref(), Some(old.as_str()));
     assert!(node.switches().is_empty(), "nothing is activated for a system that already runs");
+    // Activations are serialised: a second agent on the same node refuses to run beside the first.
+    let second = tokio::task::block_in_place(|| node.run_second_agent());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && said.contains("activations are serialised, so only one may run"), "{said}");
 
     let second = w.apply("n1", &new).await;
     let v = w.settled(&node, second, Phase::Confirmed).await;

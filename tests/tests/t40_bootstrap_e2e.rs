@@ -98,6 +98,17 @@ async fn machines_netboot_phone_home_and_reach_active_or_are_refused() {
         let (status, log) = m.finished(LONG).await;
         assert!(status.success(), "{name}: {log}");
         assert!(log.contains("rehearsed the install of node"), "{log}");
+        if name == "qemu-vm" {
+            // Another machine's host key (a disk moved to other hardware, a cloned image) does not check in.
+            let public = m.target.join("etc/ssh/ssh_host_ed25519_key.pub");
+            let real = std::fs::read_to_string(&public).unwrap();
+            let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherMachineOtherMachineOtherMachineOtherMa root@other\n";
+            std::fs::write(&public, other).unwrap();
+            let out = m.checkin();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && stderr.contains("this is not the machine that was installed"), "{stderr}");
+            std::fs::write(&public, real).unwrap();
+        }
         let out = m.checkin();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("checked in: `active`"));

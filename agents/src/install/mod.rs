@@ -366,3 +366,31 @@ fn exchange(client: &ApiClient, key: &str, token: &str, plan: &ServedPlan) -> Re
         Err(e) => Err(api("exchanging the bootstrap token")(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sendan_core::facts::{Disk, HardwareFacts};
+
+    use super::*;
+
+    /// The installer's last look before anything destructive: the plan's disks (resolved on the server from
+    /// the facts the machine reported) must still be here, the same size, and not removable.
+    #[test]
+    fn the_installer_refuses_disks_that_changed_since_it_phoned_home() {
+        let plan = steps::tests::plan(Some("/nix/store/abc-nixos-system-vm-1"));
+        let facts = |disks: Vec<Disk>| HardwareFacts { disks, ..HardwareFacts::default() };
+        let vda = Disk { name: "vda".into(), size_bytes: 1, ..Disk::default() };
+        assert!(check_disks(&plan, &facts(vec![vda.clone()])).is_ok());
+        let cases = [
+            (vec![], "layout disk 'root' is vda, which this machine does not have"),
+            (vec![Disk { size_bytes: 2, ..vda.clone() }], "is vda of 1 bytes, but it has 2 bytes here"),
+            (vec![Disk { removable: true, ..vda.clone() }], "is vda, a removable disk"),
+        ];
+        for (disks, want) in cases {
+            match check_disks(&plan, &facts(disks)) {
+                Err(InstallError::DisksChanged(why)) => assert!(why.contains(want), "{why:?} should say {want:?}"),
+                other => panic!("expected DisksChanged, got {other:?}"),
+            }
+        }
+    }
+}

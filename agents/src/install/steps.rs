@@ -183,14 +183,14 @@ fn toml_string(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use sendan_core::spec::ResolvedDisk;
 
     use super::*;
 
-    fn plan(store_path: Option<&str>) -> ServedPlan {
+    pub(crate) fn plan(store_path: Option<&str>) -> ServedPlan {
         let spec = serde_json::json!({
             "apiVersion": "sendan.dev/v1alpha1", "kind": "InstallPlan", "cluster": "lab", "node": "vm-1",
             "hostname": "vm-1", "class": "vm", "pool": null, "rack": "r1", "profile": "p", "platform": "x86_64-linux",
