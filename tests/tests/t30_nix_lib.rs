@@ -330,3 +330,23 @@ fn a_missing_nix_instantiate_is_a_failure_that_says_what_to_install() {
     let err = require("nix-instantiate-that-does-not-exist").unwrap_err();
     assert!(err.contains("apt-get install nix-bin"), "{err}");
 }
+
+/// The NixOS modules render `settings` into the config file their service starts with: what they render must be
+/// a file the binaries accept (both config parsers refuse unknown keys), and it must validate.
+#[test]
+fn the_modules_render_config_files_the_binaries_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        nix_json(&["-E", "(import ./nix/tests/eval/server-module.nix).secretsArePathsToCredentials.expr.rendered"]);
+    let path = dir.path().join("sendan-server.json");
+    std::fs::write(&path, server.to_string()).unwrap();
+    let config = sendan_api::config::ConfigFile::load(&path).expect("the server reads the rendered file");
+    let config = config.validate().expect("the rendered server settings validate");
+    assert_eq!((config.node_id, config.initial_cluster.len()), (2, 3));
+
+    let agent = nix_json(&["-E", "(import ./nix/tests/eval/nix-agent-module.nix).tokenIsACredential.expr.rendered"]);
+    let path = dir.path().join("sendan-nix-agent.json");
+    std::fs::write(&path, agent.to_string()).unwrap();
+    let config = sendan_agents::nix::ConfigFile::load(&path).expect("the agent reads the rendered file");
+    config.validate(Some("fallback-host".into())).expect("the rendered agent settings validate");
+}
