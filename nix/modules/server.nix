@@ -8,8 +8,8 @@
 #
 # `settings` is the server's config file (the keys are the `sendan server` flags, kebab-case); it is rendered to
 # JSON and passed as `sendan server --config <file>`. Secrets never enter the Nix store: they are given as paths
-# (`*File` options), handed to the service with systemd's LoadCredential, and the rendered config points at the
-# credentials directory.
+# (`*File` options: the admin token, the cluster secret, the TLS certificate, key and CA), handed to the service
+# with systemd's LoadCredential, and the rendered config points at the credentials directory.
 {
   config,
   lib,
@@ -26,12 +26,18 @@ let
   secrets = lib.filterAttrs (_: path: path != null) {
     admin-token = cfg.adminTokenFile;
     cluster-secret = cfg.clusterSecretFile;
+    tls-cert = cfg.tlsCertFile;
+    tls-key = cfg.tlsKeyFile;
+    tls-ca = cfg.tlsCaFile;
   };
 
   settings =
     cfg.settings
     // lib.optionalAttrs (cfg.adminTokenFile != null) { admin-token-file = credential "admin-token"; }
-    // lib.optionalAttrs (cfg.clusterSecretFile != null) { cluster-secret-file = credential "cluster-secret"; };
+    // lib.optionalAttrs (cfg.clusterSecretFile != null) { cluster-secret-file = credential "cluster-secret"; }
+    // lib.optionalAttrs (cfg.tlsCertFile != null) { tls-cert-file = credential "tls-cert"; }
+    // lib.optionalAttrs (cfg.tlsKeyFile != null) { tls-key-file = credential "tls-key"; }
+    // lib.optionalAttrs (cfg.tlsCaFile != null) { tls-ca-file = credential "tls-ca"; };
 
   configFile = format.generate "sendan-server.json" settings;
 
@@ -101,6 +107,30 @@ in
       '';
     };
 
+    tlsCertFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/var/lib/sendan-secrets/sendan-1.pem";
+      description = ''
+        The PEM certificate chain to serve HTTPS with, to clients and to the other members (`sendan tls issue`
+        makes one). Every member of a cluster serves TLS, or none does. Needs `tlsKeyFile`.
+      '';
+    };
+
+    tlsKeyFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/var/lib/sendan-secrets/sendan-1-key.pem";
+      description = "The PEM private key of `tlsCertFile`.";
+    };
+
+    tlsCaFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/var/lib/sendan-secrets/ca.pem";
+      description = "PEM certificates the other members' certificates must chain to (the cluster's CA).";
+    };
+
     openFirewall = lib.mkOption {
       type = lib.types.bool;
       default = false;
@@ -120,6 +150,10 @@ in
           || lib.length (lib.splitString "," cfg.settings.initial-cluster) == 1
           || cfg.clusterSecretFile != null;
         message = "services.sendan.server.clusterSecretFile is required when initial-cluster names several members";
+      }
+      {
+        assertion = (cfg.tlsCertFile == null) == (cfg.tlsKeyFile == null) && (cfg.tlsCaFile == null || cfg.tlsCertFile != null);
+        message = "services.sendan.server.tlsCertFile and tlsKeyFile go together, and tlsCaFile needs them";
       }
     ];
 

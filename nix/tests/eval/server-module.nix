@@ -51,6 +51,9 @@ let
     inherit settings;
     adminTokenFile = "/var/lib/sendan-secrets/admin-token";
     clusterSecretFile = "/var/lib/sendan-secrets/cluster-secret";
+    tlsCertFile = null;
+    tlsKeyFile = null;
+    tlsCaFile = null;
     openFirewall = true;
   };
   evaluate =
@@ -70,7 +73,7 @@ in
       freeform = module.options.services.sendan.server.settings.type.submodule.freeformType;
     };
     expected = {
-      top = [ "adminTokenFile" "clusterSecretFile" "enable" "openFirewall" "package" "settings" ];
+      top = [ "adminTokenFile" "clusterSecretFile" "enable" "openFirewall" "package" "settings" "tlsCaFile" "tlsCertFile" "tlsKeyFile" ];
       settings = [ "data-dir" "initial-cluster" "listen" "node-id" ];
       freeform = "json value";
     };
@@ -96,6 +99,31 @@ in
       LoadCredential = [
         "admin-token:/var/lib/sendan-secrets/admin-token"
         "cluster-secret:/var/lib/sendan-secrets/cluster-secret"
+      ];
+    };
+  };
+  tlsFilesAreCredentials = {
+    expr =
+      let
+        u = (evaluate (server // {
+          tlsCertFile = "/var/lib/sendan-secrets/sendan-2.pem";
+          tlsKeyFile = "/var/lib/sendan-secrets/sendan-2-key.pem";
+          tlsCaFile = "/var/lib/sendan-secrets/ca.pem";
+        })).config.content.systemd.services.sendan-server;
+        rendered = (b.head u.restartTriggers).value;
+      in
+      {
+        inherit (rendered) tls-cert-file tls-key-file tls-ca-file;
+        credentials = b.filter (c: lib.hasPrefix "tls-" c) u.serviceConfig.LoadCredential;
+      };
+    expected = {
+      tls-cert-file = "/run/credentials/sendan-server.service/tls-cert";
+      tls-key-file = "/run/credentials/sendan-server.service/tls-key";
+      tls-ca-file = "/run/credentials/sendan-server.service/tls-ca";
+      credentials = [
+        "tls-ca:/var/lib/sendan-secrets/ca.pem"
+        "tls-cert:/var/lib/sendan-secrets/sendan-2.pem"
+        "tls-key:/var/lib/sendan-secrets/sendan-2-key.pem"
       ];
     };
   };
@@ -154,12 +182,13 @@ in
       elsewhere = map (a: a.assertion) (evaluate (server // {
         clusterSecretFile = null;
         settings = settings // { data-dir = "/srv/sendan"; };
+        tlsKeyFile = "/var/lib/sendan-secrets/key-without-its-certificate.pem";
       })).config.content.assertions;
     };
     expected = {
       ports = [ 7770 ];
-      assertions = [ true true ];
-      elsewhere = [ false false ];
+      assertions = [ true true true ];
+      elsewhere = [ false false false ];
     };
   };
 }
