@@ -118,7 +118,7 @@ async fn killing_the_leader_mid_stream_loses_and_duplicates_nothing() {
         loop {
             tokio::select! {
                 acked = &mut load => break acked,
-                _ = tokio::time::sleep(Duration::from_millis(20)), if !killed => {
+                _ = tokio::time::sleep(Duration::from_millis(20)), if !killed => { // poll pacing: check the progress
                     if progress.lock().unwrap().acked >= tasks * per_task / 4 {
                         c.kill9(leader);
                         killed = true;
