@@ -7,17 +7,6 @@ use super::{Emitters, EventData};
 use crate::facts::HardwareFacts;
 use crate::ids::{MachineId, NodeId};
 
-macro_rules! about_node {
-    ($name:ident, $emitters:expr) => {
-        impl EventData for $name {
-            const EMITTERS: Emitters = $emitters;
-            fn node(&self) -> Option<&NodeId> {
-                Some(&self.node)
-            }
-        }
-    };
-}
-
 /// A machine phoned home with its hardware facts. Emitted by the installer (bootstrap token) or an
 /// operator. An unknown machine becomes `discovered`; a known one only refreshes its facts, so a bound
 /// machine keeps its node across reboots and re-discovery.

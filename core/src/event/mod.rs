@@ -5,6 +5,19 @@
 //! frozen numeric code: the code, not the declaration order, is what storage records, so kinds may be
 //! added anywhere but a code is never reused.
 
+/// `EventData` for a payload about one node (its `node` field), emitted by `$emitters`. Defined before the
+/// submodules so that each of them can use it.
+macro_rules! about_node {
+    ($name:ident, $emitters:expr) => {
+        impl $crate::event::EventData for $name {
+            const EMITTERS: $crate::event::Emitters = $emitters;
+            fn node(&self) -> Option<&$crate::ids::NodeId> {
+                Some(&self.node)
+            }
+        }
+    };
+}
+
 mod access;
 mod bootstrap;
 mod lifecycle;

@@ -94,17 +94,6 @@ pub fn system_kind(system: &str) -> Result<SystemKind, String> {
     }
 }
 
-macro_rules! about_node {
-    ($name:ident, $emitters:expr) => {
-        impl EventData for $name {
-            const EMITTERS: Emitters = $emitters;
-            fn node(&self) -> Option<&NodeId> {
-                Some(&self.node)
-            }
-        }
-    };
-}
-
 /// An operator chose the node's system explicitly (`sendan node set-system`). Operator only. Keeps: the system
 /// is a store path or a flake reference; the node exists, is not retired, is not pinned and is in no running
 /// rollout. It becomes the node's desired system (a decision).

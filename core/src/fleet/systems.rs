@@ -400,45 +400,23 @@ pub(super) fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejec
             }
         }
         Payload::RolloutStarted(p) => check_rollout_started(state, p),
-        Payload::RolloutWaveStarted(p) => {
-            let r = open_rollout(state, p.rollout, kind, RolloutState::Running)?;
-            let a = rollout::assess(state, r, now);
-            rollout::wave_allowed(state, r, &a, p.wave, &p.nodes).map_err(|reason| Rejection::RolloutRefused {
-                rollout: r.id,
-                event: kind,
-                reason,
-            })
-        }
-        Payload::RolloutCompleted(p) => {
-            let r = open_rollout(state, p.rollout, kind, RolloutState::Running)?;
-            let a = rollout::assess(state, r, now);
-            rollout::completion_allowed(state, r, &a).map_err(|reason| Rejection::RolloutRefused {
-                rollout: r.id,
-                event: kind,
-                reason,
-            })
-        }
+        Payload::RolloutWaveStarted(p) => rollout_rule(state, p.rollout, kind, RolloutState::Running, now, |r, a| {
+            rollout::wave_allowed(state, r, a, p.wave, &p.nodes)
+        }),
+        Payload::RolloutCompleted(p) => rollout_rule(state, p.rollout, kind, RolloutState::Running, now, |r, a| {
+            rollout::completion_allowed(state, r, a)
+        }),
         Payload::RolloutHalted(p) => {
             open_rollout(state, p.rollout, kind, RolloutState::Running)?;
             Ok(())
         }
         Payload::RolloutNodesReverted(p) => {
-            let r = open_rollout(state, p.rollout, kind, RolloutState::Reverting)?;
-            let a = rollout::assess(state, r, now);
-            rollout::revert_allowed(r, &a, &p.nodes).map_err(|reason| Rejection::RolloutRefused {
-                rollout: r.id,
-                event: kind,
-                reason,
+            rollout_rule(state, p.rollout, kind, RolloutState::Reverting, now, |r, a| {
+                rollout::revert_allowed(r, a, &p.nodes)
             })
         }
         Payload::RolloutReverted(p) => {
-            let r = open_rollout(state, p.rollout, kind, RolloutState::Reverting)?;
-            let a = rollout::assess(state, r, now);
-            rollout::reverted_allowed(r, &a).map_err(|reason| Rejection::RolloutRefused {
-                rollout: r.id,
-                event: kind,
-                reason,
-            })
+            rollout_rule(state, p.rollout, kind, RolloutState::Reverting, now, rollout::reverted_allowed)
         }
         Payload::SystemReported(p) => {
             live_node(state, &p.node, kind)?;
@@ -549,6 +527,21 @@ fn switched_attempt(
             why: format!("its switch has not succeeded (the attempt is `{}`)", a.phase.name()),
         })
     }
+}
+
+/// `event` about rollout `id`, which must be in state `want`, against the planner's `rule` for it, judged
+/// at `now`: the same pure function the rollout controller proposes with.
+fn rollout_rule(
+    state: &FleetState,
+    id: u64,
+    event: EventKind,
+    want: RolloutState,
+    now: Timestamp,
+    rule: impl FnOnce(&Rollout, &rollout::Assessment) -> Result<(), String>,
+) -> Result<(), Rejection> {
+    let r = open_rollout(state, id, event, want)?;
+    let a = rollout::assess(state, r, now);
+    rule(r, &a).map_err(|reason| Rejection::RolloutRefused { rollout: r.id, event, reason })
 }
 
 fn open_rollout(state: &FleetState, id: u64, event: EventKind, want: RolloutState) -> Result<&Rollout, Rejection> {
