@@ -162,8 +162,12 @@ impl ApiClient {
 
     /// Submit events, giving each one without an id a fresh (time-ordered) id first, and retrying
     /// "don't know" failures with the same ids until `deadline` has passed.
+    ///
+    /// What the agents report quotes commands' output, so every string is made reportable first (control
+    /// characters become spaces, over-long text is cut at its cap): the log accepts printable text only.
     pub fn submit(&self, events: &mut [ProposalIn], deadline: Duration) -> Result<SubmitResponse, ClientError> {
         for e in events.iter_mut() {
+            *e = e.cleaned();
             if e.id.is_none() {
                 e.id = Some(sendan_core::EventId(uuid::Uuid::now_v7()));
             }

@@ -31,6 +31,12 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// What the member serves HTTPS with; `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections open, accepted and refused.
+    pub conns: Arc<crate::serve::ConnStats>,
+    /// The rate limit of the netboot and installer endpoints.
+    pub bootstrap_limiter: crate::guard::RateLimiter,
+    /// Recent phone-homes refused for claiming an identity their token does not prove.
+    pub refusals: std::sync::Mutex<crate::guard::Refusals>,
 }
 
 /// Largest body a peer may send (Raft entries carry whole client batches).
@@ -87,10 +93,13 @@ pub async fn open(
     };
     let node = RaftNode::start(config.node_id, dir, &cluster_secret, faults, &config.raft, trust).await?;
     let app = App {
+        bootstrap_limiter: crate::guard::RateLimiter::new(config.bootstrap_rate_limit),
+        refusals: std::sync::Mutex::new(crate::guard::Refusals::new(crate::guard::Refusals::MAX)),
+        conns: Arc::default(),
         config,
         proposer: crate::write::Proposer::start(node.clone()),
         node,
-        tokens: Tokens::new(&admin_token),
+        tokens: Tokens::new(&admin_token, &cluster_secret),
         cluster_secret,
         metrics: Metrics::default(),
         started: Instant::now(),
@@ -115,11 +124,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/nodes/{id}/plan", get(routes::enrollment::node_plan))
         .route("/v1/nodes/{id}/install", get(routes::enrollment::node_install))
         .route("/v1/machines", get(routes::enrollment::machines))
+        .route("/v1/machines/refused", get(routes::bootstrap::refused))
+        .route("/v1/machines/refused/{id}/accept", post(routes::bootstrap::accept_refused))
         .route("/v1/enroll/dry-run", post(routes::enrollment::dry_run))
-        .route("/v1/boot/ipxe", get(routes::bootstrap::ipxe))
-        .route("/v1/bootstrap/phone-home", post(routes::bootstrap::phone_home))
-        .route("/v1/bootstrap/plan", get(routes::bootstrap::plan))
-        .route("/v1/bootstrap/node-token", post(routes::bootstrap::node_token))
         .route("/v1/spec", get(routes::spec::live))
         .route("/v1/spec/plan", post(routes::spec::plan))
         .route("/v1/specs/{digest}", get(routes::spec::by_digest))
@@ -132,6 +139,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .layer(DefaultBodyLimit::max(limit));
+    // The edge a machine on the provisioning network reaches with nothing but what netboot hands out.
+    let bootstrap = Router::new()
+        .route("/v1/boot/ipxe", get(routes::bootstrap::ipxe))
+        .route("/v1/bootstrap/phone-home", post(routes::bootstrap::phone_home))
+        .route("/v1/bootstrap/plan", get(routes::bootstrap::plan))
+        .route("/v1/bootstrap/node-token", post(routes::bootstrap::node_token))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::bootstrap_rate_limit))
+        .layer(DefaultBodyLimit::max(crate::extract::BOOTSTRAP_BODY_LIMIT));
     let peer = Router::new()
         .route("/raft/append", post(routes::peer::append))
         .route("/raft/vote", post(routes::peer::vote))
@@ -140,7 +155,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/raft/membership", post(routes::peer::membership))
         .route("/raft/status", post(routes::peer::status))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
-    api.merge(peer)
+    api.merge(bootstrap)
+        .merge(peer)
         .fallback(routes::health::not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::metrics::track))
         .with_state(app)
@@ -158,17 +174,15 @@ pub async fn serve(
         shutdown.await;
         stopping.shutdown.send_replace(true);
     };
-    let serving = match app.tls.clone() {
-        Some(config) => {
-            let listener = crate::tls::TlsListener::new(listener, config).map_err(StartError::Serve)?;
-            let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown);
-            tokio::spawn(async move { server.await })
-        }
-        None => {
-            let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown);
-            tokio::spawn(async move { server.await })
-        }
-    };
+    tokio::spawn(shutdown);
+    let serving = tokio::spawn(crate::serve::serve(
+        listener,
+        app.tls.clone(),
+        router,
+        app.config.http,
+        app.conns.clone(),
+        app.shutdown.subscribe(),
+    ));
     crate::controller::spawn_all(&app);
     let initialized = match app.config.cluster_state {
         ClusterState::New => {
@@ -178,7 +192,7 @@ pub async fn serve(
         }
         ClusterState::Existing => false,
     };
-    if let Err(e) = serving.await.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+    if let Err(e) = serving.await {
         tracing::error!(error = %e, "the HTTP server stopped");
     }
     let _ = app.node.raft.shutdown().await;

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use sendan_core::fleet::FleetState;
-use sendan_core::{Actor, EventId, Hash, MachineId, NodeId};
+use sendan_core::fleet::bootstrap::SessionEnded;
+use sendan_core::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 
 use crate::error::ApiError;
 
@@ -17,12 +18,14 @@ pub enum Principal {
     Node(NodeId),
     /// A controller running on the leader (never a token: only in-process code speaks for it).
     System(&'static str),
-    /// A netbooted installer with a bootstrap token: issued for the NIC `mac`, bound to `machine` once the
-    /// installer phoned home with it.
+    /// A netbooted installer with a bootstrap token: derived for the NIC `mac` (or issued for it, by an operator
+    /// or an older release), bound to `machine` once the installer phoned home with it; an unused token works
+    /// until `expires`.
     Bootstrap {
         token: Hash,
         mac: String,
         machine: Option<MachineId>,
+        expires: Timestamp,
     },
 }
 
@@ -52,24 +55,13 @@ pub fn hash(token: &str) -> Hash {
     Hash::of(token.as_bytes())
 }
 
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
-}
+pub use sendan_core::netboot::{
+    BootToken, bootstrap_epoch, bootstrap_expiry, bootstrap_token, hmac_sha256, verify_bootstrap_token,
+};
 
-/// The bootstrap token issued by the event with id `issued`: derived from the cluster secret, so every member
-/// can hand the same unclaimed token out again (a machine that netboots twice, or asks two members) without
-/// recording a new one, and the log holds only its hash.
-pub fn bootstrap_token(cluster_secret: &str, issued: EventId) -> String {
+/// The bootstrap token an operator's `BootstrapTokenIssued` (or an older release's netboot) recorded by its
+/// event id: derived from the cluster secret, so any member can hand it out again.
+pub fn issued_bootstrap_token(cluster_secret: &str, issued: EventId) -> String {
     let mut message = b"sendan bootstrap token\0".to_vec();
     message.extend_from_slice(issued.as_bytes());
     format!("sendan-boot-{}", hex::encode(hmac_sha256(cluster_secret.as_bytes(), &message)))
@@ -112,11 +104,13 @@ pub fn read_or_create_secret(path: &Path, kind: &str) -> Result<(String, bool), 
 /// The tokens this member accepts.
 pub struct Tokens {
     admin: Hash,
+    /// Bootstrap tokens are signed with it.
+    cluster_secret: String,
 }
 
 impl Tokens {
-    pub fn new(admin_token: &str) -> Tokens {
-        Tokens { admin: hash(admin_token) }
+    pub fn new(admin_token: &str, cluster_secret: &str) -> Tokens {
+        Tokens { admin: hash(admin_token), cluster_secret: cluster_secret.to_owned() }
     }
 
     /// Resolve an `Authorization` header value: the admin token, or a node token the log granted.
@@ -141,11 +135,35 @@ impl Tokens {
         if let Some(node) = fleet.token_node(&h) {
             return Ok(Principal::Node(node.clone()));
         }
-        if let Some(found) = fleet.bootstrap.session(&h, crate::write::now()) {
+        let now = crate::write::now();
+        if let Some(found) = fleet.bootstrap.session(&h, now) {
             return match found {
-                Ok(s) => Ok(Principal::Bootstrap { token: h, mac: s.token.mac.clone(), machine: s.machine.cloned() }),
-                Err(why) => Err(ApiError::Unauthorized(why)),
+                Ok(s) => Ok(Principal::Bootstrap {
+                    token: h,
+                    mac: s.token.mac.clone(),
+                    machine: s.machine.cloned(),
+                    expires: s.token.expires,
+                }),
+                Err(SessionEnded::Spent(why)) => Err(ApiError::Forbidden(why)),
+                Err(SessionEnded::Expired(why)) => Err(ApiError::Unauthorized(why)),
             };
+        }
+        if let Some(t) = verify_bootstrap_token(&self.cluster_secret, token) {
+            if now >= t.expires {
+                return Err(ApiError::Unauthorized(format!(
+                    "this bootstrap token expired at {} before its machine phoned home; netboot the machine again \
+                     for a new one",
+                    t.expires
+                )));
+            }
+            if t.epoch != bootstrap_epoch(fleet, &t.mac) {
+                return Err(ApiError::Unauthorized(format!(
+                    "this bootstrap token was handed out before MAC {} last phoned home (or this member has not \
+                     caught up yet); netboot the machine again for a new one",
+                    t.mac
+                )));
+            }
+            return Ok(Principal::Bootstrap { token: h, mac: t.mac, machine: None, expires: t.expires });
         }
         Err(ApiError::Unauthorized("the bearer token is not valid on this cluster".into()))
     }
@@ -157,7 +175,7 @@ mod tests {
 
     #[test]
     fn tokens_resolve_only_with_the_right_secret() {
-        let t = Tokens::new("sendan-admin-abc");
+        let t = Tokens::new("sendan-admin-abc", "cluster-secret");
         let mut fleet = FleetState::default();
         let node = NodeId::new("n1").unwrap();
         fleet.tokens.insert(hash("sendan-node-xyz"), node.clone());
@@ -169,18 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn hmac_matches_rfc_4231_and_tokens_derive_per_event() {
-        // RFC 4231, test case 2.
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-        // Test case 6: a key longer than the block is hashed first.
-        let mac = hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
-        assert_eq!(hex::encode(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
-        let a = bootstrap_token("secret", EventId::from_u128(1));
+    fn issued_tokens_derive_per_event() {
+        let a = issued_bootstrap_token("secret", EventId::from_u128(1));
         assert!(a.starts_with("sendan-boot-") && a.len() == "sendan-boot-".len() + 64);
-        assert_eq!(a, bootstrap_token("secret", EventId::from_u128(1)));
-        assert_ne!(a, bootstrap_token("secret", EventId::from_u128(2)));
-        assert_ne!(a, bootstrap_token("other", EventId::from_u128(1)));
+        assert_eq!(a, issued_bootstrap_token("secret", EventId::from_u128(1)));
+        assert_ne!(a, issued_bootstrap_token("secret", EventId::from_u128(2)));
+        assert_ne!(a, issued_bootstrap_token("other", EventId::from_u128(1)));
     }
 
     #[test]

@@ -1,15 +1,11 @@
 //! The bootstrap side of a member: where installers find it and the installer and rescue images it netboots
-//! (configuration, validated once), and handing out bootstrap tokens for the netboot script.
+//! (configuration, validated once), and the netboot script with its bootstrap token.
 
 use std::time::Duration;
 
-use sendan_core::event::BootstrapTokenIssued;
-use sendan_core::netboot::{Boot, Image, TokenChoice};
-use sendan_core::wire::ProposalIn;
-use sendan_core::{EventId, Timestamp};
+use sendan_core::netboot::{Boot, Image};
 
 use crate::app::App;
-use crate::auth::Principal;
 use crate::config::ConfigError;
 use crate::error::ApiError;
 
@@ -125,51 +121,31 @@ impl NetbootFields {
 }
 
 /// The iPXE script for the machine netbooting from `mac` (normalized). An installer boot carries a bootstrap
-/// token: the MAC's unclaimed one when it has one (derived again from its issuing event, so nothing is
-/// recorded), else a new one, recorded by its hash as `BootstrapTokenIssued` before the script is answered.
-pub async fn netboot_script(app: &App, mac: &str) -> Result<String, ApiError> {
+/// token for that MAC, derived with the cluster secret from the MAC, an expiry and where the MAC stands in the
+/// log (any member hands out the same one within a minute, and never one that was used): nothing is recorded, so
+/// this unauthenticated endpoint never writes to the log.
+pub fn netboot_script(app: &App, mac: &str) -> String {
     let config = &app.config.netboot;
-    let now = crate::write::now();
-    match sendan_core::netboot::decide(&app.node.reader.fleet(), mac, now) {
-        Boot::LocalDisk { why } => Ok(sendan_core::netboot::local_disk_script(&why)),
+    let fleet = app.node.reader.fleet();
+    match sendan_core::netboot::decide(&fleet, mac) {
+        Boot::LocalDisk { why } => sendan_core::netboot::local_disk_script(&why),
         Boot::Rescue { node, why } => {
-            Ok(sendan_core::netboot::rescue_script(config.rescue.as_ref(), &why, &config.public_url, &node))
+            sendan_core::netboot::rescue_script(config.rescue.as_ref(), &why, &config.public_url, &node)
         }
         Boot::Installer { why, .. } if config.installer.is_none() => {
-            Ok(sendan_core::netboot::installer_script(None, &why, &config.public_url, ""))
+            sendan_core::netboot::installer_script(None, &why, &config.public_url, "")
         }
-        Boot::Installer { why, machine, token } => {
-            let issued_id = match token {
-                TokenChoice::Reuse { issued_id, .. } => issued_id,
-                TokenChoice::Issue => issue_token(app, mac, machine, now).await?,
+        Boot::Installer { why, .. } => {
+            let ttl = i64::try_from(config.token_ttl.as_millis()).unwrap_or(i64::MAX);
+            let boot = crate::auth::BootToken {
+                mac: mac.to_owned(),
+                expires: crate::auth::bootstrap_expiry(crate::write::now(), ttl),
+                epoch: crate::auth::bootstrap_epoch(&fleet, mac),
             };
-            let token = crate::auth::bootstrap_token(&app.cluster_secret, issued_id);
-            Ok(sendan_core::netboot::installer_script(config.installer.as_ref(), &why, &config.public_url, &token))
+            let token = crate::auth::bootstrap_token(&app.cluster_secret, &boot);
+            sendan_core::netboot::installer_script(config.installer.as_ref(), &why, &config.public_url, &token)
         }
     }
-}
-
-/// Record a new bootstrap token for `mac` and wait until this member has applied it, so the installer can
-/// use it here at once. Returns the id of the issuing event.
-async fn issue_token(
-    app: &App,
-    mac: &str,
-    machine: Option<sendan_core::MachineId>,
-    now: Timestamp,
-) -> Result<EventId, ApiError> {
-    let id = crate::write::new_event_id();
-    let token = crate::auth::bootstrap_token(&app.cluster_secret, id);
-    let ttl = i64::try_from(app.config.netboot.token_ttl.as_millis()).unwrap_or(i64::MAX);
-    let event = BootstrapTokenIssued {
-        token: crate::auth::hash(&token),
-        mac: mac.to_owned(),
-        machine,
-        expires: Timestamp(now.0.saturating_add(ttl)),
-    };
-    let proposal = ProposalIn { id: Some(id), comment: Some("netboot".into()), payload: event.into() };
-    let receipt = crate::write::submit(app, &Principal::System("netboot"), vec![proposal]).await?;
-    wait_applied(app, receipt.events[0].seq).await?;
-    Ok(id)
 }
 
 /// Wait until this member has applied (and stored) `seq`: a write answered through another member's leader

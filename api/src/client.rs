@@ -172,6 +172,16 @@ impl Client {
         self.get("/v1/machines", &[("at", at)]).await
     }
 
+    /// `GET /v1/machines/refused`: the member's recent phone-home refusals.
+    pub async fn refused(&self) -> Result<crate::routes::bootstrap::RefusedView, ClientError> {
+        self.get("/v1/machines/refused", &()).await
+    }
+
+    /// `POST /v1/machines/refused/{id}/accept`: record a refused phone-home's facts as its machine's.
+    pub async fn accept_refused(&self, id: u64) -> Result<sendan_core::wire::SubmitResponse, ClientError> {
+        self.post(&format!("/v1/machines/refused/{id}/accept"), &serde_json::json!({})).await
+    }
+
     /// `POST /v1/enroll/dry-run`: which enrollment rule would bind a machine with `facts`, and why.
     pub async fn enroll_dry_run(
         &self,

@@ -22,6 +22,10 @@ pub struct ConfigFile {
     pub admin_token_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Most connections open at once.
+    pub max_connections: Option<usize>,
+    /// Netboot and installer requests per second per source address (0: no limit).
+    pub bootstrap_rate_limit: Option<u32>,
     pub snapshot_every: Option<u64>,
     pub keep_after_snapshot: Option<u64>,
     pub checkpoint_every: Option<u64>,
@@ -76,6 +80,10 @@ pub struct ServerConfig {
     /// `None`: generated into `data-dir/admin.token`.
     pub admin_token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// Connection limit and timeouts.
+    pub http: crate::serve::HttpLimits,
+    /// Netboot and installer requests per second per source address (0: no limit).
+    pub bootstrap_rate_limit: u32,
     pub raft: sendan_raft::ClusterOptions,
     pub netboot: crate::bootstrap::NetbootConfig,
     /// `None`: plain HTTP.
@@ -101,6 +109,9 @@ impl ServerConfig {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7770";
 pub const DEFAULT_DATA_DIR: &str = "sendan-data";
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+/// Netboot and installer requests per second per source address: a machine asks for its script once and its
+/// installer polls for its plan every few seconds, so ten a second (bursts of a hundred) is plenty.
+pub const DEFAULT_BOOTSTRAP_RATE: u32 = 10;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -141,6 +152,8 @@ impl ConfigFile {
             cluster_secret_file: over.cluster_secret_file.or(self.cluster_secret_file),
             admin_token_file: over.admin_token_file.or(self.admin_token_file),
             max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
+            max_connections: over.max_connections.or(self.max_connections),
+            bootstrap_rate_limit: over.bootstrap_rate_limit.or(self.bootstrap_rate_limit),
             snapshot_every: over.snapshot_every.or(self.snapshot_every),
             keep_after_snapshot: over.keep_after_snapshot.or(self.keep_after_snapshot),
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
@@ -242,6 +255,16 @@ impl ConfigFile {
             cluster_secret_file: self.cluster_secret_file,
             admin_token_file: self.admin_token_file,
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY).max(1024),
+            http: crate::serve::HttpLimits {
+                max_connections: match self.max_connections {
+                    Some(0) => return Err(invalid("max-connections", "it must be at least 1")),
+                    Some(n) => n,
+                    None => crate::serve::default_max_connections(),
+                },
+                header_timeout: crate::serve::HttpLimits::DEFAULT_HEADER_TIMEOUT,
+                body_timeout: crate::serve::HttpLimits::DEFAULT_BODY_TIMEOUT,
+            },
+            bootstrap_rate_limit: self.bootstrap_rate_limit.unwrap_or(DEFAULT_BOOTSTRAP_RATE),
             raft,
             netboot,
             tls,

@@ -24,8 +24,14 @@ pub enum ApiError {
     /// The log refused an event; nothing of the batch was applied.
     #[error("{rejection}")]
     Rejected { rejection: Rejection, index: usize },
-    #[error("the request body is larger than the {limit}-byte limit; split the batch")]
+    #[error("the request body is larger than this endpoint's {limit}-byte limit; split the batch")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The source address sends faster than this member allows.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// No leader right now, or the leader cannot be reached: retry with the same event ids.
     #[error("{0}")]
     Unavailable(String),
@@ -55,13 +61,18 @@ impl ApiError {
                 ..
             } => StatusCode::BAD_REQUEST,
             ApiError::Rejected {
-                rejection: Rejection::BootstrapTokenUsed { .. } | Rejection::BootstrapTokenRefused { .. },
+                rejection:
+                    Rejection::BootstrapTokenUsed { .. }
+                    | Rejection::BootstrapTokenRefused { .. }
+                    | Rejection::IdentityRefused { .. },
                 ..
             } => StatusCode::FORBIDDEN,
             ApiError::Rejected { rejection: Rejection::MalformedEvent { .. }, .. } => StatusCode::BAD_REQUEST,
             ApiError::Rejected { .. } => StatusCode::CONFLICT,
             ApiError::NotReady { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -78,6 +89,8 @@ impl ApiError {
                 (rejection.code(), Some(*index), serde_json::to_value(rejection).ok())
             }
             ApiError::PayloadTooLarge { .. } => ("payload_too_large", None, None),
+            ApiError::RequestTimeout(_) => ("request_timeout", None, None),
+            ApiError::TooManyRequests { .. } => ("too_many_requests", None, None),
             ApiError::Unavailable(_) => ("unavailable", None, None),
             ApiError::Internal(_) => ("internal", None, None),
         };
@@ -93,6 +106,11 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests { retry_after, .. } = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
+        {
+            resp.headers_mut().insert("retry-after", v);
         }
         resp
     }

@@ -20,7 +20,9 @@ const BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, Method, u16), u64>>,
+    /// By matched route (or `unmatched`), method (or `other`) and status: labels from a fixed set only, so no
+    /// request can add a line to `/metrics` that another request with a different path or method would not.
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     submit_buckets: [AtomicU64; BUCKETS.len()],
     submit_count: AtomicU64,
     submit_sum_micros: AtomicU64,
@@ -28,6 +30,38 @@ pub struct Metrics {
     pub events_duplicate: AtomicU64,
     pub batches_rejected: AtomicU64,
     pub forwarded: AtomicU64,
+    /// Phone-homes refused because their facts claimed an identity their token does not prove.
+    pub phone_home_refused: AtomicU64,
+    /// Netboot and installer requests answered 429.
+    pub rate_limited: AtomicU64,
+}
+
+/// The method label: one of the methods the API answers, or `other`.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Route templates are the router's own strings; interning them once keeps the label set fixed.
+fn route_label(path: Option<&MatchedPath>) -> &'static str {
+    static ROUTES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let Some(p) = path else { return "unmatched" };
+    let mut routes = ROUTES.lock().expect("route labels lock");
+    if let Some(r) = routes.iter().find(|r| **r == p.as_str()) {
+        return r;
+    }
+    // Only the router's templates get here (a few dozen, fixed when it is built), so this leaks a bounded set.
+    let r: &'static str = Box::leak(p.as_str().to_owned().into_boxed_str());
+    routes.push(r);
+    r
 }
 
 impl Metrics {
@@ -45,19 +79,11 @@ impl Metrics {
 
 /// Middleware counting every request by matched route, method and status.
 pub async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
+    let route = route_label(req.extensions().get::<MatchedPath>());
+    let method = method_label(req.method());
     let resp = next.run(req).await;
-    let route = route.as_ref().map_or("other", |p| p.as_str());
     let status = resp.status().as_u16();
-    let mut counts = app.metrics.requests.lock().expect("metrics lock");
-    // Look up by borrowed parts first: a new key (and its allocation) only for a new combination.
-    match counts.iter_mut().find(|((r, m, s), _)| r == route && *m == method && *s == status) {
-        Some((_, n)) => *n += 1,
-        None => {
-            counts.insert((route.to_owned(), method, status), 1);
-        }
-    }
+    *app.metrics.requests.lock().expect("metrics lock").entry((route, method, status)).or_insert(0) += 1;
     resp
 }
 
@@ -90,13 +116,36 @@ pub fn render(app: &App) -> String {
         ),
         ("sendan_batches_rejected_total", "Submissions the log refused.", &m.batches_rejected),
         ("sendan_submissions_forwarded_total", "Submissions forwarded to the leader.", &m.forwarded),
+        (
+            "sendan_phone_home_refused_total",
+            "Phone-homes refused for claiming an identity their bootstrap token does not prove.",
+            &m.phone_home_refused,
+        ),
+        (
+            "sendan_bootstrap_rate_limited_total",
+            "Netboot and installer requests answered 429 (rate limit per source address).",
+            &m.rate_limited,
+        ),
+        ("sendan_connections_accepted_total", "TCP connections accepted.", &app.conns.accepted),
+        (
+            "sendan_connections_refused_total",
+            "Connections closed at once because --max-connections were open.",
+            &app.conns.refused,
+        ),
+        (
+            "sendan_accept_errors_total",
+            "Failed accepts (such as running out of file descriptors).",
+            &app.conns.accept_errors,
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
     }
     let raft = app.node.raft.metrics().borrow().clone();
     let fleet = app.node.reader.fleet();
-    let gauges: [(&str, &str, f64); 7] = [
+    let gauges: [(&str, &str, f64); 9] = [
+        ("sendan_connections_open", "Connections open now.", app.conns.open.load(Ordering::Relaxed) as f64),
+        ("sendan_connections_max", "The connection limit.", app.config.http.max_connections as f64),
         ("sendan_raft_term", "Current Raft term.", raft.current_term as f64),
         (
             "sendan_raft_is_leader",

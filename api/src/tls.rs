@@ -1,20 +1,14 @@
-//! HTTPS for a member: its server configuration (rustls with the `ring` provider), a listener that hands
-//! axum only connections whose TLS handshake succeeded, what it trusts when it calls the other members, and
-//! the small CA that `sendan tls init|issue` makes for clusters without a PKI of their own.
+//! HTTPS for a member: its server configuration (rustls with the `ring` provider; `serve` does the handshakes),
+//! what it trusts when it calls the other members, and the small CA that `sendan tls init|issue` makes for
+//! clusters without a PKI of their own.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use sendan_raft::Trust;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsFiles;
 
@@ -56,68 +50,6 @@ pub fn load(files: &TlsFiles) -> Result<MemberTls, TlsError> {
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     let trust = Trust::from_pem_file(files.ca.as_deref().unwrap_or(&files.cert))?;
     Ok(MemberTls { server: Arc::new(server), trust })
-}
-
-/// A client that does not finish its handshake in this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accepts TCP connections and hands axum those whose TLS handshake succeeded. Handshakes run in tasks of
-/// their own, so a slow or silent client never holds up the next one.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    accepting: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        let accepting = tokio::spawn(async move {
-            let mut listener = listener;
-            loop {
-                // axum's own `accept` retries (and logs) failed accepts.
-                let (tcp, peer) = axum::serve::Listener::accept(&mut listener).await;
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { local, ready, accepting })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        // Stop accepting (and close the socket) when the server stops.
-        self.accepting.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accepting task only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
 }
 
 /// The file names `sendan tls init|issue` write in a CA directory.

@@ -38,6 +38,23 @@ pub struct PhoneHome {
     pub facts: crate::facts::HardwareFacts,
 }
 
+/// Decode a phone-home body (`{"facts": …}`) the way the server does: JSON, every string and list of the facts
+/// within its cap with printable text (checked on the raw JSON, before anything is built from it), the shape of
+/// [`PhoneHome`], and hardware MACs. The error is a sentence naming the field.
+pub fn decode_phone_home(body: &[u8]) -> Result<crate::facts::HardwareFacts, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the phone-home is not valid JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("the phone-home must be a JSON object with `facts`".into());
+    }
+    if let Some(facts) = value.get("facts") {
+        crate::bounds::check_facts_json(facts).map_err(|e| format!("the facts: {e}"))?;
+    }
+    let PhoneHome { facts } = serde_json::from_value(value).map_err(|e| format!("the phone-home is not valid: {e}"))?;
+    facts.check().map_err(|e| format!("the facts: {e}"))?;
+    Ok(facts)
+}
+
 /// The answer to a phone-home: the key the machine is known by, and its node if it is bound already.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhoneHomeView {

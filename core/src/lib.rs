@@ -2,6 +2,7 @@
 //! hash chain and the stored record format. No I/O, no clock, no randomness: time and ids arrive in the
 //! input, so every replica computes the same log from the same proposals.
 
+pub mod bounds;
 pub mod chain;
 pub mod enrollment;
 pub mod event;

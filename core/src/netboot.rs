@@ -1,11 +1,13 @@
 //! Netboot: what a machine booting over the network should boot, by the MAC it boots from, and the iPXE
 //! script that says so. Unknown machines and machines whose node is to be installed boot the generic
 //! installer (with the server's URL and a bootstrap token on the kernel command line); installed ones boot
-//! from their local disk; a node sent to rescue boots the rescue image. Pure: the server supplies the
-//! artifact locations (its configuration), the token and the time.
+//! from their local disk; a node sent to rescue boots the rescue image. The bootstrap token is stateless: an
+//! HMAC of the MAC, an expiry and the MAC's place in the log, keyed with the cluster secret. Pure: the server
+//! supplies the artifact locations (its configuration), the secret and the time.
 
+use crate::fleet::bootstrap::boots_installer;
 use crate::fleet::{FleetState, MachineRecord};
-use crate::ids::{EventId, Hash, InvalidValue, MachineId, NodeId, Timestamp};
+use crate::ids::{InvalidValue, MachineId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
 
 /// A MAC address in the form facts use (lower-case, colon-separated), from `52:54:00:12:34:56`,
@@ -24,59 +26,149 @@ pub fn normalize_mac(s: &str) -> Result<String, InvalidValue> {
     Ok((0..6).map(|i| &lower[2 * i..2 * i + 2]).collect::<Vec<_>>().join(":"))
 }
 
-/// The machine that reported NIC `mac`; when several did, the one seen most recently.
-pub fn machine_with_mac<'a>(fleet: &'a FleetState, mac: &str) -> Option<&'a MachineRecord> {
-    fleet.machines.values().map(AsRef::as_ref).filter(|m| m.facts.macs().any(|x| x == mac)).max_by_key(|m| m.last_seen)
+/// Whether `mac` (normalized) is an address a NIC netboots from: not the broadcast address, not a multicast group
+/// (the low bit of the first octet) and not all zeros.
+pub fn is_unicast_mac(mac: &str) -> bool {
+    if normalize_mac(mac).ok().as_deref() != Some(mac) {
+        return false;
+    }
+    let first = u8::from_str_radix(&mac[..2], 16).unwrap_or(1);
+    first & 1 == 0 && mac != "00:00:00:00:00:00"
 }
 
-/// An unclaimed bootstrap token is handed out again only while it has at least this long to live.
-pub const REUSE_MARGIN_MS: i64 = 5 * 60 * 1000;
-
-/// Which bootstrap token an installer boot carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenChoice {
-    /// The MAC's unclaimed token, issued by the event with this id, is handed out again.
-    Reuse { hash: Hash, issued_id: EventId },
-    /// A new token must be issued first.
-    Issue,
+/// The machine that reported NIC `mac`, or that is known by it (a machine recorded without facts, by its MAC);
+/// when several are, the one seen most recently.
+pub fn machine_with_mac<'a>(fleet: &'a FleetState, mac: &str) -> Option<&'a MachineRecord> {
+    fleet
+        .machines
+        .values()
+        .map(AsRef::as_ref)
+        .filter(|m| m.id.as_str() == mac || m.facts.macs().any(|x| x == mac))
+        .max_by_key(|m| m.last_seen)
 }
 
 /// What a machine netbooting from a MAC should boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Boot {
-    Installer { why: String, machine: Option<MachineId>, token: TokenChoice },
-    LocalDisk { why: String },
-    Rescue { node: NodeId, why: String },
+    /// The installer, with a bootstrap token for the MAC on its kernel command line.
+    Installer {
+        why: String,
+        machine: Option<MachineId>,
+    },
+    LocalDisk {
+        why: String,
+    },
+    Rescue {
+        node: NodeId,
+        why: String,
+    },
 }
 
-/// Decide what the machine with NIC `mac` (normalized) boots at `now`.
-pub fn decide(fleet: &FleetState, mac: &str, now: Timestamp) -> Boot {
+/// Decide what the machine with NIC `mac` (normalized) boots.
+pub fn decide(fleet: &FleetState, mac: &str) -> Boot {
     let machine = machine_with_mac(fleet, mac);
     let node = machine.and_then(|m| m.node.as_ref()).and_then(|n| fleet.node(n));
     let why = match (machine, node) {
         (None, _) => format!("MAC {mac} is unknown; the installer phones home"),
         (Some(m), None) => format!("machine {} is not bound to a node; the installer phones home", m.id),
-        (Some(_), Some(n)) => match n.state {
-            NodeState::Rescue => {
-                return Boot::Rescue { node: n.id.clone(), why: format!("node {} is `rescue`", n.id) };
-            }
-            NodeState::Active | NodeState::Draining | NodeState::Failed | NodeState::Retired => {
-                return Boot::LocalDisk { why: format!("node {} is `{}`; boot from the local disk", n.id, n.state) };
-            }
-            NodeState::Discovered
-            | NodeState::Commissioned
-            | NodeState::InstallPending
-            | NodeState::Installing
-            | NodeState::Reprovisioning => format!("node {} is `{}`; the installer installs it", n.id, n.state),
-        },
-    };
-    let token = match fleet.bootstrap.unclaimed_for(mac, now) {
-        Some(t) if t.expires.0 - now.0 >= REUSE_MARGIN_MS => {
-            TokenChoice::Reuse { hash: t.hash, issued_id: t.issued_id }
+        (Some(_), Some(n)) if n.state == NodeState::Rescue => {
+            return Boot::Rescue { node: n.id.clone(), why: format!("node {} is `rescue`", n.id) };
         }
-        _ => TokenChoice::Issue,
+        (Some(_), Some(n)) if boots_installer(n.state) => {
+            format!("node {} is `{}`; the installer installs it", n.id, n.state)
+        }
+        (Some(_), Some(n)) => {
+            return Boot::LocalDisk { why: format!("node {} is `{}`; boot from the local disk", n.id, n.state) };
+        }
     };
-    Boot::Installer { why, machine: machine.map(|m| m.id.clone()), token }
+    Boot::Installer { why, machine: machine.map(|m| m.id.clone()) }
+}
+
+/// Bootstrap tokens: stateless, derived with the cluster secret (passed in; it never enters the log).
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+/// Stateless bootstrap tokens expire on a whole minute, so every member asked within the same minute hands the
+/// same machine the same token.
+const EXPIRY_STEP_MS: i64 = 60_000;
+
+/// When a bootstrap token handed out at `now` for `ttl_ms` expires: `now + ttl`, rounded up to a minute.
+pub fn bootstrap_expiry(now: Timestamp, ttl_ms: i64) -> Timestamp {
+    let t = now.0.saturating_add(ttl_ms);
+    Timestamp(
+        t.div_euclid(EXPIRY_STEP_MS).saturating_add(i64::from(t.rem_euclid(EXPIRY_STEP_MS) != 0)) * EXPIRY_STEP_MS,
+    )
+}
+
+fn stateless_signature(cluster_secret: &str, mac_hex: &str, expires_secs: i64, epoch: u64) -> [u8; 32] {
+    let mut message = b"sendan bootstrap token v2\0".to_vec();
+    message.extend_from_slice(mac_hex.as_bytes());
+    message.push(0);
+    message.extend_from_slice(&expires_secs.to_be_bytes());
+    message.extend_from_slice(&epoch.to_be_bytes());
+    hmac_sha256(cluster_secret.as_bytes(), &message)
+}
+
+/// What a stateless bootstrap token was made for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootToken {
+    /// The NIC, normalized.
+    pub mac: String,
+    pub expires: Timestamp,
+    /// [`bootstrap_epoch`] of the MAC when the token was handed out.
+    pub epoch: u64,
+}
+
+/// Where a MAC stands in the log for bootstrap tokens: the `last_seen` seq of the machine known by it (0 when
+/// none is). A phone-home moves it, so a token handed out before a MAC's last phone-home no longer works, and the
+/// next netboot gets a different one — a used token is never handed out again.
+pub fn bootstrap_epoch(fleet: &FleetState, mac: &str) -> u64 {
+    machine_with_mac(fleet, mac).map_or(0, |m| m.last_seen)
+}
+
+/// The bootstrap token for `t`:
+/// `sendan-boot-<mac as 12 hex digits>-<expiry in Unix seconds>-<epoch>-<HMAC-SHA256 of them with the cluster
+/// secret>`. Nothing is recorded when it is handed out: any member can check it, and only a phone-home with it
+/// records anything (`MachinePhonedHome`, with its hash).
+pub fn bootstrap_token(cluster_secret: &str, t: &BootToken) -> String {
+    let mac_hex: String = t.mac.chars().filter(|c| *c != ':').collect();
+    let secs = t.expires.0.div_euclid(1000);
+    let sig = stateless_signature(cluster_secret, &mac_hex, secs, t.epoch);
+    format!("sendan-boot-{mac_hex}-{secs}-{}-{}", t.epoch, hex::encode(sig))
+}
+
+/// What a stateless bootstrap token was made for, if it carries a valid signature.
+pub fn verify_bootstrap_token(cluster_secret: &str, token: &str) -> Option<BootToken> {
+    let rest = token.strip_prefix("sendan-boot-")?;
+    let mut parts = rest.split('-');
+    let (mac_hex, secs, epoch, sig) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || mac_hex.len() != 12 || sig.len() != 64 {
+        return None;
+    }
+    let mac = normalize_mac(mac_hex).ok()?;
+    if mac_hex != mac.replace(':', "") {
+        return None;
+    }
+    let (secs, epoch): (i64, u64) = (secs.parse().ok()?, epoch.parse().ok()?);
+    let given: [u8; 32] = hex::decode(sig).ok()?.try_into().ok()?;
+    let want = stateless_signature(cluster_secret, mac_hex, secs, epoch);
+    constant_time_eq(&given, &want).then(|| BootToken { mac, expires: Timestamp(secs.saturating_mul(1000)), epoch })
+}
+
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A kernel and initrd to boot, and the kernel command line they need (such as NixOS's `init=…`).
@@ -144,12 +236,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test case 2.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        // Test case 6: a key longer than the block is hashed first.
+        let mac = hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(hex::encode(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    }
+
+    #[test]
+    fn stateless_bootstrap_tokens_carry_their_mac_and_expiry_and_verify_only_with_the_secret() {
+        let expires = bootstrap_expiry(Timestamp(1_790_000_000_123), 3_600_000);
+        assert_eq!(expires, Timestamp(1_790_003_640_000), "rounded up to a whole minute");
+        assert_eq!(bootstrap_expiry(Timestamp(1_790_000_040_000), 0), Timestamp(1_790_000_040_000));
+        let boot = BootToken { mac: "52:54:00:3c:9a:11".into(), expires, epoch: 7 };
+        let t = bootstrap_token("secret", &boot);
+        assert!(t.starts_with("sendan-boot-5254003c9a11-1790003640-7-"), "{t}");
+        assert_eq!(verify_bootstrap_token("secret", &t), Some(boot.clone()));
+        assert_eq!(t, bootstrap_token("secret", &boot), "any member makes the same token");
+        assert_ne!(t, bootstrap_token("secret", &BootToken { epoch: 8, ..boot }), "a phone-home changes the token");
+        assert_eq!(verify_bootstrap_token("other", &t), None);
+        // Changing the MAC, the expiry or the epoch breaks the signature.
+        for forged in [
+            t.replace("5254003c9a11", "5254003c9a12"),
+            t.replace("-1790003640-", "-1890003640-"),
+            t.replace("-7-", "-0-"),
+        ] {
+            assert_eq!(verify_bootstrap_token("secret", &forged), None, "{forged}");
+        }
+        for junk in ["sendan-boot-", "sendan-boot-x-y-z", "sendan-boot-5254003C9A11-1-00", &format!("{t}-x")] {
+            assert_eq!(verify_bootstrap_token("secret", junk), None, "{junk}");
+        }
+    }
+
+    #[test]
     fn macs_normalize_from_every_ipxe_form_and_garbage_is_refused() {
         for s in ["52:54:00:AB:cd:01", "52-54-00-ab-CD-01", "525400abcd01"] {
             assert_eq!(normalize_mac(s).unwrap(), "52:54:00:ab:cd:01", "{s}");
         }
         for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:0g", "5254:00ab:cd01", "52:54:00:ab:cd:01:02"] {
             assert_eq!(normalize_mac(bad).unwrap_err().what, "MAC address", "{bad}");
+        }
+        assert!(is_unicast_mac("52:54:00:ab:cd:01"));
+        for not in
+            ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "33:33:00:00:00:01", "00:00:00:00:00:00", "52:54:00:AB:cd:01"]
+        {
+            assert!(!is_unicast_mac(not), "{not}");
         }
     }
 

@@ -89,6 +89,14 @@ pub fn decode_body(body: &[u8]) -> Result<DecodedBody, RecordError> {
     }
 }
 
+/// What an event says, apart from where and when it was applied: the digest of its actor, comment and payload.
+/// An id re-sent with the same content is a retry (answered with the original receipt); with other content it is
+/// a different event reusing the id (refused).
+pub fn content_digest(actor: &Actor, comment: &Option<String>, payload: &Payload) -> Hash {
+    // Serialising owned, well-formed values into a Vec cannot fail.
+    Hash::of(&postcard::to_allocvec(&(actor, comment, payload)).expect("postcard encoding into a Vec"))
+}
+
 /// The link of the hash chain: `sha256(prev ‖ seq as 8 big-endian bytes ‖ body)`.
 pub fn link(prev: &Hash, seq: u64, body: &[u8]) -> Hash {
     use sha2::Digest;

@@ -121,6 +121,16 @@ pub enum Rejection {
     /// Answered with 400: a field of the event is malformed.
     #[error("`{event}` is malformed: {why}")]
     MalformedEvent { event: EventKind, why: String },
+
+    /// Answered with 403: a phone-home spoke for a machine its bootstrap token does not prove it is.
+    #[error("the phone-home is refused: {refusal}")]
+    IdentityRefused { refusal: crate::fleet::bootstrap::IdentityRefusal },
+
+    /// Answered with 409: an event id is an idempotency key for one event, not a name to reuse.
+    #[error(
+        "event id {id} was already applied at seq {seq} with different content; an id names one event — resend the original to get its receipt, or use a new id"
+    )]
+    IdReused { id: crate::ids::EventId, seq: u64 },
 }
 
 impl Rejection {
@@ -155,6 +165,8 @@ impl Rejection {
             Rejection::DecisionDoesNotHold { .. } => "decision_does_not_hold",
             Rejection::TokenInUse { .. } => "token_in_use",
             Rejection::MalformedEvent { .. } => "malformed_event",
+            Rejection::IdentityRefused { .. } => "identity_refused",
+            Rejection::IdReused { .. } => "id_reused",
         }
     }
 }

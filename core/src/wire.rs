@@ -15,8 +15,7 @@ use crate::ids::{Actor, EventId, Hash, Timestamp};
 
 /// The most events one submission may carry.
 pub const MAX_BATCH: usize = 10_000;
-/// The longest comment, in bytes.
-pub const MAX_COMMENT: usize = 2_048;
+pub use crate::bounds::MAX_COMMENT;
 
 /// One event as a client proposes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +69,8 @@ pub fn decode_submission(body: &[u8]) -> Result<Vec<ProposalIn>, WireError> {
 }
 
 fn proposal_from_value(value: Value) -> Result<ProposalIn, String> {
+    // Every string and list within its cap, and text printable, before anything is read from it.
+    crate::bounds::check_event_json(&value).map_err(|e| e.to_string())?;
     let Value::Object(mut map) = value else {
         return Err("expected an object with a `type` field".into());
     };
@@ -94,6 +95,14 @@ fn proposal_from_value(value: Value) -> Result<ProposalIn, String> {
 }
 
 impl ProposalIn {
+    /// This proposal with every string made reportable ([`crate::bounds::clean_event_json`]): control
+    /// characters become spaces and over-long text is cut at its cap. Agents send what they quote this way.
+    pub fn cleaned(&self) -> ProposalIn {
+        let mut json = self.to_json();
+        crate::bounds::clean_event_json(&mut json);
+        proposal_from_value(json).unwrap_or_else(|_| self.clone())
+    }
+
     pub fn to_json(&self) -> Value {
         let mut map = match serde_json::to_value(&self.payload) {
             Ok(Value::Object(m)) => m,
@@ -365,6 +374,14 @@ mod tests {
             (br#"{"type":"NodeRetired","node":"a","oops":1}"#, "unknown field `oops`"),
             (br#"{"type":"NodeRetired","node":"a b"}"#, "node id `a b` is not valid"),
             (br#"{"type":"NodeRetired","node":"a","id":"x"}"#, "must be a UUID"),
+            (
+                br#"{"type":"NodeFailed","node":"a","reason":"\u001b[2Jgone"}"#,
+                "`reason` contains the control character U+001B",
+            ),
+            (
+                br#"{"type":"NodeRetired","node":"a","comment":"\u0007"}"#,
+                "`comment` contains the control character U+0007",
+            ),
             (
                 br#"[{"type":"NodeRetired","node":"a","id":"0190f5a4-7c1e-7a4b-9d3e-5f0c2b1a9e77"},
                     {"type":"NodeRetired","node":"b","id":"0190f5a4-7c1e-7a4b-9d3e-5f0c2b1a9e77"}]"#,

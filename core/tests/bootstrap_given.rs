@@ -78,26 +78,39 @@ fn issued(token: &str, mac: &str) -> BootstrapTokenIssued {
 }
 
 fn system() -> Actor {
-    Actor::System("netboot".into())
+    Actor::System("bootstrap".into())
 }
 fn installer(machine: &str) -> Actor {
     Actor::Bootstrap(m(machine))
 }
 
+/// Facts of machine `machine` (its machine-id) with NICs `macs`.
+fn facts_of(machine: &str, macs: &[&str]) -> HardwareFacts {
+    HardwareFacts { machine_id: Some(machine.into()), ..facts(macs) }
+}
+
+/// Machine `machine` phoning home from `mac` with stateless token `token` (valid for an hour), reporting `macs`.
+fn phoned(token: &str, machine: &str, mac: &str, macs: &[&str]) -> MachinePhonedHome {
+    MachinePhonedHome {
+        machine: m(machine),
+        facts: facts_of(machine, macs),
+        mac: mac.into(),
+        token: t(token),
+        expires: Timestamp(1_000 + HOUR),
+    }
+}
+
 /// Machine m1 (MAC `MAC`) phoned home with token "a" and is bound to node n1, which is `state`.
 fn installed_up_to(state: NodeState) -> Given {
     let mut g = Given::new();
-    g.ok(system(), issued("a", MAC))
-        .ok(installer("m1"), MachineDiscovered { machine: m("m1"), facts: facts(&[MAC]) })
-        .ok(installer("m1"), BootstrapTokenClaimed { token: t("a"), machine: m("m1") })
-        .admin(NodeCommissioned {
-            node: n("n1"),
-            machine: m("m1"),
-            class: None,
-            pool: None,
-            profile: None,
-            rule: None,
-        });
+    g.ok(installer("m1"), phoned("a", "m1", MAC, &[MAC])).admin(NodeCommissioned {
+        node: n("n1"),
+        machine: m("m1"),
+        class: None,
+        pool: None,
+        profile: None,
+        rule: None,
+    });
     if state != NodeState::Commissioned {
         g.admin(NodeInstallRequested { node: n("n1") });
     }
@@ -108,81 +121,238 @@ fn installed_up_to(state: NodeState) -> Given {
 }
 
 #[test]
-fn a_token_is_claimed_once_by_the_machine_that_reported_its_mac() {
+fn a_stateless_token_phones_home_once_for_a_new_machine_within_its_time() {
     let mut g = Given::new();
-    g.ok(system(), issued("a", MAC)).admin(MachineDiscovered { machine: m("m1"), facts: facts(&[MAC]) });
-    g.admin(MachineDiscovered { machine: m("m2"), facts: facts(&["52:54:00:aa:00:02"]) });
+    g.ok(installer("m1"), phoned("a", "m1", MAC, &[MAC, "52:54:00:aa:00:09"]));
+    let machine = g.state.machine(&m("m1")).unwrap();
+    assert_eq!((machine.node.clone(), machine.facts.nics.len()), (None, 2), "a new machine is `discovered`");
+    assert_eq!(g.state.bootstrap.sessions.get(&m("m1")), Some(&t("a")));
+    assert!(
+        matches!(&g.state.bootstrap.token(&t("a")).unwrap().status, TokenStatus::Claimed { machine, .. } if machine == &m("m1"))
+    );
+    g.refuses(installer("m1"), phoned("a", "m1", MAC, &[MAC]), "bootstrap_token_used", "works once");
+
+    let late = MachinePhonedHome {
+        expires: Timestamp(1_000),
+        ..phoned("b", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:02"])
+    };
+    g.refuses(installer("m2"), late, "bootstrap_token_refused", "expired");
+    let forever = MachinePhonedHome {
+        expires: Timestamp(1_000 + 8 * 24 * HOUR),
+        ..phoned("b", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:02"])
+    };
+    g.refuses(installer("m2"), forever, "malformed_event", "within 7 days");
+    for group in ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:fb", "00:00:00:00:00:00"] {
+        g.refuses(installer("m2"), phoned("b", "m2", group, &[group]), "malformed_event", "unicast MAC");
+    }
     g.refuses(
         installer("m2"),
+        phoned("b", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:03"]),
+        "identity_refused",
+        "the facts do not list the NIC with MAC 52:54:00:aa:00:02",
+    );
+    let mislabeled =
+        MachinePhonedHome { machine: m("m9"), ..phoned("b", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:02"]) };
+    g.refuses(installer("m9"), mislabeled, "malformed_event", "the facts identify machine m2, not m9");
+    let mut zz = phoned("b", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:02"]);
+    zz.facts.nics.push(Nic { name: "eth1".into(), mac: "ZZ".into(), ..Nic::default() });
+    g.refuses(installer("m2"), zz, "malformed_event", "`facts.nics[1].mac` `ZZ` is not a hardware address");
+    let mut huge = phoned("b", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:02"]);
+    huge.facts.cpu.model = "x".repeat(15 << 20);
+    g.refuses(installer("m2"), huge, "malformed_event", "`facts.cpu.model` is 15728640 bytes long; at most 256");
+    g.refuses(
+        installer("m2"),
+        phoned("b", "m1", MAC, &[MAC]),
+        "forbidden",
+        "only submit events about its own machine (m2)",
+    );
+    g.refuses(
+        Actor::Node(n("n1")),
+        phoned("b", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:02"]),
+        "forbidden",
+        "may not submit",
+    );
+    // A node token's hash is not a bootstrap token's.
+    g.admin(NodeCommissioned { node: n("n1"), machine: m("m1"), class: None, pool: None, profile: None, rule: None })
+        .admin(NodeTokenIssued { node: n("n1"), token: t("node") });
+    g.refuses(
+        installer("m2"),
+        phoned("node", "m2", "52:54:00:aa:00:02", &["52:54:00:aa:00:02"]),
+        "token_in_use",
+        "already in use",
+    );
+}
+
+/// Property: a bootstrap token speaks only for a new machine or for the one the log associates with its MAC, and
+/// only while that machine's node is to be installed; every other claim is refused and changes nothing.
+#[test]
+fn a_phone_home_may_not_claim_an_identity_its_token_does_not_prove() {
+    const OTHER: &str = "52:54:00:aa:00:02";
+    let mut g = Given::new();
+    let mut victim = facts_of("m1", &[MAC]);
+    victim.dmi.system_uuid = Some("4c4c4544-0042-3510-8052-b4c04f4e4b31".into());
+    victim.dmi.serial = Some("CZ2204XYZ".into());
+    victim.dmi.vendor = Some("HPE".into());
+    let victim_key = victim.machine_key().unwrap();
+    g.admin(MachineDiscovered { machine: victim_key.clone(), facts: victim.clone() });
+
+    // The victim's DMI uuid (so its machine key) from another NIC: the known machine, not by that NIC.
+    let mut hijack = victim.clone();
+    hijack.nics = facts(&[OTHER]).nics;
+    let p = MachinePhonedHome {
+        machine: victim_key.clone(),
+        facts: hijack,
+        mac: OTHER.into(),
+        token: t("x"),
+        expires: Timestamp(1_000 + HOUR),
+    };
+    g.refuses(
+        Actor::Bootstrap(victim_key.clone()),
+        p,
+        "identity_refused",
+        "which the log knows by other NICs, not by MAC 52:54:00:aa:00:02",
+    );
+    // The victim's NIC, under another identity.
+    g.refuses(
+        installer("m7"),
+        phoned("x", "m7", MAC, &[MAC]),
+        "identity_refused",
+        &format!("MAC {MAC} belongs to machine {victim_key}"),
+    );
+    // The victim's DMI serial (same vendor) under another identity.
+    let mut serial = facts_of("m7", &[OTHER]);
+    serial.dmi.serial = Some("CZ2204XYZ".into());
+    serial.dmi.vendor = Some("hpe".into());
+    let p = MachinePhonedHome { facts: serial.clone(), ..phoned("x", "m7", OTHER, &[OTHER]) };
+    g.refuses(installer("m7"), p, "identity_refused", "the DMI serial `CZ2204XYZ` of machine");
+    // A placeholder serial identifies nothing.
+    serial.dmi.serial = Some("To Be Filled By O.E.M.".into());
+    g.admin(MachineDiscovered {
+        machine: m("m8"),
+        facts: HardwareFacts {
+            machine_id: Some("m8".into()),
+            dmi: serial.dmi.clone(),
+            ..facts(&["52:54:00:aa:00:08"])
+        },
+    });
+    let p = MachinePhonedHome { facts: serial, ..phoned("x", "m7", OTHER, &[OTHER]) };
+    g.ok(installer("m7"), p);
+    assert_eq!(g.state.machine(&victim_key).unwrap().facts, victim, "the known machine is unchanged");
+
+    // Its own NIC, while its node is to be installed: it phones home and keeps its node.
+    g.admin(NodeCommissioned {
+        node: n("n1"),
+        machine: victim_key.clone(),
+        class: None,
+        pool: None,
+        profile: None,
+        rule: None,
+    });
+    let own = MachinePhonedHome {
+        machine: victim_key.clone(),
+        facts: victim.clone(),
+        mac: MAC.into(),
+        token: t("y"),
+        expires: Timestamp(1_000 + HOUR),
+    };
+    g.ok(Actor::Bootstrap(victim_key.clone()), own.clone());
+    assert_eq!(g.state.machine(&victim_key).unwrap().node, Some(n("n1")));
+    // Installed, it boots its disk: no installer speaks for it.
+    g.admin(NodeInstallRequested { node: n("n1") })
+        .ok(Actor::Bootstrap(victim_key.clone()), NodeInstallStarted { node: n("n1") });
+    g.ok(Actor::Node(n("n1")), NodeActivated { node: n("n1") });
+    let again = MachinePhonedHome { token: t("z"), ..own };
+    g.refuses(Actor::Bootstrap(victim_key.clone()), again, "identity_refused", "bound to node n1, which is `active`");
+}
+
+#[test]
+fn a_token_an_operator_issued_is_claimed_once_by_the_machine_that_reported_its_mac() {
+    let mut g = Given::new();
+    g.admin(issued("a", MAC)).admin(MachineDiscovered { machine: m("m1"), facts: facts(&[MAC]) });
+    g.admin(MachineDiscovered { machine: m("m2"), facts: facts(&["52:54:00:aa:00:02"]) });
+    g.refuses(
+        Actor::Admin,
         BootstrapTokenClaimed { token: t("a"), machine: m("m2") },
         "bootstrap_token_refused",
         "issued for the NIC with MAC 52:54:00:aa:00:01, which machine m2 did not report",
     );
     g.refuses(
-        installer("m2"),
+        installer("m1"),
         BootstrapTokenClaimed { token: t("a"), machine: m("m1") },
         "forbidden",
-        "bootstrap:m2 may not submit `BootstrapTokenClaimed`: a bootstrap token may only submit events about its own machine (m2)",
+        "bootstrap:m1 may not submit `BootstrapTokenClaimed`: an installer's bootstrap token may not submit this kind of event",
     );
-    g.ok(installer("m1"), BootstrapTokenClaimed { token: t("a"), machine: m("m1") });
+    g.admin(BootstrapTokenClaimed { token: t("a"), machine: m("m1") });
     assert_eq!(g.state.bootstrap.sessions.get(&m("m1")), Some(&t("a")));
     assert!(g.state.bootstrap.unclaimed.is_empty());
     g.refuses(
-        installer("m1"),
+        Actor::Admin,
         BootstrapTokenClaimed { token: t("a"), machine: m("m1") },
         "bootstrap_token_used",
         "machine m1 phoned home with it at seq 4; a bootstrap token works once",
     );
     g.refuses(
-        installer("m1"),
+        Actor::Admin,
         BootstrapTokenClaimed { token: t("nope"), machine: m("m1") },
         "bootstrap_token_refused",
         "no such bootstrap token was issued",
     );
+    // An issued token phones home the new way too, once, for its own MAC.
+    let mut g = Given::new();
+    g.admin(issued("a", MAC));
+    g.refuses(
+        installer("m1"),
+        phoned("a", "m1", "52:54:00:aa:00:07", &["52:54:00:aa:00:07"]),
+        "bootstrap_token_refused",
+        "used before",
+    );
+    g.ok(installer("m1"), phoned("a", "m1", MAC, &[MAC]));
+    assert_eq!(g.state.bootstrap.sessions.get(&m("m1")), Some(&t("a")));
 }
 
 #[test]
-fn an_expired_token_cannot_be_claimed_and_is_forgotten_by_the_next_issue() {
+fn an_expired_issued_token_cannot_be_claimed_and_is_forgotten_by_the_next_issue() {
     let mut g = Given::new();
-    g.ok(system(), issued("a", MAC)).admin(MachineDiscovered { machine: m("m1"), facts: facts(&[MAC]) });
-    let late = g.submit_at(1_000 + HOUR, installer("m1"), BootstrapTokenClaimed { token: t("a"), machine: m("m1") });
+    g.admin(issued("a", MAC)).admin(MachineDiscovered { machine: m("m1"), facts: facts(&[MAC]) });
+    let late = g.submit_at(1_000 + HOUR, Actor::Admin, BootstrapTokenClaimed { token: t("a"), machine: m("m1") });
     assert_eq!(late.unwrap_err().code(), "bootstrap_token_refused");
     let now = Timestamp(1_000 + 2 * HOUR);
     assert!(g.state.bootstrap.unclaimed_for(MAC, now).is_none());
     let fresh = BootstrapTokenIssued { expires: Timestamp(now.0 + HOUR), ..issued("b", "52:54:00:aa:00:09") };
-    g.submit_at(now.0, system(), fresh).unwrap();
+    g.submit_at(now.0, Actor::Admin, fresh).unwrap();
     assert!(g.state.bootstrap.token(&t("a")).is_none(), "the expired token is pruned");
     assert_eq!(g.state.bootstrap.unclaimed.len(), 1);
 }
 
 #[test]
-fn a_new_token_for_a_mac_replaces_its_unclaimed_one_and_hashes_are_never_reused() {
+fn a_new_issued_token_for_a_mac_replaces_its_unclaimed_one_and_hashes_are_never_reused() {
     let mut g = Given::new();
-    g.ok(system(), issued("a", MAC)).ok(system(), issued("b", MAC));
+    g.admin(issued("a", MAC)).admin(issued("b", MAC));
     assert_eq!(g.state.bootstrap.unclaimed.get(MAC), Some(&t("b")));
     assert!(g.state.bootstrap.token(&t("a")).is_none());
-    g.refuses(system(), issued("b", "52:54:00:aa:00:02"), "token_in_use", "is already in use");
+    g.refuses(Actor::Admin, issued("b", "52:54:00:aa:00:02"), "token_in_use", "is already in use");
     g.refuses(
-        system(),
+        Actor::Admin,
         issued("c", "52:54:00:AA:00:02"),
         "malformed_event",
         "is not a lower-case, colon-separated MAC",
     );
     let forever = BootstrapTokenIssued { expires: Timestamp(1_000 + 8 * 24 * HOUR), ..issued("d", MAC) };
-    g.refuses(system(), forever, "malformed_event", "within 7 days");
+    g.refuses(Actor::Admin, forever, "malformed_event", "within 7 days");
     g.refuses(Actor::Bootstrap(m("m1")), issued("e", MAC), "forbidden", "may not submit this kind of event");
+    g.refuses(system(), issued("e", MAC), "forbidden", "not an event the system emits");
 }
 
 #[test]
-fn unclaimed_tokens_are_capped() {
+fn unclaimed_issued_tokens_are_capped() {
     let mut g = Given::new();
     for i in 0..MAX_UNCLAIMED_TOKENS {
         let mac = format!("52:54:00:{:02x}:{:02x}:01", i / 256, i % 256);
-        g.ok(system(), issued(&format!("t{i}"), &mac));
+        g.admin(issued(&format!("t{i}"), &mac));
     }
-    g.refuses(system(), issued("over", "52:54:00:ff:ff:01"), "bootstrap_token_refused", "wait for them to expire");
+    g.refuses(Actor::Admin, issued("over", "52:54:00:ff:ff:01"), "bootstrap_token_refused", "wait for them to expire");
     // A MAC that holds one may still get a new one (it replaces the old).
-    g.ok(system(), issued("again", "52:54:00:00:00:01"));
+    g.admin(issued("again", "52:54:00:00:00:01"));
 }
 
 #[test]
@@ -235,7 +405,9 @@ fn the_token_is_exchanged_once_for_the_node_token_while_installing() {
     assert_eq!(g.state.bootstrap.host_keys[&n("n1")].key, KEY);
     g.refuses(system(), exchange(KEY), "bootstrap_token_refused", "a bootstrap token works once");
     let now = Timestamp(2_000);
-    assert!(g.state.bootstrap.session(&t("a"), now).unwrap().unwrap_err().contains("exchanged for node n1's token"));
+    assert!(
+        g.state.bootstrap.session(&t("a"), now).unwrap().unwrap_err().why().contains("exchanged for node n1's token")
+    );
     // The node token it was exchanged for must be a hash no credential uses.
     g.ok(system(), NodeTokenIssued { node: n("n1"), token: t("node") });
     g.refuses(Actor::Admin, NodeTokenIssued { node: n("n1"), token: t("node") }, "token_in_use", "already in use");
@@ -246,9 +418,9 @@ fn the_token_is_exchanged_once_for_the_node_token_while_installing() {
 #[test]
 fn phoning_home_again_with_a_new_token_ends_the_old_session() {
     let mut g = installed_up_to(NodeState::Installing);
-    g.ok(system(), issued("b", MAC)).ok(installer("m1"), BootstrapTokenClaimed { token: t("b"), machine: m("m1") });
+    g.ok(installer("m1"), phoned("b", "m1", MAC, &[MAC]));
     assert_eq!(g.state.bootstrap.sessions.get(&m("m1")), Some(&t("b")));
     let old = g.state.bootstrap.session(&t("a"), Timestamp(1_000)).unwrap().unwrap_err();
-    assert!(old.contains("session ended"), "{old}");
+    assert!(old.why().contains("session ended"), "{old:?}");
     assert_eq!(g.state.node(&n("n1")).unwrap().machine, m("m1"), "re-discovery keeps the node");
 }

@@ -58,6 +58,7 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Pa
         }
         EventKind::BootstrapTokenIssued
         | EventKind::BootstrapTokenClaimed
+        | EventKind::MachinePhonedHome
         | EventKind::BootstrapTokenExchanged
         | EventKind::InstallProgressed
         | EventKind::InstallPlanRefused
@@ -386,7 +387,7 @@ fn the_generator_reaches_every_state_and_kind() {
     let mut runner =
         TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(Config::default().rng_algorithm));
     let (mut states, mut kinds) = (BTreeSet::new(), BTreeSet::new());
-    for _ in 0..128 {
+    for _ in 0..256 {
         let batches = batches_strategy().new_tree(&mut runner).unwrap().current();
         let mut run = Run::new();
         for batch in &batches {

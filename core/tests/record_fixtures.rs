@@ -123,6 +123,18 @@ fn sample(kind: EventKind) -> Payload {
             ],
         }
         .into(),
+        EventKind::MachinePhonedHome => MachinePhonedHome {
+            machine,
+            facts: HardwareFacts {
+                memory_bytes: 64 << 30,
+                nics: vec![Nic { name: "eno1".into(), mac: "b4:96:91:00:00:01".into(), link: true, ..Nic::default() }],
+                ..HardwareFacts::default()
+            },
+            mac: "b4:96:91:00:00:01".into(),
+            token: Hash::of(b"sendan-boot-b49691000001-1790003640-00"),
+            expires: Timestamp(1_790_003_640_000),
+        }
+        .into(),
         EventKind::NodeSystemSet => {
             NodeSystemSet { node, system: NEW_SYSTEM.into(), action: SwitchAction::Boot }.into()
         }

@@ -20,6 +20,27 @@ pub struct Reader {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// The most stored-record bytes one page of events holds (at least one event is always returned).
+pub const PAGE_BYTES: usize = 2 << 20;
+
+/// A page being filled.
+struct Page {
+    events: Vec<Event>,
+    bytes: usize,
+    limit: usize,
+    full: bool,
+}
+
+impl Page {
+    /// Add an event of `bytes` stored bytes; whether the page is now full.
+    fn push(&mut self, e: Event, bytes: usize) -> bool {
+        self.events.push(e);
+        self.bytes += bytes;
+        self.full = self.events.len() >= self.limit || self.bytes >= PAGE_BYTES;
+        self.full
+    }
+}
+
 /// Which events to list. `after` is exclusive, `since` inclusive, `until` exclusive.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventQuery {
@@ -94,6 +115,12 @@ impl Reader {
 
     /// Events matching `q`, in seq order, at most `q.limit`.
     pub fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.events_page(q).map(|(events, _)| events)
+    }
+
+    /// The events `q` asks for, at most [`PAGE_BYTES`] of stored records (and always at least one): whatever the
+    /// events hold, a page stays bounded. The flag says whether the page stopped at that bound before `limit`.
+    pub fn events_page(&self, q: &EventQuery) -> Result<(Vec<Event>, bool), StoreError> {
         let txn = self.shared.begin_read()?;
         let last = {
             let events = txn.open_table(EVENTS).db("open events")?;
@@ -109,45 +136,43 @@ impl Reader {
         if let Some(until) = q.until {
             hi = hi.min(first_seq_at_or_after(&txn, until, last)?.saturating_sub(1));
         }
-        let mut out = Vec::new();
+        let mut page = Page { events: Vec::new(), bytes: 0, limit: q.limit, full: false };
         if lo > hi || q.limit == 0 {
-            return Ok(out);
+            return Ok((page.events, false));
         }
         let wanted = |e: &Event| q.kind.is_none_or(|k| e.kind() == k);
+        let events = txn.open_table(EVENTS).db("open events")?;
         if let Some(node) = &q.node {
             let idx = txn.open_table(BY_NODE).db("open node index")?;
             for row in idx.range((node.as_str(), lo)..=(node.as_str(), hi)).db("range node index")? {
                 let (k, _) = row.db("read node index")?;
                 let seq = k.value().1;
-                if let Some(e) = get_event(&txn, seq)?.filter(wanted) {
-                    out.push(e);
-                    if out.len() >= q.limit {
-                        break;
-                    }
+                let Some(v) = events.get(seq).db("read event")? else { continue };
+                let e = decode_event(seq, v.value())?;
+                if wanted(&e) && page.push(e, v.value().len()) {
+                    break;
                 }
             }
         } else if let Some(kind) = q.kind {
             let idx = txn.open_table(BY_TYPE).db("open type index")?;
             for row in idx.range((kind.code(), lo)..=(kind.code(), hi)).db("range type index")? {
                 let (k, _) = row.db("read type index")?;
-                if let Some(e) = get_event(&txn, k.value().1)? {
-                    out.push(e);
-                    if out.len() >= q.limit {
-                        break;
-                    }
+                let seq = k.value().1;
+                let Some(v) = events.get(seq).db("read event")? else { continue };
+                if page.push(decode_event(seq, v.value())?, v.value().len()) {
+                    break;
                 }
             }
         } else {
-            let events = txn.open_table(EVENTS).db("open events")?;
             for row in events.range(lo..=hi).db("range events")? {
                 let (k, v) = row.db("read event")?;
-                out.push(decode_event(k.value(), v.value())?);
-                if out.len() >= q.limit {
+                if page.push(decode_event(k.value(), v.value())?, v.value().len()) {
                     break;
                 }
             }
         }
-        Ok(out)
+        let stopped_by_bytes = page.full && page.events.len() < q.limit;
+        Ok((page.events, stopped_by_bytes))
     }
 
     /// Recompute the hash chain over every stored event and name the first bad seq.

@@ -73,9 +73,9 @@ pub(crate) struct Shared {
     durable: watch::Sender<u64>,
     /// Why the writer stopped, if it failed; the member then stops applying.
     failed: Mutex<Option<String>>,
-    /// Receipts of events applied but perhaps not yet durable, by event id: the dedup table's head.
-    /// Only the applying thread touches it.
-    unflushed: Mutex<HashMap<u128, (u64, sendan_core::Hash)>>,
+    /// Receipts of events applied but perhaps not yet durable, by event id, with the digest of their content:
+    /// the dedup table's head. Only the applying thread touches it.
+    unflushed: Mutex<HashMap<u128, Applied>>,
     checkpoint_every: u64,
 }
 
@@ -569,10 +569,18 @@ fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Where an event id was applied, and the digest of what it carried ([`record::content_digest`]).
+#[derive(Clone, Copy)]
+struct Applied {
+    seq: u64,
+    hash: sendan_core::Hash,
+    content: sendan_core::Hash,
+}
+
 /// Finds the original receipt of an event id applied before: first among events not yet durable, then
 /// in a read transaction begun after pruning what it can see from that list (so nothing falls between).
 struct IdLookup<'s> {
-    unflushed: std::sync::MutexGuard<'s, HashMap<u128, (u64, sendan_core::Hash)>>,
+    unflushed: std::sync::MutexGuard<'s, HashMap<u128, Applied>>,
     txn: ReadTransaction,
 }
 
@@ -581,43 +589,60 @@ impl<'s> IdLookup<'s> {
         let mut unflushed = shared.unflushed.lock().expect("unflushed lock");
         let txn = shared.begin_read()?;
         let durable = last_seq(&txn)?;
-        unflushed.retain(|_, (seq, _)| *seq > durable);
+        unflushed.retain(|_, a| a.seq > durable);
         Ok(IdLookup { unflushed, txn })
     }
 
-    fn applied_before(&self, id: sendan_core::EventId) -> Result<Option<Receipt>, StoreError> {
+    fn applied_before(&self, id: sendan_core::EventId) -> Result<Option<Applied>, StoreError> {
         let key = id.0.as_u128();
-        if let Some((seq, hash)) = self.unflushed.get(&key) {
-            return Ok(Some(Receipt { id, seq: *seq, hash: *hash, duplicate: true }));
+        if let Some(a) = self.unflushed.get(&key) {
+            return Ok(Some(*a));
         }
         let ids = self.txn.open_table(DEDUP).db("open id table")?;
         let Some(seq) = ids.get(key).db("look up event id")?.map(|v| v.value()) else { return Ok(None) };
         let events = self.txn.open_table(EVENTS).db("open events")?;
         let stored = events.get(seq).db("read event")?;
         let bytes = stored.as_ref().map(|v| v.value()).unwrap_or_default();
-        let raw = record::split(bytes).map_err(|source| StoreError::Record { seq, source })?;
-        Ok(Some(Receipt { id, seq, hash: raw.hash, duplicate: true }))
+        let event = record::decode(bytes).map_err(|source| StoreError::Record { seq, source })?;
+        let content = record::content_digest(&event.actor, &event.comment, &event.payload);
+        Ok(Some(Applied { seq, hash: event.hash, content }))
     }
 }
 
-/// Apply one submission: ids applied before answer with their original place; the rest are checked and
-/// appended as one atomic batch, and their rows queued for the writer.
+/// Apply one submission: every proposal is authorized first (an id says nothing about an event to someone
+/// who may not submit it); ids applied before answer with their original place when they carry the same
+/// content, and are refused (`id_reused`) when they do not; the rest are checked and appended as one atomic
+/// batch, and their rows queued for the writer.
 fn apply_append(
     ids: &mut IdLookup<'_>,
     rows: &mut Vec<Row>,
     fleet: &mut FleetState,
     proposals: &[Proposal],
 ) -> Result<Outcome, StoreError> {
+    for (index, p) in proposals.iter().enumerate() {
+        if let Err(rejection) = sendan_core::fleet::authorize(fleet, &p.actor, &p.payload) {
+            return Ok(Outcome::Rejected(BatchRejection { index, rejection }));
+        }
+    }
     let mut receipts: Vec<Option<Receipt>> = Vec::with_capacity(proposals.len());
     let mut fresh = Vec::with_capacity(proposals.len());
     let mut fresh_at = Vec::with_capacity(proposals.len());
     for (i, p) in proposals.iter().enumerate() {
         let before = ids.applied_before(p.id)?;
-        if before.is_none() {
-            fresh.push(p.clone());
-            fresh_at.push(i);
+        match before {
+            None => {
+                fresh.push(p.clone());
+                fresh_at.push(i);
+                receipts.push(None);
+            }
+            Some(a) if a.content == record::content_digest(&p.actor, &p.comment, &p.payload) => {
+                receipts.push(Some(Receipt { id: p.id, seq: a.seq, hash: a.hash, duplicate: true }));
+            }
+            Some(a) => {
+                let rejection = sendan_core::Rejection::IdReused { id: p.id, seq: a.seq };
+                return Ok(Outcome::Rejected(BatchRejection { index: i, rejection }));
+            }
         }
-        receipts.push(before);
     }
     if !fresh.is_empty() {
         match sendan_core::log::append_indexed(fleet, &fresh) {
@@ -625,7 +650,8 @@ fn apply_append(
                 for (sealed, i) in events.into_iter().zip(&fresh_at) {
                     let event = &sealed.event;
                     let id = event.id.0.as_u128();
-                    ids.unflushed.insert(id, (event.seq, event.hash));
+                    let content = record::content_digest(&event.actor, &event.comment, &event.payload);
+                    ids.unflushed.insert(id, Applied { seq: event.seq, hash: event.hash, content });
                     receipts[*i] = Some(Receipt { id: event.id, seq: event.seq, hash: event.hash, duplicate: false });
                     let (seq, kind) = (event.seq, event.kind().code());
                     rows.push(Row { seq, id, kind, nodes: sealed.nodes, bytes: sealed.record });

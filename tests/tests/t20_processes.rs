@@ -74,8 +74,8 @@ async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, progress: Arc<Mut
                             break;
                         }
                         Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                            // The same event again, id and content: a retry, never a new event.
                             member = (member + 1) % clients.len();
-                            batch[0].comment = Some("retried".into());
                             progress.lock().unwrap().retries += 1;
                             tokio::time::sleep(Duration::from_millis(50)).await; // backoff before retry
                         }

@@ -140,7 +140,8 @@ pub fn run(opts: &Options) -> Result<Outcome, InstallError> {
             "--mode install writes this machine's disks, so it reads this machine's facts: drop --root".into(),
         ));
     }
-    let facts = facts(&opts.root, &opts.lldp)?;
+    // Firmware writes what it likes into DMI and sysfs strings; the server accepts printable text only.
+    let facts = facts(&opts.root, &opts.lldp)?.cleaned();
     let trust = crate::client::Trust::from_optional_file(opts.ca_file.as_deref())
         .map_err(|source| InstallError::Api { what: "reading the CA certificates", source })?;
     let client = ApiClient::with_trust(&opts.server, &opts.token, &trust);

@@ -186,7 +186,8 @@ impl<H: Host> Agent<H> {
     /// Queue a report with a fresh id (kept with it, so a retry is never a second event); the id.
     fn enqueue(&mut self, payload: Payload) -> String {
         let id = EventId(uuid::Uuid::now_v7());
-        let p = ProposalIn { id: Some(id), comment: None, payload };
+        // Reports quote nix's and switch-to-configuration's output; the log takes printable text within its caps.
+        let p = ProposalIn { id: Some(id), comment: None, payload }.cleaned();
         self.local.outbox.push(p.to_json());
         id.to_string()
     }

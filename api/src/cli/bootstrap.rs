@@ -106,6 +106,14 @@ pub enum EnrollCmd {
         /// As it was right after this event.
         #[arg(long)]
         at: Option<u64>,
+        /// Instead: the phone-homes this member refused recently because their facts claimed an identity their
+        /// bootstrap token does not prove (a hijack attempt, or a replaced NIC or board). Each member keeps its own.
+        #[arg(long, conflicts_with_all = ["at", "accept_refused"])]
+        refused: bool,
+        /// Vouch for refused phone-home ID of this member (a NIC you replaced): record its facts as its machine's,
+        /// so the machine's next netboot phones home as that machine.
+        #[arg(long, value_name = "ID", conflicts_with = "at")]
+        accept_refused: Option<u64>,
     },
 }
 
@@ -208,7 +216,39 @@ pub async fn enroll(client: &Client, cmd: &EnrollCmd, json: bool) -> Result<Exit
                 );
             }
         }
-        EnrollCmd::Machines { at } => {
+        EnrollCmd::Machines { accept_refused: Some(id), .. } => {
+            let resp = client.accept_refused(*id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+            } else if let Some(r) = resp.events.first() {
+                println!("recorded the refused phone-home's facts at seq {}; netboot the machine again", r.seq);
+            }
+        }
+        EnrollCmd::Machines { refused: true, .. } => {
+            let view = client.refused().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                let mut t = Table::new(&["ID", "TIME", "SOURCE", "MAC", "MACHINE", "WHY"]);
+                for r in &view.refused {
+                    t.row(vec![
+                        r.id.to_string(),
+                        r.time.to_rfc3339(),
+                        r.source.clone(),
+                        r.mac.clone(),
+                        dash(r.machine.as_ref()),
+                        r.message.clone(),
+                    ]);
+                }
+                print!("{}", t.render());
+                eprintln!(
+                    "({} refused on member {}; accept one you vouch for with `sendan machines --accept-refused ID`)",
+                    view.refused.len(),
+                    view.member
+                );
+            }
+        }
+        EnrollCmd::Machines { at, .. } => {
             let view = client.machines(*at).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);

@@ -1,5 +1,22 @@
 //! The `sendan` command line: `sendan server` runs a member; every other subcommand is an operator
 //! client of the HTTP API (tables by default, `--output json` for scripts).
+//!
+//! Everything it prints comes, in the end, from the log and from what machines reported, so these three macros
+//! shadow the standard ones for this module and every module below it: each line goes through
+//! [`output::safe`], which writes control characters as `\u{…}` escapes, so nothing printed can drive the
+//! operator's terminal.
+
+macro_rules! println {
+    () => { ::std::println!() };
+    ($($arg:tt)*) => { ::std::println!("{}", $crate::cli::output::safe(&::std::format!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { ::std::print!("{}", $crate::cli::output::safe(&::std::format!($($arg)*))) };
+}
+macro_rules! eprintln {
+    () => { ::std::eprintln!() };
+    ($($arg:tt)*) => { ::std::eprintln!("{}", $crate::cli::output::safe(&::std::format!($($arg)*))) };
+}
 
 mod bench;
 pub mod bootstrap;

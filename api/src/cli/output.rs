@@ -2,6 +2,11 @@
 
 use sendan_core::Event;
 
+/// `text` as the terminal may show it: control characters other than line breaks and tabs escaped.
+pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    sendan_core::bounds::terminal_safe(text)
+}
+
 /// A plain text table with left-aligned columns.
 pub struct Table {
     header: Vec<String>,

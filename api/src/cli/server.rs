@@ -38,6 +38,14 @@ pub struct ServerArgs {
     /// Largest request body in bytes [default: 16 MiB].
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
+    /// Most client and peer connections open at once; past it a new connection is closed at once and the log
+    /// says so [default: what the open-file limit allows, at most 16384].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Netboot and installer requests (`/v1/boot/…`, `/v1/bootstrap/…`) per second per source address, in bursts
+    /// of ten seconds' worth; past it a request is answered 429 with Retry-After (0: no limit) [default: 10].
+    #[arg(long, help_heading = "Netboot")]
+    pub bootstrap_rate_limit: Option<u32>,
     /// Take a Raft snapshot (and compact the Raft log) every this many entries [default: 20000].
     #[arg(long)]
     pub snapshot_every: Option<u64>,
@@ -104,6 +112,8 @@ impl ServerArgs {
             cluster_secret_file: self.cluster_secret_file.clone(),
             admin_token_file: self.admin_token_file.clone(),
             max_body_bytes: self.max_body_bytes,
+            max_connections: self.max_connections,
+            bootstrap_rate_limit: self.bootstrap_rate_limit,
             snapshot_every: self.snapshot_every,
             keep_after_snapshot: self.keep_after_snapshot,
             checkpoint_every: self.checkpoint_every,

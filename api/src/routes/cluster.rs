@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use sendan_core::wire::{AddMember, ClusterStatus, MemberStatus};
 use sendan_raft::types::{ChangeMembers, ClientWriteError, RaftError, ServerState};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::extract::{Auth, Body};
+use crate::extract::{Auth, Body, P};
 
 /// A membership change, as forwarded from a follower to the leader.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ pub async fn add(State(app): State<Arc<App>>, auth: Auth, Body(body): Body) -> R
     change(&app, MembershipChange::Add { id: req.id, addr: req.addr }, 0).await.map(|_| StatusCode::NO_CONTENT)
 }
 
-pub async fn remove(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+pub async fn remove(State(app): State<Arc<App>>, auth: Auth, P(id): P<u64>) -> Result<StatusCode, ApiError> {
     auth.admin()?;
     change(&app, MembershipChange::Remove { id }, 0).await.map(|_| StatusCode::NO_CONTENT)
 }

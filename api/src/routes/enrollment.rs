@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use sendan_core::NodeId;
 use sendan_core::enrollment::{self, Explanation, MachinesView};
 use sendan_core::facts::HardwareFacts;
@@ -14,14 +14,21 @@ use sendan_core::install::{self, InstallView, PlanUnavailable, ServedPlan};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::extract::{Auth, Body, Q};
+use crate::extract::{Auth, Body, P, Q};
 use crate::routes::nodes::{AtParams, fleet_at};
 
 pub async fn dry_run(State(app): State<Arc<App>>, auth: Auth, Body(body): Body) -> Result<Json<Explanation>, ApiError> {
     auth.admin()?;
-    let facts: HardwareFacts = serde_json::from_slice(&body).map_err(|e| {
+    let not_facts = |e: String| {
         ApiError::bad_request(format!("the body is not hardware facts (as `sendan-agent facts` prints them): {e}"))
-    })?;
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| not_facts(e.to_string()))?;
+    if !value.is_object() {
+        return Err(not_facts("expected a JSON object".into()));
+    }
+    sendan_core::bounds::check_facts_json(&value).map_err(|e| not_facts(e.to_string()))?;
+    let facts: HardwareFacts = serde_json::from_value(value).map_err(|e| not_facts(e.to_string()))?;
+    facts.check().map_err(|e| not_facts(e.to_string()))?;
     Ok(Json(enrollment::explain(&app.node.reader.fleet(), &facts)))
 }
 
@@ -42,7 +49,7 @@ fn node_id(id: &str) -> Result<NodeId, ApiError> {
 pub async fn node_plan(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<ServedPlan>, ApiError> {
     auth.may_read_node(&id)?;
     let node = node_id(&id)?;
@@ -56,7 +63,7 @@ pub async fn node_plan(
 pub async fn node_install(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Q(p): Q<AtParams>,
 ) -> Result<Json<InstallView>, ApiError> {
     auth.may_read_node(&id)?;

@@ -71,8 +71,8 @@ impl ListParams {
 pub async fn page(app: &App, q: &EventQuery) -> Result<EventPage, ApiError> {
     app.node.reader.caught_up().await?;
     let head = app.node.reader.seq();
-    let events = app.node.reader.events(q)?;
-    let next = (events.len() >= q.limit).then(|| events.last().map(|e| e.seq)).flatten();
+    let (events, cut) = app.node.reader.events_page(q)?;
+    let next = (cut || events.len() >= q.limit).then(|| events.last().map(|e| e.seq)).flatten();
     Ok(EventPage { events, next, head })
 }
 
@@ -112,7 +112,19 @@ pub async fn watch(
     Q(p): Q<WatchParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     may_list(&auth, p.node.as_deref())?;
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            Some(v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| ApiError::BadRequest {
+                code: "bad_cursor",
+                message: format!(
+                    "the Last-Event-ID header must be the seq of the last event received (such as 42), not `{}`",
+                    String::from_utf8_lossy(v.as_bytes()).chars().take(40).collect::<String>()
+                ),
+                index: None,
+            })?)
+        }
+    };
     let after = p.after.or(resume).unwrap_or(0);
     cursor_exists(&app, after).await?;
     let list = ListParams { after, limit: Some(1000), node: p.node, kind: p.kind, ..Default::default() };

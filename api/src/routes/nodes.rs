@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use sendan_core::NodeId;
 use sendan_core::fleet::FleetState;
 use sendan_core::lifecycle;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::extract::{Auth, Q};
+use crate::extract::{Auth, P, Q};
 use crate::routes::events::{ListParams, page};
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,7 +49,7 @@ pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) ->
 pub async fn show(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Q(p): Q<AtParams>,
 ) -> Result<Json<NodeView>, ApiError> {
     auth.may_read_node(&id)?;
@@ -66,7 +66,7 @@ pub async fn show(
 pub async fn history(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Q(mut p): Q<ListParams>,
 ) -> Result<Json<EventPage>, ApiError> {
     auth.may_read_node(&id)?;
@@ -79,7 +79,7 @@ pub async fn history(
 pub async fn issue_token(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<sendan_core::wire::IssuedToken>, ApiError> {
     auth.admin()?;
     let node = node_id(&id)?;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use sendan_core::Hash;
 use sendan_core::Payload;
 use sendan_core::spec::{self, ClusterSpec};
@@ -13,7 +13,7 @@ use sendan_core::wire::{PlanView, SpecView};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::extract::{Auth, Body, Q};
+use crate::extract::{Auth, Body, P, Q};
 use crate::routes::nodes::{AtParams, fleet_at};
 
 pub async fn live(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) -> Result<Json<SpecView>, ApiError> {
@@ -28,7 +28,7 @@ pub async fn live(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) ->
 pub async fn by_digest(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(digest): Path<String>,
+    P(digest): P<String>,
 ) -> Result<Json<SpecView>, ApiError> {
     auth.admin()?;
     let digest: Hash =

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use sendan_core::NodeId;
 use sendan_core::rollout::{self, RolloutView};
 use sendan_core::wire::{NodeSystemView, RolloutsView};
@@ -13,13 +13,13 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::extract::{Auth, Q};
+use crate::extract::{Auth, P, Q};
 use crate::routes::nodes::{AtParams, fleet_at};
 
 pub async fn node_system(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Q(p): Q<AtParams>,
 ) -> Result<Json<NodeSystemView>, ApiError> {
     auth.may_read_node(&id)?;
@@ -55,6 +55,9 @@ pub async fn list(
     Q(p): Q<RolloutParams>,
 ) -> Result<Json<RolloutsView>, ApiError> {
     auth.admin()?;
+    if p.limit == Some(0) {
+        return Err(ApiError::bad_request("`limit` must be at least 1 (leave it out for every rollout)"));
+    }
     let fleet = app.node.reader.fleet();
     let now = crate::write::now();
     let rollouts = fleet
@@ -69,11 +72,7 @@ pub async fn list(
     Ok(Json(RolloutsView { seq: fleet.seq, rollouts }))
 }
 
-pub async fn show(
-    State(app): State<Arc<App>>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> Result<Json<RolloutView>, ApiError> {
+pub async fn show(State(app): State<Arc<App>>, auth: Auth, P(id): P<String>) -> Result<Json<RolloutView>, ApiError> {
     auth.admin()?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!("`{id}` is not a rollout id; rollout ids are the seq of their RolloutStarted"))

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::{Emitters, EventData};
 use crate::ids::{Hash, MachineId, NodeId, Timestamp};
 
-/// A netbooted machine was handed a bootstrap token (in its iPXE script) for the NIC with this MAC. Emitted by
-/// the netboot endpoint (`system:netboot`) or an operator. Keeps: the MAC is well-formed; the token hash was
+/// A netbooted machine was handed a bootstrap token (in its iPXE script) for the NIC with this MAC. Written by
+/// the netboot endpoint of releases before bootstrap tokens became stateless (netboot now records nothing, see
+/// [`MachinePhonedHome`]); logs that hold it still fold, and an operator may still issue one. Keeps: the MAC is well-formed; the token hash was
 /// never used before (by any bootstrap or node token); it expires after it was issued; a MAC has at most one
 /// unclaimed token (a new one replaces it); at most [`MAX_UNCLAIMED_TOKENS`] unexpired unclaimed tokens exist,
 /// so the unauthenticated netboot endpoint cannot grow the log without bound. Only the hash is recorded.
@@ -33,16 +34,16 @@ pub struct BootstrapTokenIssued {
 pub const MAX_UNCLAIMED_TOKENS: usize = 1024;
 
 impl EventData for BootstrapTokenIssued {
-    const EMITTERS: Emitters = Emitters::SYSTEM;
+    const EMITTERS: Emitters = Emitters::NONE;
     fn machine(&self) -> Option<&MachineId> {
         self.machine.as_ref()
     }
 }
 
-/// The installer phoned home with its bootstrap token (right after the `MachineDiscovered` carrying its
-/// facts, in the same batch): the token is now bound to that machine and cannot phone home again. Emitted by
-/// the installer (`bootstrap:<machine>`) through `POST /v1/bootstrap/phone-home`, which stamps the hash of the
-/// token the request authenticated with. Keeps: the token was issued, is unclaimed and unexpired at the
+/// The installer phoned home with a bootstrap token recorded by `BootstrapTokenIssued` (right after the
+/// `MachineDiscovered` carrying its facts, in the same batch): the token is now bound to that machine and cannot
+/// phone home again. Written by the phone-home endpoint of releases before [`MachinePhonedHome`]; an operator may
+/// still submit one for a token an operator issued. Keeps: the token was issued, is unclaimed and unexpired at the
 /// proposal's time; the machine reported the NIC the token was issued for; one live installer session per
 /// machine (claiming ends the machine's previous one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +54,7 @@ pub struct BootstrapTokenClaimed {
 }
 
 impl EventData for BootstrapTokenClaimed {
-    const EMITTERS: Emitters = Emitters::BOOTSTRAP;
+    const EMITTERS: Emitters = Emitters::NONE;
     fn machine(&self) -> Option<&MachineId> {
         Some(&self.machine)
     }
@@ -190,6 +191,36 @@ pub struct EnrollmentRefused {
 
 impl EventData for EnrollmentRefused {
     const EMITTERS: Emitters = Emitters::SYSTEM;
+    fn machine(&self) -> Option<&MachineId> {
+        Some(&self.machine)
+    }
+}
+
+/// A netbooted installer phoned home (`POST /v1/bootstrap/phone-home`) with its hardware facts and the
+/// bootstrap token its iPXE script carried: the machine is recorded (or its facts refreshed) and the token is now
+/// that machine's installer session, which works once. Bootstrap tokens are stateless — derived from the NIC's MAC
+/// and an expiry with the cluster secret, so netboot writes nothing — and this is the first event a token causes.
+/// Emitted by the installer (`bootstrap:<machine>`); the endpoint stamps the hash, the MAC and the expiry of the
+/// token the request authenticated with. Keeps: the token hash was never used (by any bootstrap or node token);
+/// it is unexpired at the proposal's time and expires within 7 days; the MAC is a unicast MAC the facts list; the
+/// facts are within their caps and identify `machine`; and the machine is one the token may speak for — a new
+/// machine, or the one the log associates with that MAC, whose node (if any) is to be installed
+/// ([`crate::fleet::bootstrap::identity_refusal`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachinePhonedHome {
+    pub machine: MachineId,
+    pub facts: crate::facts::HardwareFacts,
+    /// Lower-case, colon-separated: the NIC the machine netbooted from, which the token was derived for.
+    pub mac: String,
+    /// sha256 of the bootstrap token.
+    pub token: Hash,
+    /// After this the token would no longer have phoned home.
+    pub expires: Timestamp,
+}
+
+impl EventData for MachinePhonedHome {
+    const EMITTERS: Emitters = Emitters::BOOTSTRAP;
     fn machine(&self) -> Option<&MachineId> {
         Some(&self.machine)
     }

@@ -7,8 +7,8 @@ use super::{Emitters, EventData};
 use crate::facts::HardwareFacts;
 use crate::ids::{MachineId, NodeId};
 
-/// A machine phoned home with its hardware facts. Emitted by the installer (bootstrap token) or an
-/// operator. An unknown machine becomes `discovered`; a known one only refreshes its facts, so a bound
+/// A machine's hardware facts, recorded by an operator or the system (an installer phoning home records
+/// [`super::MachinePhonedHome`] instead; releases before it recorded this). An unknown machine becomes `discovered`; a known one only refreshes its facts, so a bound
 /// machine keeps its node across reboots and re-discovery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +19,7 @@ pub struct MachineDiscovered {
 }
 
 impl EventData for MachineDiscovered {
-    const EMITTERS: Emitters = Emitters::BOOTSTRAP.or(Emitters::SYSTEM);
+    const EMITTERS: Emitters = Emitters::SYSTEM;
     fn machine(&self) -> Option<&MachineId> {
         Some(&self.machine)
     }

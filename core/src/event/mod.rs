@@ -206,6 +206,7 @@ events! {
     24 => InstallPlanRefused,
     25 => EnrollmentConflicted,
     26 => EnrollmentRefused,
+    27 => MachinePhonedHome,
     // Systems and rollouts (systems.rs): 40–57.
     40 => NodeSystemSet,
     41 => NodePinned,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::FleetState;
 use crate::enrollment::{self, Outcome};
 use crate::event::{Event, EventKind, InstallStep, MAX_UNCLAIMED_TOKENS, NodeInstallRequested, Payload, Proposal};
+use crate::facts::HardwareFacts;
 use crate::ids::{EventId, Hash, MachineId, NodeId, Timestamp};
 use crate::install::{self, PlanUnavailable};
 use crate::lifecycle::{self, NodeState};
@@ -117,6 +118,24 @@ pub struct HostKey {
     pub key: String,
 }
 
+/// Why a bootstrap token the log knows no longer works, in a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEnded {
+    /// It was never used and its time ran out (the caller is not authenticated: 401).
+    Expired(String),
+    /// It was used up: exchanged for the node token, or replaced by a newer session (authenticated, but it may do
+    /// nothing more: 403).
+    Spent(String),
+}
+
+impl SessionEnded {
+    pub fn why(&self) -> &str {
+        match self {
+            SessionEnded::Expired(w) | SessionEnded::Spent(w) => w,
+        }
+    }
+}
+
 /// A bootstrap token that authenticates a request, and the machine whose installer session it is (none
 /// before it phoned home).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,25 +149,26 @@ impl BootstrapState {
         self.tokens.get(hash).map(Arc::as_ref)
     }
 
-    /// The token `hash` as a credential at `now`, or a sentence saying why it no longer works. `None` when no
-    /// such bootstrap token was ever issued (or it was pruned after expiring).
-    pub fn session(&self, hash: &Hash, now: Timestamp) -> Option<Result<Session<'_>, String>> {
+    /// The token `hash` as a credential at `now`, or why it no longer works. `None` when the log holds no such
+    /// bootstrap token: it never phoned home (a stateless token, which the server checks by its signature), or
+    /// it was an issued token pruned after expiring.
+    pub fn session(&self, hash: &Hash, now: Timestamp) -> Option<Result<Session<'_>, SessionEnded>> {
         let token = self.token(hash)?;
         Some(match &token.status {
-            TokenStatus::Unclaimed if now >= token.expires => Err(format!(
+            TokenStatus::Unclaimed if now >= token.expires => Err(SessionEnded::Expired(format!(
                 "this bootstrap token expired at {} before its machine phoned home; netboot the machine again for \
                  a new one",
                 token.expires
-            )),
+            ))),
             TokenStatus::Unclaimed => Ok(Session { token, machine: None }),
             TokenStatus::Claimed { machine, .. } => Ok(Session { token, machine: Some(machine) }),
-            TokenStatus::Exchanged { node, seq } => Err(format!(
+            TokenStatus::Exchanged { node, seq } => Err(SessionEnded::Spent(format!(
                 "this bootstrap token was exchanged for node {node}'s token at seq {seq}; a bootstrap token works once"
-            )),
-            TokenStatus::Replaced { seq } => Err(format!(
+            ))),
+            TokenStatus::Replaced { seq } => Err(SessionEnded::Spent(format!(
                 "this bootstrap token's installer session ended at seq {seq}, when the machine phoned home with a \
                  newer token"
-            )),
+            ))),
         })
     }
 
@@ -170,7 +190,134 @@ pub fn owns(p: &Payload) -> bool {
             | Payload::InstallPlanRefused(_)
             | Payload::EnrollmentConflicted(_)
             | Payload::EnrollmentRefused(_)
+            | Payload::MachinePhonedHome(_)
     )
+}
+
+/// Why a phone-home with a bootstrap token for the NIC `mac` may not speak for the machine its facts describe.
+/// A bootstrap token proves only that its holder netbooted (or asked the netboot endpoint) with that MAC, so a
+/// phone-home may speak for a machine that is new, or for the one the log already associates with that MAC — and
+/// then only while its node is to be installed. Anything else is a claim the token does not back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum IdentityRefusal {
+    #[error("the facts do not list the NIC with MAC {mac}, which the bootstrap token was issued for")]
+    NicNotReported { mac: String },
+    #[error(
+        "the facts identify machine {machine}, which the log knows by other NICs, not by MAC {mac}; if its NIC was \
+         replaced, an operator accepts the new facts (`sendan machines --refused`, then `sendan machine accept-refused`)"
+    )]
+    NotThisMachinesNic { machine: MachineId, mac: String },
+    #[error(
+        "MAC {mac} belongs to machine {owner}, but the facts identify machine {machine}; if the board was replaced, an \
+         operator binds the node to the new machine (`sendan node rebind`)"
+    )]
+    NicOfAnotherMachine { mac: String, owner: MachineId, machine: MachineId },
+    #[error("the facts claim the {what} `{value}` of machine {owner}, and a bootstrap token cannot prove that")]
+    IdentityOfAnotherMachine { what: String, value: String, owner: MachineId },
+    #[error(
+        "machine {machine} is bound to node {node}, which is `{state}`: it boots from its disk, and no installer speaks \
+         for it (reprovision the node first)"
+    )]
+    NodeNotInstalling { machine: MachineId, node: NodeId, state: NodeState },
+}
+
+/// Whether a node in `state` netboots into the installer: it is to be installed. A bound machine may phone home
+/// only then; installed nodes boot their disk and a node in `rescue` boots the rescue image.
+pub fn boots_installer(state: NodeState) -> bool {
+    matches!(
+        state,
+        NodeState::Commissioned | NodeState::InstallPending | NodeState::Installing | NodeState::Reprovisioning
+    )
+}
+
+/// DMI serials that vendors ship unset, which identify nothing.
+fn placeholder_serial(serial: &str) -> bool {
+    const PLACEHOLDERS: [&str; 12] = [
+        "",
+        "0",
+        "none",
+        "n/a",
+        "na",
+        "default string",
+        "to be filled by o.e.m.",
+        "not specified",
+        "system serial number",
+        "not applicable",
+        "0123456789",
+        "123456789",
+    ];
+    let s = serial.trim().to_ascii_lowercase();
+    PLACEHOLDERS.contains(&s.as_str()) || s.chars().all(|c| c == '0' || c == 'x' || c == '-' || c == ' ')
+}
+
+fn dmi_uuid(facts: &HardwareFacts) -> Option<String> {
+    let uuid = facts.dmi.system_uuid.as_deref()?.to_ascii_lowercase();
+    (!crate::facts::is_placeholder_uuid(&uuid)).then_some(uuid)
+}
+
+fn dmi_serial(facts: &HardwareFacts) -> Option<(String, String)> {
+    let serial = facts.dmi.serial.as_deref().filter(|s| !placeholder_serial(s))?;
+    let vendor = facts.dmi.vendor.as_deref().unwrap_or_default().trim().to_ascii_lowercase();
+    Some((vendor, serial.trim().to_owned()))
+}
+
+/// Whether a phone-home with a bootstrap token for NIC `mac` (normalized) may record `facts` for `machine` (their
+/// machine key): `None` when it may, else why not. Pure; `check` applies it to `MachinePhonedHome`, and the
+/// phone-home endpoint asks it first so that a refusal never reaches the log.
+pub fn identity_refusal(
+    state: &FleetState,
+    mac: &str,
+    machine: &MachineId,
+    facts: &HardwareFacts,
+) -> Option<IdentityRefusal> {
+    if !facts.macs().any(|m| m == mac) {
+        return Some(IdentityRefusal::NicNotReported { mac: mac.to_owned() });
+    }
+    if let Some(known) = state.machine(machine) {
+        if known.id.as_str() != mac && !known.facts.macs().any(|m| m == mac) {
+            return Some(IdentityRefusal::NotThisMachinesNic { machine: machine.clone(), mac: mac.to_owned() });
+        }
+        if let Some(node) = known.node.as_ref().and_then(|n| state.node(n))
+            && !boots_installer(node.state)
+        {
+            return Some(IdentityRefusal::NodeNotInstalling {
+                machine: machine.clone(),
+                node: node.id.clone(),
+                state: node.state,
+            });
+        }
+    }
+    let uuid = dmi_uuid(facts);
+    let serial = dmi_serial(facts);
+    for other in state.machines.values().filter(|m| &m.id != machine) {
+        if other.id.as_str() == mac || other.facts.macs().any(|m| m == mac) {
+            return Some(IdentityRefusal::NicOfAnotherMachine {
+                mac: mac.to_owned(),
+                owner: other.id.clone(),
+                machine: machine.clone(),
+            });
+        }
+        if let Some(u) = &uuid
+            && dmi_uuid(&other.facts).as_ref() == Some(u)
+        {
+            return Some(IdentityRefusal::IdentityOfAnotherMachine {
+                what: "DMI system uuid".into(),
+                value: u.clone(),
+                owner: other.id.clone(),
+            });
+        }
+        if let Some(s) = &serial
+            && dmi_serial(&other.facts).as_ref() == Some(s)
+        {
+            return Some(IdentityRefusal::IdentityOfAnotherMachine {
+                what: "DMI serial".into(),
+                value: s.1.clone(),
+                owner: other.id.clone(),
+            });
+        }
+    }
+    None
 }
 
 /// A hash no bootstrap or node token uses: a token hash belongs to one credential.
@@ -284,6 +431,39 @@ pub(super) fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejec
                 )));
             }
             Ok(())
+        }
+        Payload::MachinePhonedHome(p) => {
+            if !crate::netboot::is_unicast_mac(&p.mac) {
+                return Err(malformed(kind, format!("`{}` is not a lower-case, colon-separated unicast MAC", p.mac)));
+            }
+            if let Some(t) = bs.token(&p.token) {
+                // A token an operator issued (`BootstrapTokenIssued`) phones home here too, once, for its own MAC.
+                match &t.status {
+                    TokenStatus::Unclaimed if t.mac == p.mac => {}
+                    TokenStatus::Claimed { machine, seq } => {
+                        return Err(Rejection::BootstrapTokenUsed { machine: machine.clone(), seq: *seq });
+                    }
+                    _ => return Err(refused("it was used before; netboot the machine again for a new one")),
+                }
+            } else if state.tokens.contains_key(&p.token) {
+                return Err(Rejection::TokenInUse { token: p.token });
+            }
+            if now >= p.expires {
+                return Err(refused(format!("it expired at {}; netboot the machine again", p.expires)));
+            }
+            if p.expires.0 - now.0 > MAX_TOKEN_TTL_MS {
+                return Err(malformed(kind, "a bootstrap token expires within 7 days"));
+            }
+            p.facts.check().map_err(|e| malformed(kind, e.to_string()))?;
+            match p.facts.machine_key() {
+                Ok(key) if key == p.machine => {}
+                Ok(key) => return Err(malformed(kind, format!("the facts identify machine {key}, not {}", p.machine))),
+                Err(e) => return Err(malformed(kind, e.to_string())),
+            }
+            match identity_refusal(state, &p.mac, &p.machine, &p.facts) {
+                Some(refusal) => Err(Rejection::IdentityRefused { refusal }),
+                None => Ok(()),
+            }
         }
         Payload::BootstrapTokenClaimed(p) => {
             let token = bs.token(&p.token).ok_or_else(|| refused("no such bootstrap token was issued"))?;
@@ -406,8 +586,33 @@ pub(super) fn evolve(state: &mut FleetState, event: &Event) {
     {
         n.updated = seq;
     }
+    if let Payload::MachinePhonedHome(p) = &event.payload {
+        super::record_facts(state, &p.machine, &p.facts, seq);
+    }
     let bs = &mut state.bootstrap;
     match &event.payload {
+        Payload::MachinePhonedHome(p) => {
+            let token = Arc::make_mut(bs.tokens.entry(p.token).or_insert_with(|| {
+                Arc::new(BootToken {
+                    hash: p.token,
+                    mac: p.mac.clone(),
+                    issued: seq,
+                    issued_id: event.id,
+                    expires: p.expires,
+                    status: TokenStatus::Unclaimed,
+                })
+            }));
+            token.status = TokenStatus::Claimed { machine: p.machine.clone(), seq };
+            if bs.unclaimed.get(&p.mac) == Some(&p.token) {
+                bs.unclaimed.remove(&p.mac);
+            }
+            if let Some(previous) = bs.sessions.insert(p.machine.clone(), p.token)
+                && previous != p.token
+                && let Some(old) = bs.tokens.get_mut(&previous).map(Arc::make_mut)
+            {
+                old.status = TokenStatus::Replaced { seq };
+            }
+        }
         Payload::BootstrapTokenIssued(p) => {
             // Unclaimed tokens that expired by now are forgotten, and a MAC's previous unclaimed token is
             // replaced, so the state holds at most the tokens that can still be claimed.

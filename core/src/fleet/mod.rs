@@ -171,7 +171,9 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
     authorize(state, &proposal.actor, &proposal.payload)?;
     let kind = proposal.payload.kind();
     match &proposal.payload {
-        Payload::MachineDiscovered(_) => Ok(()),
+        Payload::MachineDiscovered(p) => {
+            p.facts.check().map_err(|e| Rejection::MalformedEvent { event: kind, why: e.to_string() })
+        }
         Payload::SpecApplied(p) => spec::check(state, p),
         p if systems::owns(p) => systems::check(state, proposal),
         p if bootstrap::owns(p) => bootstrap::check(state, proposal),
@@ -238,6 +240,27 @@ fn free_machine(state: &FleetState, id: &MachineId) -> Result<(), Rejection> {
     }
 }
 
+/// Record `facts` as machine `id`'s, seen at `seq` (a new machine is `discovered`; a known one keeps its node).
+fn record_facts(state: &mut FleetState, id: &MachineId, facts: &HardwareFacts, seq: u64) {
+    let entry = state.machines.entry(id.clone()).or_insert_with(|| {
+        Arc::new(MachineRecord {
+            id: id.clone(),
+            facts: HardwareFacts::default(),
+            node: None,
+            first_seen: seq,
+            last_seen: seq,
+        })
+    });
+    let m = Arc::make_mut(entry);
+    m.facts = facts.clone();
+    m.last_seen = seq;
+    if let Some(node) = m.node.clone()
+        && let Some(n) = state.node_mut(&node)
+    {
+        n.updated = seq;
+    }
+}
+
 /// Fold an accepted event into `state`. Infallible and rule-free: records it names that do not exist
 /// are left alone.
 pub fn evolve(state: &mut FleetState, event: &Event) {
@@ -247,25 +270,7 @@ pub fn evolve(state: &mut FleetState, event: &Event) {
     state.last_time = event.time;
     let kind = event.payload.kind();
     match &event.payload {
-        Payload::MachineDiscovered(p) => {
-            let entry = state.machines.entry(p.machine.clone()).or_insert_with(|| {
-                Arc::new(MachineRecord {
-                    id: p.machine.clone(),
-                    facts: HardwareFacts::default(),
-                    node: None,
-                    first_seen: seq,
-                    last_seen: seq,
-                })
-            });
-            let m = Arc::make_mut(entry);
-            m.facts = p.facts.clone();
-            m.last_seen = seq;
-            if let Some(node) = m.node.clone()
-                && let Some(n) = state.node_mut(&node)
-            {
-                n.updated = seq;
-            }
-        }
+        Payload::MachineDiscovered(p) => record_facts(state, &p.machine, &p.facts, seq),
         Payload::NodeCommissioned(p) => {
             state.nodes.insert(
                 p.node.clone(),

@@ -36,6 +36,8 @@ pub fn facts(machine: &MachineId, memory_gib: u64) -> HardwareFacts {
         vec![Disk { name: "sda".into(), size_bytes: 500_000_000_000, ..Disk::default() }]
     };
     HardwareFacts {
+        // The machine's key is its name, as the tests call it.
+        machine_id: Some(machine.as_str().to_owned()),
         memory_bytes: memory_gib << 30,
         disks,
         nics: macs_of(machine)
@@ -62,6 +64,14 @@ pub fn any_payload(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) 
         }
         .into(),
         EventKind::BootstrapTokenClaimed => BootstrapTokenClaimed { token, machine }.into(),
+        EventKind::MachinePhonedHome => MachinePhonedHome {
+            facts: facts(&machine, mem),
+            mac: macs_of(&machine)[0].clone(),
+            machine,
+            token,
+            expires: Timestamp(3_600_000 + mem as i64),
+        }
+        .into(),
         EventKind::BootstrapTokenExchanged => {
             BootstrapTokenExchanged { token, node, ssh_host_key: HOST_KEY.into() }.into()
         }
@@ -108,6 +118,19 @@ pub fn legal_bootstrap_move(
                 BootstrapTokenIssued { token, mac, machine: known, expires: Timestamp(now.0 + 3_600_000) }.into(),
             );
         }
+    }
+    // A phone-home with a stateless token, when the token may speak for the machine.
+    let phoned = MachinePhonedHome {
+        machine: machine.clone(),
+        facts: facts(machine, 16 + (pick % 3) as u64),
+        mac: macs_of(machine)[0].clone(),
+        token: Hash::of(format!("stateless-{}-{pick}", state.seq).as_bytes()),
+        expires: Timestamp(now.0 + 3_600_000),
+    };
+    if pick % 3 == 0
+        && sendan_core::fleet::bootstrap::identity_refusal(state, &phoned.mac, machine, &phoned.facts).is_none()
+    {
+        options.push(phoned.into());
     }
     if let Some(n) = state.node(node) {
         if matches!(n.state, NodeState::InstallPending | NodeState::Installing) {
