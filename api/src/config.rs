@@ -24,6 +24,10 @@ pub struct ConfigFile {
     pub max_body_bytes: Option<usize>,
     /// Most connections open at once.
     pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers (and a keep-alive connection may stay idle).
+    pub http_header_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's whole body.
+    pub http_body_timeout_secs: Option<u64>,
     /// Netboot and installer requests per second per source address (0: no limit).
     pub bootstrap_rate_limit: Option<u32>,
     pub snapshot_every: Option<u64>,
@@ -153,6 +157,8 @@ impl ConfigFile {
             admin_token_file: over.admin_token_file.or(self.admin_token_file),
             max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
             max_connections: over.max_connections.or(self.max_connections),
+            http_header_timeout_secs: over.http_header_timeout_secs.or(self.http_header_timeout_secs),
+            http_body_timeout_secs: over.http_body_timeout_secs.or(self.http_body_timeout_secs),
             bootstrap_rate_limit: over.bootstrap_rate_limit.or(self.bootstrap_rate_limit),
             snapshot_every: over.snapshot_every.or(self.snapshot_every),
             keep_after_snapshot: over.keep_after_snapshot.or(self.keep_after_snapshot),
@@ -261,14 +267,24 @@ impl ConfigFile {
                     Some(n) => n,
                     None => crate::serve::default_max_connections(),
                 },
-                header_timeout: crate::serve::HttpLimits::DEFAULT_HEADER_TIMEOUT,
-                body_timeout: crate::serve::HttpLimits::DEFAULT_BODY_TIMEOUT,
+                header_timeout: secs("http-header-timeout-secs", self.http_header_timeout_secs)?
+                    .unwrap_or(crate::serve::HttpLimits::DEFAULT_HEADER_TIMEOUT),
+                body_timeout: secs("http-body-timeout-secs", self.http_body_timeout_secs)?
+                    .unwrap_or(crate::serve::HttpLimits::DEFAULT_BODY_TIMEOUT),
             },
             bootstrap_rate_limit: self.bootstrap_rate_limit.unwrap_or(DEFAULT_BOOTSTRAP_RATE),
             raft,
             netboot,
             tls,
         })
+    }
+}
+
+/// A timeout of 1 s to 1 h.
+fn secs(key: &'static str, v: Option<u64>) -> Result<Option<std::time::Duration>, ConfigError> {
+    match v {
+        Some(s) if !(1..=3600).contains(&s) => Err(invalid(key, "it must be between 1 and 3600 seconds")),
+        other => Ok(other.map(std::time::Duration::from_secs)),
     }
 }
 

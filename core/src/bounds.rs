@@ -242,3 +242,60 @@ mod tests {
         assert_eq!(terminal_safe("nul\u{0}cr\r"), "nul\\u{0}cr\\u{d}");
     }
 }
+
+/// The JSON Schema (draft 2020-12) of the hardware facts a machine phones home with, stating every cap above
+/// (`maxLength`, `maxItems`) and the MAC form. A copy is checked in at `core/schema/hardware-facts.schema.json`;
+/// a test fails when it drifts from the types or the caps.
+pub fn facts_json_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(crate::facts::HardwareFacts)).expect("a JSON Schema is JSON")
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn checked_in_facts_schema_matches_the_types_and_states_every_cap() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/hardware-facts.schema.json");
+        let generated = serde_json::to_string_pretty(&facts_json_schema()).unwrap() + "\n";
+        if std::env::var_os("SENDAN_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{} does not match the facts types; regenerate it with `SENDAN_BLESS=1 cargo test -p sendan-core bounds` \
+             and commit the result",
+            path.display()
+        );
+        // Every string and every list in the schema has a cap, and the caps are the ones `check_facts_json` applies.
+        fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+            if let Some(map) = v.as_object() {
+                let types: Vec<&str> = match map.get("type") {
+                    Some(Value::String(t)) => vec![t.as_str()],
+                    Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                if types.contains(&"string") && !map.contains_key("maxLength") && !map.contains_key("pattern") {
+                    out.push(format!("{path}: a string without maxLength"));
+                }
+                if types.contains(&"array") && !map.contains_key("maxItems") {
+                    out.push(format!("{path}: a list without maxItems"));
+                }
+                for (k, item) in map {
+                    walk(item, &format!("{path}/{k}"), out);
+                }
+            }
+        }
+        let schema = facts_json_schema();
+        let mut uncapped = Vec::new();
+        walk(&schema, "", &mut uncapped);
+        assert!(uncapped.is_empty(), "uncapped fields: {uncapped:#?}");
+        let text = schema.to_string();
+        for cap in [FACT_TEXT, FACT_PATH, MAX_DISKS, MAX_NICS, MAX_CPU_FLAGS] {
+            assert!(text.contains(&format!(":{cap}")), "the schema does not state the cap {cap}");
+        }
+    }
+}

@@ -64,7 +64,7 @@ async fn load(clients: Vec<Client>, tasks: u64, per_task: u64, progress: Arc<Mut
             let mut acked = Vec::new();
             let mut member = t as usize % clients.len();
             for j in 0..per_task {
-                let mut batch = vec![proposal(u128::from(t) << 32 | u128::from(j), discovered(&format!("m-{t}-{j}")))];
+                let batch = vec![proposal(u128::from(t) << 32 | u128::from(j), discovered(&format!("m-{t}-{j}")))];
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
                     match clients[member].submit_once(&batch).await {

@@ -42,6 +42,13 @@ pub struct ServerArgs {
     /// says so [default: what the open-file limit allows, at most 16384].
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers, counted from the connection's start or the end of its
+    /// previous response — so also how long a keep-alive connection may stay idle [default: 10].
+    #[arg(long)]
+    pub http_header_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's whole body; past it the request is answered 408 [default: 30].
+    #[arg(long)]
+    pub http_body_timeout_secs: Option<u64>,
     /// Netboot and installer requests (`/v1/boot/…`, `/v1/bootstrap/…`) per second per source address, in bursts
     /// of ten seconds' worth; past it a request is answered 429 with Retry-After (0: no limit) [default: 10].
     #[arg(long, help_heading = "Netboot")]
@@ -113,6 +120,8 @@ impl ServerArgs {
             admin_token_file: self.admin_token_file.clone(),
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
+            http_header_timeout_secs: self.http_header_timeout_secs,
+            http_body_timeout_secs: self.http_body_timeout_secs,
             bootstrap_rate_limit: self.bootstrap_rate_limit,
             snapshot_every: self.snapshot_every,
             keep_after_snapshot: self.keep_after_snapshot,
@@ -141,6 +150,8 @@ pub async fn run(args: ServerArgs) -> Result<std::process::ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sendan_api=info,sendan_raft=info")),
         )
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let file = match &args.config {
         Some(p) => ConfigFile::load(p)?,

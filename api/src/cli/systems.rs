@@ -149,6 +149,20 @@ async fn rollouts(client: &Client, pool: Option<&str>, limit: Option<usize>) -> 
         .await?)
 }
 
+/// Rollout `id`, just started: a member that forwarded the start to the leader may not have applied it yet, so a
+/// 404 is asked again for a few seconds.
+async fn rollout_once_applied(client: &Client, id: u64) -> Result<RolloutView> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.get(&format!("/v1/rollouts/{id}"), &()).await {
+            Err(crate::client::ClientError::Api { status: 404, .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await; // poll pacing while this member catches up
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// A pool's latest rollout, or a rollout by id.
 async fn find(client: &Client, target: &str) -> Result<RolloutView> {
     if let Ok(id) = target.parse::<u64>() {
@@ -176,7 +190,7 @@ pub async fn run(client: &Client, cmd: &RolloutCmd, json: bool) -> Result<std::p
             };
             let id = submit(client, "sendan rollout start", payload.into()).await?;
             if !a.wait {
-                let view = rollout(client, id).await?;
+                let view = rollout_once_applied(client, id).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&view)?);
                 } else {
@@ -260,8 +274,8 @@ pub async fn run(client: &Client, cmd: &RolloutCmd, json: bool) -> Result<std::p
 /// Poll the rollout until it ends, printing a line whenever a member's standing changes.
 async fn follow(client: &Client, id: u64, quiet: bool) -> Result<RolloutView> {
     let mut seen: Vec<(String, String)> = Vec::new();
+    let mut view = rollout_once_applied(client, id).await?;
     loop {
-        let view = rollout(client, id).await?;
         if !quiet {
             for m in view.waves.iter().flat_map(|w| &w.members) {
                 let now = (m.node.to_string(), m.phase.name().to_owned());
@@ -277,6 +291,7 @@ async fn follow(client: &Client, id: u64, quiet: bool) -> Result<RolloutView> {
             return Ok(view);
         }
         tokio::time::sleep(Duration::from_millis(500)).await; // poll pacing while following
+        view = rollout(client, id).await?;
     }
 }
 

@@ -205,7 +205,7 @@ pub enum IdentityRefusal {
     NicNotReported { mac: String },
     #[error(
         "the facts identify machine {machine}, which the log knows by other NICs, not by MAC {mac}; if its NIC was \
-         replaced, an operator accepts the new facts (`sendan machines --refused`, then `sendan machine accept-refused`)"
+         replaced, an operator accepts the new facts (`sendan machines --refused`, then `sendan machines --accept-refused ID`)"
     )]
     NotThisMachinesNic { machine: MachineId, mac: String },
     #[error(
