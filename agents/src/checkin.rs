@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sendan_core::event::NodeActivated;
-use sendan_core::install::InstallView;
 use sendan_core::lifecycle::NodeState;
+use sendan_core::machines::install::InstallView;
 use sendan_core::wire::{NodeView, ProposalIn};
 use sendan_core::{EventId, Hash, NodeId};
 use serde::Deserialize;
@@ -120,6 +120,7 @@ pub fn run(opts: &Options) -> Result<CheckedIn, CheckinError> {
             let mut events = vec![ProposalIn {
                 id: Some(id),
                 comment: Some("first boot of the installed system".into()),
+                cause: None,
                 payload: NodeActivated { node: node.clone() }.into(),
             }];
             let r = client.submit(&mut events, Duration::from_secs(60)).map_err(api("checking in"))?;

@@ -121,6 +121,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/nodes/{id}/system", get(routes::systems::node_system))
         .route("/v1/rollouts", get(routes::systems::list))
         .route("/v1/rollouts/{id}", get(routes::systems::show))
+        .route("/v1/rollouts/{id}/abort", post(routes::systems::abort))
         .route("/v1/nodes/{id}/plan", get(routes::enrollment::node_plan))
         .route("/v1/nodes/{id}/install", get(routes::enrollment::node_install))
         .route("/v1/machines", get(routes::enrollment::machines))

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use sendan_core::fleet::FleetState;
-use sendan_core::fleet::bootstrap::SessionEnded;
+use sendan_core::machines::SessionEnded;
 use sendan_core::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 
 use crate::error::ApiError;
@@ -55,8 +55,8 @@ pub fn hash(token: &str) -> Hash {
     Hash::of(token.as_bytes())
 }
 
-pub use sendan_core::netboot::{
-    BootToken, bootstrap_epoch, bootstrap_expiry, bootstrap_token, hmac_sha256, verify_bootstrap_token,
+pub use sendan_core::machines::netboot::{
+    StatelessToken, bootstrap_epoch, bootstrap_expiry, bootstrap_token, hmac_sha256, verify_bootstrap_token,
 };
 
 /// The bootstrap token an operator's `BootstrapTokenIssued` (or an older release's netboot) recorded by its
@@ -136,7 +136,7 @@ impl Tokens {
             return Ok(Principal::Node(node.clone()));
         }
         let now = crate::write::now();
-        if let Some(found) = fleet.bootstrap.session(&h, now) {
+        if let Some(found) = fleet.machines.bootstrap.session(&h, now) {
             return match found {
                 Ok(s) => Ok(Principal::Bootstrap {
                     token: h,
@@ -178,7 +178,7 @@ mod tests {
         let t = Tokens::new("sendan-admin-abc", "cluster-secret");
         let mut fleet = FleetState::default();
         let node = NodeId::new("n1").unwrap();
-        fleet.tokens.insert(hash("sendan-node-xyz"), node.clone());
+        fleet.nodes.tokens.insert(hash("sendan-node-xyz"), node.clone());
         assert_eq!(t.resolve(Some("Bearer sendan-admin-abc"), &fleet).unwrap(), Principal::Admin);
         assert_eq!(t.resolve(Some("Bearer sendan-node-xyz"), &fleet).unwrap(), Principal::Node(node));
         for bad in [None, Some("sendan-admin-abc"), Some("Bearer "), Some("Bearer nope")] {

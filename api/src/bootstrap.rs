@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sendan_core::netboot::{Boot, Image};
+use sendan_core::machines::netboot::{Boot, Image};
 
 use crate::app::App;
 use crate::config::ConfigError;
@@ -127,23 +127,28 @@ impl NetbootFields {
 pub fn netboot_script(app: &App, mac: &str) -> String {
     let config = &app.config.netboot;
     let fleet = app.node.reader.fleet();
-    match sendan_core::netboot::decide(&fleet, mac) {
-        Boot::LocalDisk { why } => sendan_core::netboot::local_disk_script(&why),
+    match sendan_core::machines::netboot::boot_for(&*fleet, mac) {
+        Boot::LocalDisk { why } => sendan_core::machines::netboot::local_disk_script(&why),
         Boot::Rescue { node, why } => {
-            sendan_core::netboot::rescue_script(config.rescue.as_ref(), &why, &config.public_url, &node)
+            sendan_core::machines::netboot::rescue_script(config.rescue.as_ref(), &why, &config.public_url, &node)
         }
         Boot::Installer { why, .. } if config.installer.is_none() => {
-            sendan_core::netboot::installer_script(None, &why, &config.public_url, "")
+            sendan_core::machines::netboot::installer_script(None, &why, &config.public_url, "")
         }
         Boot::Installer { why, .. } => {
             let ttl = i64::try_from(config.token_ttl.as_millis()).unwrap_or(i64::MAX);
-            let boot = crate::auth::BootToken {
+            let boot = crate::auth::StatelessToken {
                 mac: mac.to_owned(),
                 expires: crate::auth::bootstrap_expiry(crate::write::now(), ttl),
-                epoch: crate::auth::bootstrap_epoch(&fleet, mac),
+                epoch: crate::auth::bootstrap_epoch(&*fleet, mac),
             };
             let token = crate::auth::bootstrap_token(&app.cluster_secret, &boot);
-            sendan_core::netboot::installer_script(config.installer.as_ref(), &why, &config.public_url, &token)
+            sendan_core::machines::netboot::installer_script(
+                config.installer.as_ref(),
+                &why,
+                &config.public_url,
+                &token,
+            )
         }
     }
 }

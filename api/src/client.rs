@@ -168,7 +168,10 @@ impl Client {
     }
 
     /// `GET /v1/machines`: every machine that phoned home, with why an unbound one is not bound.
-    pub async fn machines(&self, at: Option<u64>) -> Result<sendan_core::enrollment::MachinesView, ClientError> {
+    pub async fn machines(
+        &self,
+        at: Option<u64>,
+    ) -> Result<sendan_core::machines::enrollment::MachinesView, ClientError> {
         self.get("/v1/machines", &[("at", at)]).await
     }
 
@@ -186,12 +189,12 @@ impl Client {
     pub async fn enroll_dry_run(
         &self,
         facts: &sendan_core::facts::HardwareFacts,
-    ) -> Result<sendan_core::enrollment::Explanation, ClientError> {
+    ) -> Result<sendan_core::machines::enrollment::Explanation, ClientError> {
         self.post("/v1/enroll/dry-run", facts).await
     }
 
     /// `GET /v1/nodes/{id}/plan`: the install plan the node's installer is served.
-    pub async fn node_plan(&self, node: &str) -> Result<sendan_core::install::ServedPlan, ClientError> {
+    pub async fn node_plan(&self, node: &str) -> Result<sendan_core::machines::install::ServedPlan, ClientError> {
         self.get(&format!("/v1/nodes/{node}/plan"), &()).await
     }
 
@@ -200,7 +203,7 @@ impl Client {
         &self,
         node: &str,
         at: Option<u64>,
-    ) -> Result<sendan_core::install::InstallView, ClientError> {
+    ) -> Result<sendan_core::machines::install::InstallView, ClientError> {
         self.get(&format!("/v1/nodes/{node}/install"), &[("at", at)]).await
     }
 

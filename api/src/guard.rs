@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sendan_core::facts::HardwareFacts;
-use sendan_core::fleet::bootstrap::IdentityRefusal;
+use sendan_core::rejection::IdentityRefusal;
 use sendan_core::{MachineId, Timestamp};
 use serde::{Deserialize, Serialize};
 

@@ -159,7 +159,7 @@ pub fn render(app: &App) -> String {
             raft.last_applied.map(|l| l.index).unwrap_or(0) as f64,
         ),
         ("sendan_log_seq", "Last event seq applied on this member.", fleet.seq as f64),
-        ("sendan_fleet_nodes", "Nodes in the fleet projection.", fleet.nodes.len() as f64),
+        ("sendan_fleet_nodes", "Nodes in the fleet projection.", fleet.nodes.records.len() as f64),
         ("sendan_uptime_seconds", "Seconds since this member started.", app.started.elapsed().as_secs_f64()),
     ];
     for (name, help, v) in gauges {

@@ -148,6 +148,7 @@ pub async fn submit(app: &App, principal: &Principal, items: Vec<ProposalIn>) ->
             time: Timestamp(0),
             actor: actor.clone(),
             comment: p.comment,
+            cause: p.cause,
             payload: p.payload,
         })
         .collect();

@@ -2,8 +2,9 @@
 //!
 //! A record is `[RECORD_V1][postcard(seq)][prev: 32 bytes][hash: 32 bytes][body]`. The body is the
 //! event's canonical bytes — the bytes the hash covers — and starts with its own schema version:
-//! `postcard(version, id, time, actor, comment, payload)`. Verification hashes the body exactly as
-//! stored, so a future change to the in-memory types can never make an old record look tampered with.
+//! `postcard(version, id, time, actor, comment, cause, payload)` (version 2; version 1 had no `cause`).
+//! Verification hashes the body exactly as stored, so a future change to the in-memory types can never make an
+//! old record look tampered with. Bodies of older versions are decoded by [`crate::upgrade`].
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,7 @@ pub enum RecordError {
     TrailingBytes(usize),
 }
 
-fn malformed(e: postcard::Error) -> RecordError {
+pub(crate) fn malformed(e: postcard::Error) -> RecordError {
     RecordError::Malformed(e.to_string())
 }
 
@@ -38,16 +39,18 @@ struct BodyRef<'a> {
     time: Timestamp,
     actor: &'a Actor,
     comment: &'a Option<String>,
+    cause: Option<u64>,
     payload: &'a Payload,
 }
 
-/// Version 1 of the body, after its version field.
+/// Version 2 of the body, after its version field.
 #[derive(Deserialize)]
-struct BodyV1 {
+struct BodyV2 {
     id: EventId,
     time: Timestamp,
     actor: Actor,
     comment: Option<String>,
+    cause: Option<u64>,
     payload: Payload,
 }
 
@@ -57,9 +60,10 @@ pub fn encode_body(
     time: Timestamp,
     actor: &Actor,
     comment: &Option<String>,
+    cause: Option<u64>,
     payload: &Payload,
 ) -> Vec<u8> {
-    let body = BodyRef { version: FORMAT_VERSION, id, time, actor, comment, payload };
+    let body = BodyRef { version: FORMAT_VERSION, id, time, actor, comment, cause, payload };
     // Serialising owned, well-formed values into a Vec cannot fail.
     postcard::to_allocvec(&body).expect("postcard encoding into a Vec")
 }
@@ -71,6 +75,7 @@ pub struct DecodedBody {
     pub time: Timestamp,
     pub actor: Actor,
     pub comment: Option<String>,
+    pub cause: Option<u64>,
     pub payload: Payload,
 }
 
@@ -78,12 +83,14 @@ pub struct DecodedBody {
 pub fn decode_body(body: &[u8]) -> Result<DecodedBody, RecordError> {
     let (version, rest) = postcard::take_from_bytes::<u16>(body).map_err(malformed)?;
     match version {
-        1 => {
-            let (b, rest) = postcard::take_from_bytes::<BodyV1>(rest).map_err(malformed)?;
+        1 => crate::upgrade::decode_body_v1(rest),
+        2 => {
+            let (b, rest) = postcard::take_from_bytes::<BodyV2>(rest).map_err(malformed)?;
             if !rest.is_empty() {
                 return Err(RecordError::TrailingBytes(rest.len()));
             }
-            Ok(DecodedBody { version, id: b.id, time: b.time, actor: b.actor, comment: b.comment, payload: b.payload })
+            let (id, time, actor, comment, cause, payload) = (b.id, b.time, b.actor, b.comment, b.cause, b.payload);
+            Ok(DecodedBody { version, id, time, actor, comment, cause, payload })
         }
         v => Err(RecordError::UnknownVersion(v)),
     }
@@ -114,7 +121,7 @@ pub fn seal(proposal: &Proposal, seq: u64, time: Timestamp, prev: Hash) -> Event
 
 /// [`seal`], also returning the event's stored record (encoding the body once for both).
 pub fn seal_with_record(proposal: &Proposal, seq: u64, time: Timestamp, prev: Hash) -> (Event, Vec<u8>) {
-    let body = encode_body(&proposal.id, time, &proposal.actor, &proposal.comment, &proposal.payload);
+    let body = encode_body(&proposal.id, time, &proposal.actor, &proposal.comment, proposal.cause, &proposal.payload);
     let hash = link(&prev, seq, &body);
     let event = Event {
         seq,
@@ -122,6 +129,7 @@ pub fn seal_with_record(proposal: &Proposal, seq: u64, time: Timestamp, prev: Ha
         time,
         actor: proposal.actor.clone(),
         comment: proposal.comment.clone(),
+        cause: proposal.cause,
         payload: proposal.payload.clone(),
         version: FORMAT_VERSION,
         prev,
@@ -131,10 +139,10 @@ pub fn seal_with_record(proposal: &Proposal, seq: u64, time: Timestamp, prev: Ha
     (event, record)
 }
 
-/// The stored record of `event`. Events are re-encoded with their own schema version only when it is
-/// the current one; [`encode`] is for events this build sealed.
+/// The stored record of `event` as this build writes it (the current schema version); [`encode`] is for events
+/// this build sealed — an event decoded from an older record keeps its own stored bytes.
 pub fn encode(event: &Event) -> Vec<u8> {
-    let body = encode_body(&event.id, event.time, &event.actor, &event.comment, &event.payload);
+    let body = encode_body(&event.id, event.time, &event.actor, &event.comment, event.cause, &event.payload);
     frame(event.seq, &event.prev, &event.hash, &body)
 }
 
@@ -180,6 +188,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, RecordError> {
         time: b.time,
         actor: b.actor,
         comment: b.comment,
+        cause: b.cause,
         payload: b.payload,
         version: b.version,
         prev: raw.prev,

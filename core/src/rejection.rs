@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::EventKind;
 use crate::ids::{Actor, Hash, MachineId, NodeId};
+use crate::kind::EventKind;
 use crate::lifecycle::NodeState;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -124,7 +124,7 @@ pub enum Rejection {
 
     /// Answered with 403: a phone-home spoke for a machine its bootstrap token does not prove it is.
     #[error("the phone-home is refused: {refusal}")]
-    IdentityRefused { refusal: crate::fleet::bootstrap::IdentityRefusal },
+    IdentityRefused { refusal: IdentityRefusal },
 
     /// Answered with 409: an event id is an idempotency key for one event, not a name to reuse.
     #[error(
@@ -169,6 +169,34 @@ impl Rejection {
             Rejection::IdReused { .. } => "id_reused",
         }
     }
+}
+
+/// Why a phone-home with a bootstrap token for the NIC `mac` may not speak for the machine its facts describe.
+/// A bootstrap token proves only that its holder netbooted (or asked the netboot endpoint) with that MAC, so a
+/// phone-home may speak for a machine that is new, or for the one the log already associates with that MAC — and
+/// then only while its node is to be installed. Anything else is a claim the token does not back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum IdentityRefusal {
+    #[error("the facts do not list the NIC with MAC {mac}, which the bootstrap token was issued for")]
+    NicNotReported { mac: String },
+    #[error(
+        "the facts identify machine {machine}, which the log knows by other NICs, not by MAC {mac}; if its NIC was \
+         replaced, an operator accepts the new facts (`sendan machines --refused`, then `sendan machines --accept-refused ID`)"
+    )]
+    NotThisMachinesNic { machine: MachineId, mac: String },
+    #[error(
+        "MAC {mac} belongs to machine {owner}, but the facts identify machine {machine}; if the board was replaced, an \
+         operator binds the node to the new machine (`sendan node rebind`)"
+    )]
+    NicOfAnotherMachine { mac: String, owner: MachineId, machine: MachineId },
+    #[error("the facts claim the {what} `{value}` of machine {owner}, and a bootstrap token cannot prove that")]
+    IdentityOfAnotherMachine { what: String, value: String, owner: MachineId },
+    #[error(
+        "machine {machine} is bound to node {node}, which is `{state}`: it boots from its disk, and no installer speaks \
+         for it (reprovision the node first)"
+    )]
+    NodeNotInstalling { machine: MachineId, node: NodeId, state: NodeState },
 }
 
 fn backticked<T: fmt::Display>(items: &[T]) -> Vec<String> {

@@ -24,6 +24,8 @@ pub struct ProposalIn {
     /// event, so clients that retry should always send one).
     pub id: Option<EventId>,
     pub comment: Option<String>,
+    /// The seq of the event that caused this one, if the proposer names one.
+    pub cause: Option<u64>,
     pub payload: Payload,
 }
 
@@ -85,13 +87,18 @@ fn proposal_from_value(value: Value) -> Result<ProposalIn, String> {
         Some(Value::String(_)) => return Err(format!("`comment` is longer than {MAX_COMMENT} bytes")),
         Some(_) => return Err("`comment` must be a string".into()),
     };
+    let cause = match map.remove("cause") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|c| c > 0) => n.as_u64(),
+        Some(_) => return Err("`cause` must be the seq of an event (a positive integer)".into()),
+    };
     match map.get("type") {
         Some(Value::String(_)) => {}
         Some(_) => return Err("`type` must be a string naming the event type".into()),
         None => return Err("the event has no `type` (such as \"NodeDrainRequested\")".into()),
     }
     let payload = Payload::deserialize(Value::Object(map)).map_err(|e| e.to_string())?;
-    Ok(ProposalIn { id, comment, payload })
+    Ok(ProposalIn { id, comment, cause, payload })
 }
 
 impl ProposalIn {
@@ -114,6 +121,9 @@ impl ProposalIn {
         if let Some(c) = &self.comment {
             map.insert("comment".into(), Value::String(c.clone()));
         }
+        if let Some(c) = self.cause {
+            map.insert("cause".into(), Value::from(c));
+        }
         Value::Object(map)
     }
 }
@@ -133,6 +143,7 @@ struct EventOut<'a> {
     #[serde(flatten)]
     payload: &'a Payload,
     comment: &'a Option<String>,
+    cause: Option<u64>,
     version: u16,
     prev: &'a Hash,
     hash: &'a Hash,
@@ -148,6 +159,7 @@ impl Serialize for Event {
             actor: &self.actor,
             payload: &self.payload,
             comment: &self.comment,
+            cause: self.cause,
             version: self.version,
             prev: &self.prev,
             hash: &self.hash,
@@ -171,11 +183,12 @@ impl<'de> Deserialize<'de> for Event {
         let time = take(&mut map, "time")?;
         let actor = take(&mut map, "actor")?;
         let comment = take(&mut map, "comment")?;
+        let cause = take(&mut map, "cause")?;
         let version = take(&mut map, "version")?;
         let prev = take(&mut map, "prev")?;
         let hash = take(&mut map, "hash")?;
         let payload = Payload::deserialize(Value::Object(map)).map_err(D::Error::custom)?;
-        Ok(Event { seq, id, time, actor, comment, payload, version, prev, hash })
+        Ok(Event { seq, id, time, actor, comment, cause, payload, version, prev, hash })
     }
 }
 
@@ -228,17 +241,17 @@ pub struct EventPage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodesView {
     pub seq: u64,
-    pub nodes: Vec<crate::fleet::NodeRecord>,
+    pub nodes: Vec<crate::nodes::NodeRecord>,
     /// Machines that phoned home and are bound to no node (`discovered`).
-    pub machines: Vec<crate::fleet::MachineRecord>,
+    pub machines: Vec<crate::machines::MachineRecord>,
 }
 
 /// `GET /v1/nodes/{id}`: one node after event `seq`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeView {
     pub seq: u64,
-    pub node: crate::fleet::NodeRecord,
-    pub machine: Option<crate::fleet::MachineRecord>,
+    pub node: crate::nodes::NodeRecord,
+    pub machine: Option<crate::machines::MachineRecord>,
     /// The lifecycle events legal in the node's state.
     pub allowed: Vec<crate::EventKind>,
 }
@@ -334,7 +347,7 @@ pub struct NodeSystemView {
     pub node: crate::NodeId,
     /// The node's lifecycle state.
     pub state: crate::NodeState,
-    pub system: crate::fleet::systems::NodeSystem,
+    pub system: crate::systems::NodeSystem,
     /// The live spec's `bootstrap.substituters` and `bootstrap.trustedPublicKeys`.
     pub substituters: Vec<String>,
     pub trusted_public_keys: Vec<String>,
@@ -346,7 +359,7 @@ pub struct NodeSystemView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutsView {
     pub seq: u64,
-    pub rollouts: Vec<crate::rollout::RolloutView>,
+    pub rollouts: Vec<crate::rollouts::view::RolloutView>,
 }
 
 #[cfg(test)]

@@ -1,72 +1,12 @@
 //! given/when/then tests for every lifecycle transition and for the refusals around them.
 
 use sendan_core::event::*;
-use sendan_core::fleet::FleetState;
-use sendan_core::ids::{Actor, EventId, MachineId, NodeId, Timestamp};
 use sendan_core::lifecycle::{self, NodeState};
-use sendan_core::{Rejection, log};
+use sendan_core::log;
 
-fn n(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
-}
-fn m(s: &str) -> MachineId {
-    MachineId::new(s).unwrap()
-}
-
-struct Given {
-    state: FleetState,
-    next: u128,
-}
-
-fn given(history: impl IntoIterator<Item = Payload>) -> Given {
-    let mut g = Given { state: FleetState::default(), next: 1 };
-    for p in history {
-        let proposal = g.proposal(p);
-        log::append(&mut g.state, &[proposal]).expect("the given history is legal");
-    }
-    g
-}
-
-impl Given {
-    fn proposal(&mut self, payload: Payload) -> Proposal {
-        self.next += 1;
-        Proposal {
-            id: EventId::from_u128(self.next),
-            time: Timestamp(self.next as i64),
-            actor: Actor::Admin,
-            comment: None,
-            payload,
-        }
-    }
-
-    fn when(mut self, payload: impl Into<Payload>) -> When {
-        let before = self.state.clone();
-        let p = self.proposal(payload.into());
-        let result = log::append(&mut self.state, &[p]).map(|_| ()).map_err(|b| b.rejection);
-        When { before, after: self.state, result }
-    }
-}
-
-struct When {
-    before: FleetState,
-    after: FleetState,
-    result: Result<(), Rejection>,
-}
-
-impl When {
-    fn then_node(self, id: &str, state: NodeState) -> FleetState {
-        assert_eq!(self.result, Ok(()), "expected acceptance");
-        assert_eq!(self.after.node(&n(id)).map(|r| r.state), Some(state));
-        self.after
-    }
-
-    fn then_rejects(self, code: &str, sentence: &str) {
-        let err = self.result.expect_err("expected a rejection");
-        assert_eq!(err.code(), code, "{err}");
-        assert!(err.to_string().contains(sentence), "{err:?} should say {sentence:?}; it says: {err}");
-        assert_eq!(self.after, self.before, "a rejection changes nothing");
-    }
-}
+#[path = "support/given.rs"]
+mod given;
+use given::{given, m, n};
 
 fn discovered(machine: &str) -> Payload {
     MachineDiscovered { machine: m(machine), facts: Default::default() }.into()
@@ -153,7 +93,7 @@ fn rescued_node_that_checks_in_is_active_again() {
 
 #[test]
 fn active_node_drains_and_uncordons() {
-    let g = given(history_to(NodeState::Active));
+    let mut g = given(history_to(NodeState::Active));
     let s = g.when(NodeDrainRequested { node: n("n1") }).then_node("n1", NodeState::Draining);
     let mut g = given([]);
     g.state = s;
@@ -265,7 +205,7 @@ fn events_about_unknown_nodes_are_refused() {
 fn a_batch_is_all_or_nothing() {
     let mut g = given([discovered("m1")]);
     let before = g.state.clone();
-    let batch = [g.proposal(commissioned("n1", "m1")), g.proposal(NodeActivated { node: n("n1") }.into())];
+    let batch = [g.proposal(commissioned("n1", "m1")), g.proposal(NodeActivated { node: n("n1") })];
     let err = log::append(&mut g.state, &batch).unwrap_err();
     assert_eq!(err.index, 1);
     assert_eq!(err.rejection.code(), "illegal_transition");

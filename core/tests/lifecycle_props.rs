@@ -99,9 +99,12 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Pa
         .into(),
         EventKind::RolloutWaveStarted => RolloutWaveStarted { rollout: mem, wave: 1, nodes: vec![node] }.into(),
         EventKind::RolloutCompleted => RolloutCompleted { rollout: mem }.into(),
-        EventKind::RolloutHalted => RolloutHalted { rollout: mem, reason: "operator".into() }.into(),
+        EventKind::RolloutHalted => {
+            RolloutHalted { rollout: mem, reason: "operator".into(), revert: vec![node.clone()] }.into()
+        }
         EventKind::RolloutNodesReverted => RolloutNodesReverted { rollout: mem, nodes: vec![node] }.into(),
         EventKind::RolloutReverted => RolloutReverted { rollout: mem }.into(),
+        EventKind::RolloutMemberLeft => RolloutMemberLeft { rollout: mem, node, why: "pinned".into() }.into(),
         EventKind::SystemReported => {
             SystemReported { node, current: Some(systems_support::SYSTEMS[0].into()), booted: None }.into()
         }
@@ -233,6 +236,7 @@ impl Run {
                     time: Timestamp(self.clock),
                     actor: Actor::Admin,
                     comment: None,
+                    cause: None,
                     payload,
                 };
                 let _ = log::append(&mut scratch, std::slice::from_ref(&p));
@@ -268,11 +272,11 @@ fn invariant_only_legal_transitions(before: &FleetState, after: &FleetState, acc
 }
 
 fn invariant_one_machine_one_node(state: &FleetState) {
-    for n in state.nodes.values() {
+    for n in state.nodes.records.values() {
         let m = state.machine(&n.machine).expect("a node's machine is known");
         assert_eq!(m.node.as_ref(), Some(&n.id), "node {} ↔ machine {}", n.id, m.id);
     }
-    for m in state.machines.values() {
+    for m in state.machines.records.values() {
         if let Some(n) = &m.node {
             assert_eq!(state.node(n).map(|r| &r.machine), Some(&m.id), "machine {} ↔ node {n}", m.id);
         }
@@ -280,7 +284,7 @@ fn invariant_one_machine_one_node(state: &FleetState) {
 }
 
 fn invariant_retired_is_terminal(before: &FleetState, after: &FleetState) {
-    for n in before.nodes.values().filter(|n| n.state == NodeState::Retired) {
+    for n in before.nodes.records.values().filter(|n| n.state == NodeState::Retired) {
         let later = after.node(&n.id).expect("nodes are never forgotten");
         assert_eq!(later.state, NodeState::Retired, "{} left `retired`", n.id);
     }
@@ -395,8 +399,8 @@ fn the_generator_reaches_every_state_and_kind() {
             if let Ok(accepted) = log::append(&mut run.state, &proposals) {
                 kinds.extend(accepted.iter().map(|e| e.kind()));
             }
-            states.extend(run.state.nodes.values().map(|n| n.state));
-            states.extend(run.state.machines.values().filter_map(|m| m.state()));
+            states.extend(run.state.nodes.records.values().map(|n| n.state));
+            states.extend(run.state.machines.records.values().filter_map(|m| m.state()));
         }
     }
     assert_eq!(states.len(), NodeState::ALL.len(), "reached only {states:?}");

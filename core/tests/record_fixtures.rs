@@ -1,16 +1,19 @@
-//! Frozen fixtures of the stored record format: one record per event kind, written by an earlier build.
-//! Every build must decode them to the same events and encode those events to the same bytes; a change
-//! that breaks this is a format change and needs an upgrade path in `sendan_core::record`.
+//! Frozen fixtures of the stored record format: one record per event kind and schema version, written by an
+//! earlier build. Records of the current version (`records-v2.txt`) must decode to the same events and encode to
+//! the same bytes; records of version 1 (`records-v1.txt`, written before `cause` and the halt's `revert` list)
+//! must still decode — through `sendan_core::upgrade` — to the events they held, and still verify against their
+//! own hash. A change that breaks this is a format change and needs an upgrade path in `sendan_core::upgrade`.
 //!
-//! New kinds are appended to the fixture file with `SENDAN_BLESS=1 cargo test -p sendan-core --test
-//! record_fixtures`; existing lines must never change.
+//! New kinds are appended to the current version's file with `SENDAN_BLESS=1 cargo test -p sendan-core --test
+//! record_fixtures`; existing lines must never change, and the version-1 file is never appended to.
 
 use sendan_core::event::*;
 use sendan_core::facts::{Cpu, Disk, HardwareFacts, LldpNeighbor, Nic};
 use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 use sendan_core::record;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/records-v1.txt");
+const FIXTURES_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/records-v1.txt");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/records-v2.txt");
 
 fn sample(kind: EventKind) -> Payload {
     let node = NodeId::new("worker-07").unwrap();
@@ -154,11 +157,17 @@ fn sample(kind: EventKind) -> Payload {
             RolloutWaveStarted { rollout: 43, wave: 2, nodes: vec![node, NodeId::new("worker-08").unwrap()] }.into()
         }
         EventKind::RolloutCompleted => RolloutCompleted { rollout: 43 }.into(),
-        EventKind::RolloutHalted => {
-            RolloutHalted { rollout: 43, reason: "canary worker-07 failed: health gate failed".into() }.into()
+        EventKind::RolloutHalted => RolloutHalted {
+            rollout: 43,
+            reason: "canary worker-07 failed: health gate failed".into(),
+            revert: vec![node],
         }
+        .into(),
         EventKind::RolloutNodesReverted => RolloutNodesReverted { rollout: 43, nodes: vec![node] }.into(),
         EventKind::RolloutReverted => RolloutReverted { rollout: 43 }.into(),
+        EventKind::RolloutMemberLeft => {
+            RolloutMemberLeft { rollout: 43, node, why: "pinned at seq 44 before its agent started".into() }.into()
+        }
         EventKind::SystemReported => {
             SystemReported { node, current: Some(OLD_SYSTEM.into()), booted: Some(OLD_SYSTEM.into()) }.into()
         }
@@ -216,28 +225,65 @@ fn sample(kind: EventKind) -> Payload {
 const OLD_SYSTEM: &str = "/nix/store/0c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-nixos-system-worker-07-24.11";
 const NEW_SYSTEM: &str = "/nix/store/1c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-nixos-system-worker-07-25.05";
 
-fn sample_event(kind: EventKind) -> Event {
-    let proposal = Proposal {
+fn sample_proposal(kind: EventKind) -> Proposal {
+    Proposal {
         id: EventId::from_u128(0x0190f5a4_7c1e_7a4b_9d3e_5f0c2b1a9e00 + u128::from(kind.code())),
         time: Timestamp(1_790_000_000_000 + i64::from(kind.code())),
         actor: Actor::Admin,
         comment: Some(format!("fixture for {kind}")),
+        cause: Some(u64::from(kind.code()) - 1).filter(|c| *c > 0),
         payload: sample(kind),
-    };
+    }
+}
+
+fn sample_event(kind: EventKind) -> Event {
+    let proposal = sample_proposal(kind);
     record::seal(&proposal, u64::from(kind.code()), proposal.time, Hash::of(kind.name().as_bytes()))
 }
 
-#[test]
-fn frozen_records_decode_and_reencode_identically() {
-    let text = std::fs::read_to_string(FIXTURES).unwrap_or_default();
-    let mut frozen: Vec<(String, String)> = text
+/// What a version-1 record of `kind` holds: no cause, and a halt without its list.
+fn sample_v1(kind: EventKind) -> Proposal {
+    let mut p = sample_proposal(kind);
+    p.cause = None;
+    if let Payload::RolloutHalted(h) = &mut p.payload {
+        h.revert.clear();
+    }
+    p
+}
+
+fn frozen(path: &str) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| {
             let (k, h) = l.split_once(' ').expect("`Kind hex` lines");
             (k.to_owned(), h.trim().to_owned())
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn version_1_records_still_decode_to_their_events_and_verify() {
+    for (name, hex) in frozen(FIXTURES_V1) {
+        let kind = EventKind::from_name(&name).unwrap_or_else(|| panic!("fixture kind {name} no longer exists"));
+        let bytes = hex::decode(&hex).unwrap();
+        let event = record::decode(&bytes).unwrap_or_else(|e| panic!("frozen v1 {name} record no longer decodes: {e}"));
+        let want = sample_v1(kind);
+        assert_eq!(event.version, 1, "{name}");
+        assert_eq!(
+            (event.id, event.time, &event.actor, &event.comment, event.cause, &event.payload),
+            (want.id, want.time, &want.actor, &want.comment, want.cause, &want.payload),
+            "frozen v1 {name} decodes to a different event"
+        );
+        let raw = record::split(&bytes).unwrap();
+        assert_eq!(record::link(&raw.prev, raw.seq, raw.body), raw.hash, "frozen v1 {name} no longer verifies");
+    }
+}
+
+#[test]
+fn frozen_records_decode_and_reencode_identically() {
+    let mut frozen = frozen(FIXTURES);
     for (name, hex) in &frozen {
         let kind = EventKind::from_name(name).unwrap_or_else(|| panic!("fixture kind {name} no longer exists"));
         let bytes = hex::decode(hex).unwrap();
@@ -252,7 +298,7 @@ fn frozen_records_decode_and_reencode_identically() {
     }
     if std::env::var_os("SENDAN_BLESS").is_some() {
         frozen.extend(missing.iter().map(|k| (k.name().to_owned(), hex::encode(record::encode(&sample_event(*k))))));
-        let mut out = String::from("# Frozen v1 records, one per event kind. Append only; never edit a line.\n");
+        let mut out = String::from("# Frozen v2 records, one per event kind. Append only; never edit a line.\n");
         for (k, h) in frozen {
             out.push_str(&format!("{k} {h}\n"));
         }

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use sendan_core::event::*;
 use sendan_core::facts::HardwareFacts;
 use sendan_core::fleet::FleetState;
-use sendan_core::fleet::systems::RolloutState;
 use sendan_core::ids::{Actor, EventId, MachineId, NodeId, Timestamp};
+use sendan_core::rollouts::{RolloutState, planner};
 use sendan_core::{Event, log};
 
 #[path = "support/systems.rs"]
@@ -114,6 +114,7 @@ impl Sim {
             time: Timestamp(self.clock),
             actor,
             comment: None,
+            cause: None,
             payload,
         };
         match log::append(&mut self.state, &[p]) {
@@ -193,9 +194,9 @@ impl Sim {
 
     /// Run the controller: propose everything the planner decides, each of which `check` must accept.
     fn controller(&mut self) {
-        for d in sendan_core::rollout::decide(&self.state, self.now()) {
-            let kind = d.payload.kind();
-            if let Err(r) = self.submit(Actor::System("rollout".into()), d.payload) {
+        for d in planner::decide(&self.state.rollouts, &self.state, self.now()) {
+            let kind = d.payload().kind();
+            if let Err(r) = self.submit(Actor::System("rollout".into()), d.payload()) {
                 panic!("invariant_planner_agrees_with_check: the planner's {kind} was refused: {r}");
             }
         }
@@ -454,7 +455,9 @@ fn run(s: &Setup) -> Sim {
             Tick::Halt => {
                 if sim.state.rollout(sim.rollout).unwrap().state == RolloutState::Running {
                     let rollout = sim.rollout;
-                    sim.admin(RolloutHalted { rollout, reason: "operator".into() });
+                    let r = sim.state.rollout(rollout).unwrap();
+                    let revert = planner::halt_reverts(r, &planner::assess(&sim.state, r, sim.now()));
+                    sim.admin(RolloutHalted { rollout, reason: "operator".into(), revert });
                 }
             }
         }
@@ -512,7 +515,7 @@ proptest! {
             }
             // A revert can only stall when unhealthy members use the whole budget.
             RolloutState::Reverting => {
-                let view = sendan_core::rollout::view(&sim.state, r, sim.now());
+                let view = sendan_core::rollouts::view::view(&sim.state, r, sim.now());
                 prop_assert!(view.waiting.as_deref().is_some_and(|w| w.starts_with("stalled")), "{view:?}");
             }
             RolloutState::Running => prop_assert!(false, "the rollout never ended: {r:?}"),

@@ -2,10 +2,13 @@
 //! starting and driving rollouts — each refusal with its code and the sentence a person reads.
 
 use sendan_core::event::*;
-use sendan_core::fleet::FleetState;
-use sendan_core::fleet::systems::{Phase, RolloutState, Source};
-use sendan_core::ids::{Actor, EventId, MachineId, NodeId, Timestamp};
-use sendan_core::{Rejection, log};
+use sendan_core::ids::{Actor, MachineId};
+use sendan_core::rollouts::RolloutState;
+use sendan_core::systems::{AttemptPhase, Source};
+
+#[path = "support/given.rs"]
+mod harness;
+use harness::{Given, n};
 
 #[path = "support/systems.rs"]
 mod systems_support;
@@ -14,93 +17,22 @@ use systems_support::{POOL, SYSTEMS, systems_spec};
 const OLD: &str = SYSTEMS[0];
 const NEW: &str = SYSTEMS[1];
 
-fn n(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
-}
-
-struct Given {
-    state: FleetState,
-    next: u128,
-}
-
-/// Nodes `e0`, `e1`, `e2` active, in pool `edge` of the live spec running `OLD`, each agent having acknowledged
-/// it; then `history`, each as the admin (`Actor::Admin`) or, for agent reports, as the node.
+/// Nodes `e0`, `e1`, `e2` active, in pool `edge` of the live spec running `OLD`; then `history`.
 fn given(history: impl IntoIterator<Item = Payload>) -> Given {
-    let mut g = Given { state: FleetState::default(), next: 1 };
+    let mut g = harness::given([]);
     for (i, node) in ["e0", "e1", "e2"].iter().enumerate() {
         let machine = MachineId::new(format!("m{i}")).unwrap();
-        g.ok(MachineDiscovered { machine: machine.clone(), facts: Default::default() }.into());
-        let c = NodeCommissioned { node: n(node), machine, class: None, pool: None, profile: None, rule: None };
-        g.ok(c.into());
-        g.ok(NodeInstallRequested { node: n(node) }.into());
-        g.ok(NodeInstallStarted { node: n(node) }.into());
-        g.ok(NodeActivated { node: n(node) }.into());
+        g.ok(MachineDiscovered { machine: machine.clone(), facts: Default::default() });
+        g.ok(NodeCommissioned { node: n(node), machine, class: None, pool: None, profile: None, rule: None });
+        g.ok(NodeInstallRequested { node: n(node) });
+        g.ok(NodeInstallStarted { node: n(node) });
+        g.ok(NodeActivated { node: n(node) });
     }
     g.ok(systems_spec(&["e0", "e1", "e2"], 0));
     for p in history {
         g.ok(p);
     }
     g
-}
-
-impl Given {
-    fn actor(p: &Payload) -> Actor {
-        match (p.node(), p.kind().emitters().contains(Emitters::NODE)) {
-            (Some(node), true) => Actor::Node(node.clone()),
-            _ => Actor::Admin,
-        }
-    }
-
-    fn proposal(&mut self, payload: Payload) -> Proposal {
-        self.next += 1;
-        Proposal {
-            id: EventId::from_u128(self.next),
-            time: Timestamp(1_000_000 + self.next as i64),
-            actor: Self::actor(&payload),
-            comment: None,
-            payload,
-        }
-    }
-
-    fn ok(&mut self, payload: Payload) -> u64 {
-        let kind = payload.kind();
-        let p = self.proposal(payload);
-        log::append(&mut self.state, &[p]).unwrap_or_else(|b| panic!("the given {kind} is legal: {}", b.rejection))[0]
-            .seq
-    }
-
-    fn when(mut self, payload: impl Into<Payload>) -> When {
-        let before = self.state.clone();
-        let p = self.proposal(payload.into());
-        let result = log::append(&mut self.state, &[p]).map(|e| e[0].seq).map_err(|b| b.rejection);
-        When { before, after: self.state, result }
-    }
-
-    fn seq(&self) -> u64 {
-        self.state.seq
-    }
-}
-
-struct When {
-    before: FleetState,
-    after: FleetState,
-    result: Result<u64, Rejection>,
-}
-
-impl When {
-    fn then_ok(self) -> FleetState {
-        if let Err(e) = &self.result {
-            panic!("expected acceptance, got {e}");
-        }
-        self.after
-    }
-
-    fn then_rejects(self, code: &str, sentence: &str) {
-        let err = self.result.expect_err("expected a rejection");
-        assert_eq!(err.code(), code, "{err}");
-        assert!(err.to_string().contains(sentence), "{err:?} should say {sentence:?}; it says: {err}");
-        assert_eq!(self.after, self.before, "a rejection changes nothing");
-    }
 }
 
 fn set(node: &str, system: &str) -> Payload {
@@ -122,12 +54,12 @@ fn rollout(max_unavailable: u32, canary: u32) -> Payload {
 
 #[test]
 fn the_spec_decides_and_an_operator_can_decide_again() {
-    let g = given([]);
-    let spec_seq = g.state.spec.live.as_ref().unwrap().seq;
+    let mut g = given([]);
+    let spec_seq = g.state.specs.live.as_ref().unwrap().seq;
     let d = g.state.node_system(&n("e0")).unwrap().desired.clone().unwrap();
     assert_eq!((d.seq, d.system.as_str(), d.source), (spec_seq, OLD, Source::Spec));
-    let after = given([]).when(set("e0", NEW)).then_ok();
-    let d = after.node_system(&n("e0")).unwrap().desired.clone().unwrap();
+    g.ok(set("e0", NEW));
+    let d = g.state.node_system(&n("e0")).unwrap().desired.clone().unwrap();
     assert_eq!((d.system.as_str(), d.source), (NEW, Source::Operator));
     given([]).when(set("e0", "/etc/nixos")).then_rejects("invalid_system", "is not a system to run");
     given([]).when(set("ghost", NEW)).then_rejects("unknown_node", "node ghost does not exist");
@@ -158,32 +90,29 @@ fn agent_reports_must_fit_the_decision_and_its_activation() {
     );
     let switched = SystemSwitched { node: n("e0"), decision, path: NEW.into(), exit_code: 0, reboot_required: false };
     let mut h = given([set("e0", NEW)]);
-    h.ok(prefetched(decision).into());
+    h.ok(prefetched(decision));
     h.when(switched.clone()).then_rejects("no_activation", "the agent reported no `SystemActivating` for it");
     // The whole happy path, then a report that no longer fits.
-    g.ok(prefetched(decision).into());
+    g.ok(prefetched(decision));
     g.ok(SystemActivating {
         node: n("e0"),
         decision,
         path: NEW.into(),
         action: SwitchAction::Switch,
         previous: Some(OLD.into()),
-    }
-    .into());
+    });
     g.ok(SystemProfileSet {
         node: n("e0"),
         decision,
         path: NEW.into(),
         profile: "/nix/var/nix/profiles/system".into(),
-    }
-    .into());
-    g.ok(switched.into());
+    });
+    g.ok(switched);
     let confirmed = SystemConfirmed { node: n("e0"), decision, path: NEW.into(), switched: true };
-    let state = g.when(confirmed.clone()).then_ok();
-    let ns = state.node_system(&n("e0")).unwrap();
+    g.ok(confirmed.clone());
+    let ns = g.state.node_system(&n("e0")).unwrap();
     assert_eq!(ns.current.as_deref(), Some(NEW));
-    assert_eq!(ns.attempt.as_ref().unwrap().phase, Phase::Confirmed);
-    let g = Given { state, next: 10_000 };
+    assert_eq!(ns.attempt.as_ref().unwrap().phase, AttemptPhase::Confirmed);
     g.when(confirmed).then_rejects("no_activation", "that attempt is `confirmed`");
 }
 
@@ -191,11 +120,9 @@ fn agent_reports_must_fit_the_decision_and_its_activation() {
 fn a_node_token_reports_only_about_its_own_node() {
     let mut g = given([set("e0", NEW)]);
     let decision = g.seq();
-    let p = g.proposal(SystemPrefetched { node: n("e1"), decision, system: NEW.into(), path: NEW.into() }.into());
-    let p = Proposal { actor: Actor::Node(n("e0")), ..p };
-    let err = log::append(&mut g.state, &[p]).unwrap_err().rejection;
-    assert_eq!(err.code(), "forbidden");
-    assert!(err.to_string().contains("only submit events about its own node, not e1"), "{err}");
+    g.as_(Actor::Node(n("e0")))
+        .when(SystemPrefetched { node: n("e1"), decision, system: NEW.into(), path: NEW.into() })
+        .then_rejects("forbidden", "only submit events about its own node, not e1");
 }
 
 #[test]
@@ -226,43 +153,40 @@ fn waves_respect_the_canary_and_the_budget() {
         wave: w,
         nodes: nodes.iter().map(|s| n(s)).collect(),
     };
-    let h = Given { state: g.state.clone(), next: 20_000 };
-    h.when(wave(1, &["e0", "e1"])).then_rejects("rollout_refused", "this is a canary wave of at most 1 node");
-    let h = Given { state: g.state.clone(), next: 20_000 };
-    h.when(wave(2, &["e0"])).then_rejects("rollout_refused", "the next wave is 1, not 2");
-    let first = g.ok(wave(1, &["e0"]).into());
-    let h = Given { state: g.state.clone(), next: 20_000 };
-    h.when(wave(2, &["e1"])).then_rejects("rollout_refused", "wave 1 has not settled: e0 is still moving");
+    g.when(wave(1, &["e0", "e1"])).then_rejects("rollout_refused", "this is a canary wave of at most 1 node");
+    g.when(wave(2, &["e0"])).then_rejects("rollout_refused", "the next wave is 1, not 2");
+    let first = g.ok(wave(1, &["e0"]));
+    g.when(wave(2, &["e1"])).then_rejects("rollout_refused", "wave 1 has not settled: e0 is still moving");
     // The canary switches and confirms.
-    g.ok(SystemPrefetched { node: n("e0"), decision: first, system: NEW.into(), path: NEW.into() }.into());
+    g.ok(SystemPrefetched { node: n("e0"), decision: first, system: NEW.into(), path: NEW.into() });
     g.ok(SystemActivating {
         node: n("e0"),
         decision: first,
         path: NEW.into(),
         action: SwitchAction::Switch,
         previous: Some(OLD.into()),
-    }
-    .into());
-    g.ok(SystemSwitched { node: n("e0"), decision: first, path: NEW.into(), exit_code: 0, reboot_required: false }
-        .into());
-    g.ok(SystemConfirmed { node: n("e0"), decision: first, path: NEW.into(), switched: true }.into());
-    let h = Given { state: g.state.clone(), next: 20_000 };
-    h.when(wave(2, &["e0"])).then_rejects("rollout_refused", "node e0 was already moved by wave 1");
-    let h = Given { state: g.state.clone(), next: 20_000 };
-    h.when(wave(2, &["e1", "e2", "e1"])).then_rejects("rollout_refused", "node e1 appears twice");
-    let state = g.when(wave(2, &["e1", "e2"])).then_ok();
-    let r = state.rollout(id).unwrap();
+    });
+    g.ok(SystemSwitched { node: n("e0"), decision: first, path: NEW.into(), exit_code: 0, reboot_required: false });
+    g.ok(SystemConfirmed { node: n("e0"), decision: first, path: NEW.into(), switched: true });
+    g.when(wave(2, &["e0"])).then_rejects("rollout_refused", "node e0 was already moved by wave 1");
+    g.when(wave(2, &["e1", "e2", "e1"])).then_rejects("rollout_refused", "node e1 appears twice");
+    g.ok(wave(2, &["e1", "e2"]));
+    let r = g.state.rollout(id).unwrap();
     assert_eq!(r.waves.iter().map(|w| w.canary).collect::<Vec<_>>(), [true, false]);
-    let h = Given { state, next: 30_000 };
-    h.when(RolloutCompleted { rollout: id }).then_rejects("rollout_refused", "member e1 is still moving");
+    g.when(RolloutCompleted { rollout: id }).then_rejects("rollout_refused", "member e1 is still moving");
 }
 
 #[test]
 fn a_halt_puts_moved_members_back_and_leaves_the_others() {
     let mut g = given([]);
     let id = g.ok(rollout(1, 1));
-    let first = g.ok(RolloutWaveStarted { rollout: id, wave: 1, nodes: vec![n("e0")] }.into());
-    let halted = g.ok(RolloutHalted { rollout: id, reason: "operator".into() }.into());
+    let first = g.ok(RolloutWaveStarted { rollout: id, wave: 1, nodes: vec![n("e0")] });
+    // A halt names the members it puts back at once: exactly the moved ones still moving or failed.
+    g.when(RolloutHalted { rollout: id, reason: "operator".into(), revert: vec![] })
+        .then_rejects("rollout_refused", "puts back at once the members still moving or failed — e0 — not none");
+    g.when(RolloutHalted { rollout: id, reason: "operator".into(), revert: vec![n("e0"), n("e1")] })
+        .then_rejects("rollout_refused", "— e0 — not e0, e1");
+    let halted = g.ok(RolloutHalted { rollout: id, reason: "operator".into(), revert: vec![n("e0")] });
     let r = g.state.rollout(id).unwrap();
     assert_eq!(r.state, RolloutState::Reverting);
     let e0 = g.state.node_system(&n("e0")).unwrap().desired.clone().unwrap();
@@ -270,10 +194,9 @@ fn a_halt_puts_moved_members_back_and_leaves_the_others() {
     let e1 = g.state.node_system(&n("e1")).unwrap().desired.clone().unwrap();
     assert_eq!(e1.source, Source::Spec, "an untouched member keeps its decision");
     assert!(first < halted);
-    let h = Given { state: g.state.clone(), next: 20_000 };
-    h.when(RolloutReverted { rollout: id }).then_rejects("rollout_refused", "member e0 is still reverting");
-    g.ok(SystemConfirmed { node: n("e0"), decision: halted, path: OLD.into(), switched: false }.into());
-    let state = g.when(RolloutReverted { rollout: id }).then_ok();
-    assert_eq!(state.rollout(id).unwrap().state, RolloutState::Reverted);
-    assert!(state.open_rollout(POOL).is_none(), "a new rollout of the pool may start");
+    g.when(RolloutReverted { rollout: id }).then_rejects("rollout_refused", "member e0 is still reverting");
+    g.ok(SystemConfirmed { node: n("e0"), decision: halted, path: OLD.into(), switched: false });
+    g.ok(RolloutReverted { rollout: id });
+    assert_eq!(g.state.rollout(id).unwrap().state, RolloutState::Reverted);
+    assert!(g.state.open_rollout(POOL).is_none(), "a new rollout of the pool may start");
 }

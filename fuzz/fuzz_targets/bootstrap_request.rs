@@ -19,9 +19,9 @@ use libfuzzer_sys::fuzz_target;
 use sendan_core::event::{MachineDiscovered, MachinePhonedHome, NodeActivated, NodeCommissioned, NodeInstallRequested, NodeInstallStarted};
 use sendan_core::facts::{Dmi, HardwareFacts, Nic};
 use sendan_core::fleet::FleetState;
-use sendan_core::fleet::bootstrap::identity_refusal;
+use sendan_core::machines::identity::identity_refusal;
 use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
-use sendan_core::netboot::{self, BootToken, Boot};
+use sendan_core::machines::netboot::{self, Boot, StatelessToken};
 use sendan_core::{Payload, Proposal, Rejection, log};
 
 const SECRET: &str = "fuzz-cluster-secret";
@@ -59,7 +59,7 @@ fn known(i: usize) -> HardwareFacts {
 
 fn apply(state: &mut FleetState, seq: &mut u128, actor: Actor, payload: impl Into<Payload>) -> Result<(), Rejection> {
     *seq += 1;
-    let p = Proposal { id: EventId::from_u128(*seq), time: Timestamp(NOW), actor, comment: None, payload: payload.into() };
+    let p = Proposal { id: EventId::from_u128(*seq), time: Timestamp(NOW), actor, comment: None, cause: None, payload: payload.into() };
     log::append(state, &[p]).map(|_| ()).map_err(|b| b.rejection)
 }
 
@@ -92,9 +92,9 @@ fuzz_target!(|input: Input<'_>| {
     if let Ok(mac) = netboot::normalize_mac(input.raw_mac) {
         assert_eq!(netboot::normalize_mac(&mac).as_deref(), Ok(mac.as_str()));
         let image = netboot::Image { kernel: "http://k".into(), initrd: "http://i".into(), cmdline: input.raw_mac.into() };
-        let script = match netboot::decide(&state, &mac) {
+        let script = match netboot::boot_for(&state, &mac) {
             Boot::Installer { why, .. } => {
-                let t = BootToken { mac: mac.clone(), expires: netboot::bootstrap_expiry(Timestamp(NOW), i64::from(input.ttl_ms)), epoch: netboot::bootstrap_epoch(&state, &mac) };
+                let t = StatelessToken { mac: mac.clone(), expires: netboot::bootstrap_expiry(Timestamp(NOW), i64::from(input.ttl_ms)), epoch: netboot::bootstrap_epoch(&state, &mac) };
                 netboot::installer_script(Some(&image), &why, "http://10.0.0.1:7770", &netboot::bootstrap_token(SECRET, &t))
             }
             Boot::Rescue { node, why } => netboot::rescue_script(Some(&image), &why, "http://s", &node),
@@ -109,7 +109,7 @@ fuzz_target!(|input: Input<'_>| {
     }
 
     // Phone-home: the pre-check and `check` agree.
-    let mut facts = match sendan_core::install::decode_phone_home(input.body) {
+    let mut facts = match sendan_core::machines::install::decode_phone_home(input.body) {
         Ok(f) if !f.nics.is_empty() => f,
         _ => HardwareFacts::default(),
     };
@@ -137,7 +137,7 @@ fuzz_target!(|input: Input<'_>| {
         token: Hash::of(input.token.as_bytes()),
         expires: Timestamp(NOW + 3_600_000),
     };
-    let p = Proposal { id: EventId::from_u128(u128::MAX), time: Timestamp(NOW), actor: Actor::Bootstrap(machine.clone()), comment: None, payload: event.into() };
+    let p = Proposal { id: EventId::from_u128(u128::MAX), time: Timestamp(NOW), actor: Actor::Bootstrap(machine.clone()), comment: None, cause: None, payload: event.into() };
     let mut after = state.clone();
     match (pre, log::append(&mut after, &[p])) {
         (None, Err(b)) => assert!(!matches!(b.rejection, Rejection::IdentityRefused { .. }), "pre-check passed, check refused: {}", b.rejection),
@@ -147,7 +147,7 @@ fuzz_target!(|input: Input<'_>| {
             assert_eq!(after, state, "a refusal changes nothing");
         }
         (None, Ok(_)) => {
-            for (id, m) in &state.machines {
+            for (id, m) in &state.machines.records {
                 if *id != machine {
                     assert_eq!(after.machine(id).map(|a| &a.facts), Some(&m.facts), "machine {id} was changed");
                 }

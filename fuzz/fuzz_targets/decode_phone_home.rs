@@ -1,4 +1,4 @@
-//! Fuzz target: decoding a phone-home body (`sendan_core::install::decode_phone_home`), what the server runs on
+//! Fuzz target: decoding a phone-home body (`sendan_core::machines::install::decode_phone_home`), what the server runs on
 //! every `POST /v1/bootstrap/phone-home` from a machine nobody vouched for.
 //!
 //! Properties, for any bytes:
@@ -13,7 +13,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sendan_core::facts::HardwareFacts;
-use sendan_core::install::{PhoneHome, decode_phone_home};
+use sendan_core::machines::install::{PhoneHome, decode_phone_home};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(facts) = decode_phone_home(data) else { return };

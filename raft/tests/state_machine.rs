@@ -19,6 +19,7 @@ fn proposal(id: u128, payload: impl Into<Payload>) -> Proposal {
         time: Timestamp(1_800_000_000_000 + id as i64),
         actor: Actor::Admin,
         comment: None,
+        cause: None,
         payload: payload.into(),
     }
 }

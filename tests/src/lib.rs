@@ -73,7 +73,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// `json!({"type": "NodeDrainRequested", "node": "n1"})`.
 pub fn proposal(id: u128, payload: serde_json::Value) -> ProposalIn {
     let payload: Payload = serde_json::from_value(payload).expect("a valid payload");
-    ProposalIn { id: Some(EventId::from_u128(id)), comment: None, payload }
+    ProposalIn { id: Some(EventId::from_u128(id)), comment: None, cause: None, payload }
 }
 
 /// The payload of a machine discovery.

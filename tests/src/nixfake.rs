@@ -463,6 +463,7 @@ pub async fn enroll(admin: &sendan_api::client::Client, nodes: &[&str]) -> Vec<S
         .map(|p| sendan_core::wire::ProposalIn {
             id: None,
             comment: None,
+            cause: None,
             payload: serde_json::from_value(p).expect("a valid payload"),
         })
         .collect();

@@ -125,6 +125,7 @@ async fn the_server_never_trusts_a_spec_document() {
         vec![sendan_core::wire::ProposalIn {
             id: None,
             comment: None,
+            cause: None,
             payload: sendan_core::event::SpecApplied { digest, document }.into(),
         }]
     };

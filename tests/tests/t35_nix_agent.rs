@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sendan_api::client::Client;
-use sendan_core::fleet::systems::Phase;
+use sendan_core::systems::AttemptPhase as Phase;
 use sendan_core::wire::NodeSystemView;
 use sendan_core::{EventKind, Payload};
 use sendan_tests::nixfake::{Behaviour, Fake, Node, Proxy, Signing, Systems, enroll, history, spec, system_view};

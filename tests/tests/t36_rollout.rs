@@ -7,8 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use sendan_api::client::{Client, EventFilter};
-use sendan_core::fleet::systems::{Phase, RolloutState};
-use sendan_core::rollout::RolloutView;
+use sendan_core::rollouts::RolloutState;
+use sendan_core::rollouts::view::RolloutView;
+use sendan_core::systems::AttemptPhase as Phase;
 use sendan_core::{Event, EventKind, Payload};
 use sendan_tests::nixfake::{Behaviour, Fake, Node, Signing, Systems, enroll, history, spec, system_view};
 use sendan_tests::procs::ProcCluster;
@@ -173,7 +174,7 @@ async fn a_pool_rollout_moves_waves_within_its_budget_and_a_failing_canary_stops
     let reason = done.reason.clone().unwrap();
     assert!(reason.contains("canary w-1 failed") && reason.contains("exited 4"), "{reason}");
     assert_eq!(done.waves.len(), 1, "no wave after the failed canary");
-    assert_eq!(done.waves[0].members[0].phase, sendan_core::rollout::Phase::Reverted);
+    assert_eq!(done.waves[0].members[0].phase, sendan_core::rollouts::planner::MemberPhase::Reverted);
     let canary = &nodes[0];
     assert_eq!(canary.link("current-system").as_deref(), Some(good.as_str()), "the canary runs what it ran");
     assert_eq!(canary.switches()[1..], [(bad.clone(), "switch".to_owned()), (good.clone(), "switch".to_owned())]);

@@ -20,7 +20,7 @@ fn api_error(e: ClientError) -> (u16, String, String) {
 }
 
 fn event(payload: serde_json::Value) -> Vec<ProposalIn> {
-    vec![ProposalIn { id: None, comment: None, payload: serde_json::from_value(payload).unwrap() }]
+    vec![ProposalIn { id: None, comment: None, cause: None, payload: serde_json::from_value(payload).unwrap() }]
 }
 
 async fn setup() -> (Cluster, Client, Vec<String>) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sendan_api::client::{Client, ClientError, EventFilter};
 use sendan_core::facts::HardwareFacts;
-use sendan_core::install::{PhoneHome, TokenExchange};
+use sendan_core::machines::install::{PhoneHome, TokenExchange};
 use sendan_core::{Hash, NodeState};
 use sendan_tests::bootstrap::{
     CLUSTER, Machine, NETBOOT_FLAGS, cmdline_value, fixture, kernel_cmdline, sendan, sendan_ok,
@@ -135,6 +135,7 @@ async fn each_token_does_what_its_scope_allows_and_nothing_else() {
     let mut setup = vec![sendan_core::wire::ProposalIn {
         id: None,
         comment: None,
+        cause: None,
         payload: sendan_core::event::MachineDiscovered { machine: board.machine_key().unwrap(), facts: board }.into(),
     }];
     admin.submit(&mut setup, LONG).await.unwrap();
@@ -261,7 +262,7 @@ async fn netboot_scripts_follow_the_node() {
     let (status, log) = vm.finished(LONG).await;
     assert!(status.success(), "{log}");
     let printed: String = log.lines().filter(|l| !l.starts_with("sendan-agent: ")).collect::<Vec<_>>().join("\n");
-    let plan: sendan_core::install::ServedPlan = serde_json::from_str(&printed).expect("the plan, as JSON");
+    let plan: sendan_core::machines::install::ServedPlan = serde_json::from_str(&printed).expect("the plan, as JSON");
     assert_eq!(
         (plan.node.as_str(), plan.state, plan.plan.network.address.to_string()),
         ("vm-1", NodeState::InstallPending, "10.20.1.21".into())
@@ -350,6 +351,7 @@ async fn lifecycle_verbs_are_audited_and_illegal_ones_name_the_state() {
         discover.push(sendan_core::wire::ProposalIn {
             id: None,
             comment: None,
+            cause: None,
             payload: sendan_core::event::MachineDiscovered { machine: f.machine_key().unwrap(), facts: f }.into(),
         });
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sendan_api::client::{Client, ClientError, EventFilter};
 use sendan_core::NodeState;
 use sendan_core::facts::{HardwareFacts, Nic};
-use sendan_core::install::PhoneHome;
+use sendan_core::machines::install::PhoneHome;
 use sendan_tests::bootstrap::{CLUSTER, NETBOOT_FLAGS, cmdline_value, fixture, kernel_cmdline, sendan, sendan_ok};
 use sendan_tests::procs::ProcCluster;
 use sendan_tests::{http, proposal, wait_until};

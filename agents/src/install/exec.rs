@@ -184,7 +184,7 @@ mod tests {
         let path = dir.path().join("etc/ssh/ssh_host_ed25519_key");
         let public = host_key(&path, "root@vm-1").unwrap();
         assert!(public.starts_with("ssh-ed25519 ") && public.ends_with(" root@vm-1"), "{public}");
-        assert!(sendan_core::fleet::bootstrap::ssh_public_key_problem(&public).is_none());
+        assert!(sendan_core::machines::rules::ssh_public_key_problem(&public).is_none());
         assert_eq!(host_key(&path, "root@vm-1").unwrap(), public, "an existing key is kept");
         let private = std::fs::read_to_string(&path).unwrap();
         assert!(private.contains("OPENSSH PRIVATE KEY"));

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use sendan_core::event::{NodeInstallFailed, NodeInstallStarted};
 use sendan_core::facts::HardwareFacts;
-use sendan_core::install::{Exchanged, PhoneHome, PhoneHomeView, ServedPlan, TokenExchange};
 use sendan_core::lifecycle::NodeState;
+use sendan_core::machines::install::{Exchanged, PhoneHome, PhoneHomeView, ServedPlan, TokenExchange};
 use sendan_core::wire::ProposalIn;
 use sendan_core::{EventId, Hash, Payload};
 
@@ -200,7 +200,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// An install report with an id derived from the bootstrap token and the step, so a retried report is
 /// recorded once.
 fn proposal(token: Hash, step: &str, payload: Payload, comment: Option<String>) -> ProposalIn {
-    ProposalIn { id: Some(EventId::derive(&[b"install", &token.0, step.as_bytes()])), comment, payload }
+    ProposalIn { id: Some(EventId::derive(&[b"install", &token.0, step.as_bytes()])), comment, cause: None, payload }
 }
 
 /// Ask for the plan until there is one, while the answer is "not yet" (`not_enrolled`, `plan_not_ready`).

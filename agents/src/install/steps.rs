@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use sendan_core::event::InstallStep;
-use sendan_core::install::ServedPlan;
+use sendan_core::machines::install::ServedPlan;
 
 /// Where `sendan-agent nix` and `sendan-agent checkin` keep their state on the installed system.
 pub const AGENT_STATE_DIR: &str = "var/lib/sendan-agent";

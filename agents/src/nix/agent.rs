@@ -187,7 +187,7 @@ impl<H: Host> Agent<H> {
     fn enqueue(&mut self, payload: Payload) -> String {
         let id = EventId(uuid::Uuid::now_v7());
         // Reports quote nix's and switch-to-configuration's output; the log takes printable text within its caps.
-        let p = ProposalIn { id: Some(id), comment: None, payload }.cleaned();
+        let p = ProposalIn { id: Some(id), comment: None, cause: None, payload }.cleaned();
         self.local.outbox.push(p.to_json());
         id.to_string()
     }

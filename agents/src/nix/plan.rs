@@ -4,7 +4,7 @@
 //! from the recorded step.
 
 use sendan_core::event::{SwitchAction, SystemKind, system_kind};
-use sendan_core::fleet::systems::NodeSystem;
+use sendan_core::systems::NodeSystem;
 
 use super::state::{Activation, Local, Step};
 
@@ -176,7 +176,7 @@ fn continue_activation(a: &Activation, o: &Observed) -> Vec<Action> {
         // it went.
         Step::Switching { .. } => from_switch(),
         Step::Switched { exit_code, .. } if !sendan_core::event::switch_succeeded(*exit_code) => {
-            rollback(sendan_core::fleet::systems::switch_failure(*exit_code))
+            rollback(sendan_core::nixos::switch_failure(*exit_code))
         }
         Step::Switched { health_by_ms, .. } if o.now_ms > *health_by_ms => {
             rollback("the health gate did not pass before its deadline".into())

@@ -220,6 +220,7 @@ fn single_event(run: u64, client: usize, n: u64) -> ProposalIn {
     ProposalIn {
         id: Some(EventId(uuid::Uuid::now_v7())),
         comment: None,
+        cause: None,
         payload: MachineDiscovered { machine, facts: Default::default() }.into(),
     }
 }
@@ -262,6 +263,7 @@ fn synthetic_log(total: u64, nodes: u64) -> Vec<Event> {
                 time: Timestamp(1_800_000_000_000 + out.len() as i64),
                 actor: Actor::Admin,
                 comment: None,
+                cause: None,
                 payload: scripted(i, k),
             };
             out.extend(sendan_core::log::append(&mut state, &[p]).expect("the script is legal"));
@@ -371,6 +373,7 @@ pub async fn run(args: BenchArgs) -> Result<std::process::ExitCode> {
                     events.push(ProposalIn {
                         id: Some(EventId(uuid::Uuid::now_v7())),
                         comment: None,
+                        cause: None,
                         payload: scripted(node, k),
                     });
                     i += 1;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use sendan_core::enrollment::{Explanation, LayoutCheck, Outcome};
 use sendan_core::event::{
     MachineDiscovered, NodeDrainRequested, NodeInstallRequested, NodeRebound, NodeReprovisionRequested,
     NodeRescueRequested, NodeRetired, NodeUncordoned,
 };
 use sendan_core::facts::HardwareFacts;
+use sendan_core::machines::enrollment::{EnrollOutcome as Outcome, Explanation, LayoutCheck};
 use sendan_core::wire::ProposalIn;
 use sendan_core::{MachineId, NodeId, Payload};
 
@@ -126,7 +126,7 @@ fn machine(s: &str) -> Result<MachineId> {
 }
 
 async fn submit(client: &Client, payload: Payload, comment: Option<String>) -> Result<u64> {
-    let mut events = vec![ProposalIn { id: None, comment, payload }];
+    let mut events = vec![ProposalIn { id: None, comment, cause: None, payload }];
     Ok(client.submit(&mut events, Duration::from_secs(30)).await?.events[0].seq)
 }
 
@@ -150,7 +150,7 @@ pub async fn node_verb(client: &Client, verb: &NodeVerb, json: bool) -> Result<E
             if spec.as_ref().is_some_and(|s| !s.nodes.contains_key(n.as_str())) {
                 eprintln!("sendan: note: the live spec does not declare node {n}, so it will have no install plan");
             }
-            let binding = sendan_core::enrollment::manual_binding(spec.as_ref(), id(n)?, machine(m)?);
+            let binding = sendan_core::machines::enrollment::manual_binding(spec.as_ref(), id(n)?, machine(m)?);
             (n.clone(), binding.into(), comment)
         }
         NodeVerb::Install { id: n, comment } => (n.clone(), NodeInstallRequested { node: id(n)? }.into(), comment),
@@ -341,7 +341,7 @@ fn print_explanation(e: &Explanation) {
     }
 }
 
-fn print_plan(p: &sendan_core::install::ServedPlan) {
+fn print_plan(p: &sendan_core::machines::install::ServedPlan) {
     let plan = &p.plan;
     println!("node:     {} (machine {}, `{}`)", p.node, p.machine, p.state);
     println!("spec:     {}", p.spec);
@@ -374,7 +374,7 @@ fn print_plan(p: &sendan_core::install::ServedPlan) {
 }
 
 /// The install lines of `sendan node show`.
-pub fn install_lines(v: &sendan_core::install::InstallView) -> Vec<String> {
+pub fn install_lines(v: &sendan_core::machines::install::InstallView) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(r) = &v.refusal {
         lines.push(format!(

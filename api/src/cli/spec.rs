@@ -91,6 +91,7 @@ pub async fn apply(client: &Client, spec: &ClusterSpec) -> Result<(PlanView, Opt
     let mut events = vec![ProposalIn {
         id: None,
         comment: Some("sendan apply".into()),
+        cause: None,
         payload: SpecApplied { digest: plan.digest, document: spec.canonical_json() }.into(),
     }];
     let r = client.submit(&mut events, Duration::from_secs(30)).await?;

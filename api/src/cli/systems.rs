@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use sendan_core::event::{NodePinned, NodeSystemSet, NodeUnpinned, RolloutHalted, RolloutStarted, SwitchAction};
-use sendan_core::fleet::systems::RolloutState;
-use sendan_core::rollout::{Member, RolloutView};
+use sendan_core::event::{NodePinned, NodeSystemSet, NodeUnpinned, RolloutStarted, SwitchAction};
+use sendan_core::rollouts::RolloutState;
+use sendan_core::rollouts::planner::Member;
+use sendan_core::rollouts::view::RolloutView;
 use sendan_core::wire::{NodeSystemView, ProposalIn, RolloutsView};
 use sendan_core::{NodeId, Payload};
 
@@ -67,7 +68,7 @@ pub struct StartArgs {
 }
 
 async fn submit(client: &Client, comment: &str, payload: Payload) -> Result<u64> {
-    let mut events = vec![ProposalIn { id: None, comment: Some(comment.to_owned()), payload }];
+    let mut events = vec![ProposalIn { id: None, comment: Some(comment.to_owned()), cause: None, payload }];
     let r = client.submit(&mut events, Duration::from_secs(30)).await?;
     Ok(r.events[0].seq)
 }
@@ -232,12 +233,10 @@ pub async fn run(client: &Client, cmd: &RolloutCmd, json: bool) -> Result<std::p
                     view.state.name()
                 );
             }
-            let seq = submit(
-                client,
-                "sendan rollout abort",
-                RolloutHalted { rollout: view.id, reason: reason.clone() }.into(),
-            )
-            .await?;
+            let body = serde_json::json!({ "reason": reason, "id": sendan_core::EventId(uuid::Uuid::now_v7()) });
+            let resp: sendan_core::wire::SubmitResponse =
+                client.post(&format!("/v1/rollouts/{}/abort", view.id), &body).await?;
+            let seq = resp.events[0].seq;
             if json {
                 println!("{}", serde_json::json!({ "rollout": view.id, "seq": seq }));
             } else {

@@ -1,5 +1,6 @@
-//! The rollout controller: runs the pure planner [`sendan_core::rollout::decide`] on the leader and proposes its
-//! decisions (waves, completions, halts, revert batches) as `system:rollout`.
+//! The rollout controller: runs the pure planner [`sendan_core::rollouts::planner::decide`] on the leader and
+//! proposes its decisions (waves, completions, halts, revert batches, members leaving) as `system:rollout`, each
+//! with the seq of the event that caused it.
 
 use std::time::Duration;
 
@@ -17,9 +18,12 @@ impl Controller for RolloutController {
     }
 
     fn reconcile(&mut self, fleet: &FleetState, now: Timestamp) -> Vec<Vec<ProposalIn>> {
-        sendan_core::rollout::decide(fleet, now)
+        sendan_core::rollouts::planner::decide(&fleet.rollouts, fleet, now)
             .into_iter()
-            .map(|d| vec![ProposalIn { id: Some(d.id), comment: Some(d.comment), payload: d.payload }])
+            .map(|d| {
+                let payload = d.payload();
+                vec![ProposalIn { id: Some(d.id), comment: Some(d.comment), cause: Some(d.cause), payload }]
+            })
             .collect()
     }
 

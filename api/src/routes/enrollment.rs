@@ -8,9 +8,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use sendan_core::NodeId;
-use sendan_core::enrollment::{self, Explanation, MachinesView};
 use sendan_core::facts::HardwareFacts;
-use sendan_core::install::{self, InstallView, PlanUnavailable, ServedPlan};
+use sendan_core::machines::enrollment::{self, Explanation, MachinesView};
+use sendan_core::machines::install::{self, InstallView, PlanUnavailable, ServedPlan};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -29,7 +29,7 @@ pub async fn dry_run(State(app): State<Arc<App>>, auth: Auth, Body(body): Body) 
     sendan_core::bounds::check_facts_json(&value).map_err(|e| not_facts(e.to_string()))?;
     let facts: HardwareFacts = serde_json::from_value(value).map_err(|e| not_facts(e.to_string()))?;
     facts.check().map_err(|e| not_facts(e.to_string()))?;
-    Ok(Json(enrollment::explain(&app.node.reader.fleet(), &facts)))
+    Ok(Json(enrollment::explain(&*app.node.reader.fleet(), &facts)))
 }
 
 pub async fn machines(
@@ -39,7 +39,7 @@ pub async fn machines(
 ) -> Result<Json<MachinesView>, ApiError> {
     auth.admin()?;
     let fleet = fleet_at(&app, p.at).await?;
-    Ok(Json(MachinesView::of(&fleet)))
+    Ok(Json(MachinesView::of(&fleet.machines, fleet.seq)))
 }
 
 fn node_id(id: &str) -> Result<NodeId, ApiError> {
@@ -53,7 +53,7 @@ pub async fn node_plan(
 ) -> Result<Json<ServedPlan>, ApiError> {
     auth.may_read_node(&id)?;
     let node = node_id(&id)?;
-    install::plan_for(&app.node.reader.fleet(), &node).map(Json).map_err(|e| match e {
+    install::plan_for(&*app.node.reader.fleet(), &node).map(Json).map_err(|e| match e {
         PlanUnavailable::UnknownNode { .. } => ApiError::NotFound(e.to_string()),
         PlanUnavailable::DoesNotFit { .. } => ApiError::NotReady { code: "plan_refused", message: e.to_string() },
         other => ApiError::NotReady { code: "no_plan", message: other.to_string() },
@@ -69,7 +69,7 @@ pub async fn node_install(
     auth.may_read_node(&id)?;
     let node = node_id(&id)?;
     let fleet = fleet_at(&app, p.at).await?;
-    InstallView::of(&fleet, &node)
+    InstallView::of(&fleet.machines, &*fleet, &node)
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("node {node} does not exist at seq {}", fleet.seq)))
 }

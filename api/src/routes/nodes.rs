@@ -41,7 +41,7 @@ pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) ->
     let fleet = fleet_at(&app, p.at).await?;
     Ok(Json(NodesView {
         seq: fleet.seq,
-        nodes: fleet.nodes.values().map(|n| n.as_ref().clone()).collect(),
+        nodes: fleet.nodes.records.values().map(|n| n.as_ref().clone()).collect(),
         machines: fleet.unbound_machines().cloned().collect(),
     }))
 }
@@ -87,6 +87,7 @@ pub async fn issue_token(
     let event = sendan_core::wire::ProposalIn {
         id: None,
         comment: Some("issued with `sendan node token`".into()),
+        cause: None,
         payload: sendan_core::event::NodeTokenIssued { node: node.clone(), token: crate::auth::hash(&token) }.into(),
     };
     let receipt = crate::write::submit(&app, &auth.0, vec![event]).await?;

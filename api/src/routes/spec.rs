@@ -19,7 +19,7 @@ use crate::routes::nodes::{AtParams, fleet_at};
 pub async fn live(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) -> Result<Json<SpecView>, ApiError> {
     auth.admin()?;
     let fleet = fleet_at(&app, p.at).await?;
-    let live = fleet.spec.live.as_ref().ok_or_else(|| {
+    let live = fleet.specs.live.as_ref().ok_or_else(|| {
         ApiError::NotFound(format!("no spec is live at seq {}; apply one with `sendan apply`", fleet.seq))
     })?;
     Ok(Json(SpecView { seq: live.seq, digest: live.digest, live: true, spec: (*live.spec).clone() }))
@@ -36,7 +36,7 @@ pub async fn by_digest(
     app.node.reader.caught_up().await?;
     let fleet = app.node.reader.fleet();
     let seq = *fleet
-        .spec
+        .specs
         .applied
         .get(&digest)
         .ok_or_else(|| ApiError::NotFound(format!("no spec with digest {digest} was ever applied")))?;
@@ -45,7 +45,7 @@ pub async fn by_digest(
         return Err(ApiError::internal(format!("event {seq} is not a SpecApplied")));
     };
     let spec = ClusterSpec::from_json(&applied.document).map_err(ApiError::internal)?;
-    let live = fleet.spec.live.as_ref().is_some_and(|l| l.digest == digest);
+    let live = fleet.specs.live.as_ref().is_some_and(|l| l.digest == digest);
     Ok(Json(SpecView { seq, digest, live, spec }))
 }
 
@@ -63,7 +63,7 @@ pub async fn plan(State(app): State<Arc<App>>, auth: Auth, Body(body): Body) -> 
         index: None,
     })?;
     let fleet = app.node.reader.fleet();
-    let live = fleet.spec.live.as_ref();
+    let live = fleet.specs.live.as_ref();
     Ok(Json(PlanView {
         live: live.map(|l| l.digest),
         digest: new.digest(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use sendan_core::NodeId;
-use sendan_core::rollout::{self, RolloutView};
+use sendan_core::rollouts::view::{self as rollout, RolloutView};
 use sendan_core::wire::{NodeSystemView, RolloutsView};
 use serde::Deserialize;
 
@@ -61,13 +61,13 @@ pub async fn list(
     let fleet = app.node.reader.fleet();
     let now = crate::write::now();
     let rollouts = fleet
-        .systems
+        .rollouts
         .rollouts
         .values()
         .rev()
         .filter(|r| p.pool.as_deref().is_none_or(|pool| r.pool == pool))
         .take(p.limit.unwrap_or(usize::MAX))
-        .map(|r| rollout::view(&fleet, r, now))
+        .map(|r| rollout::view(&*fleet, r, now))
         .collect();
     Ok(Json(RolloutsView { seq: fleet.seq, rollouts }))
 }
@@ -79,5 +79,60 @@ pub async fn show(State(app): State<Arc<App>>, auth: Auth, P(id): P<String>) -> 
     })?;
     let fleet = app.node.reader.fleet();
     let r = fleet.rollout(id).ok_or_else(|| ApiError::NotFound(format!("rollout {id} does not exist")))?;
-    Ok(Json(rollout::view(&fleet, r, crate::write::now())))
+    Ok(Json(rollout::view(&*fleet, r, crate::write::now())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortRequest {
+    /// Why, for the audit trail and `sendan rollout status`.
+    pub reason: String,
+    /// The event id to record the halt with (a retry sends the same one).
+    pub id: Option<sendan_core::EventId>,
+}
+
+/// `POST /v1/rollouts/{id}/abort`: halt a running rollout as the operator. A halt names the members it puts back
+/// at once (`RolloutHalted.revert`); this fills them in from the rollout as it stands and, if the rollout moved
+/// meanwhile (a report landed), decides again.
+pub async fn abort(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    P(id): P<u64>,
+    crate::extract::Body(body): crate::extract::Body,
+) -> Result<Json<sendan_core::wire::SubmitResponse>, ApiError> {
+    auth.admin()?;
+    let req: AbortRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the abort request is not valid: {e}")))?;
+    sendan_core::bounds::text("reason", &req.reason, sendan_core::bounds::MAX_TEXT)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let event_id = req.id.unwrap_or_else(crate::write::new_event_id);
+    let mut last = None;
+    for _ in 0..5 {
+        let fleet = app.node.reader.fleet();
+        let r = fleet.rollout(id).ok_or_else(|| ApiError::NotFound(format!("rollout {id} does not exist")))?;
+        let revert = sendan_core::rollouts::planner::halt_reverts(
+            r,
+            &sendan_core::rollouts::planner::assess(&*fleet, r, crate::write::now()),
+        );
+        let halt = sendan_core::event::RolloutHalted { rollout: id, reason: req.reason.clone(), revert };
+        let proposal = sendan_core::wire::ProposalIn {
+            id: Some(event_id),
+            comment: Some(format!("rollout {id} aborted by an operator: {}", req.reason)),
+            cause: None,
+            payload: halt.into(),
+        };
+        match crate::write::submit(&app, &auth.0, vec![proposal]).await {
+            Err(ApiError::Rejected {
+                rejection: sendan_core::Rejection::RolloutRefused { ref reason, .. }, ..
+            }) if reason.contains("puts back at once") => {
+                last = Some(reason.clone());
+                crate::bootstrap::wait_applied(&app, fleet.seq + 1).await.ok();
+            }
+            other => return other.map(Json),
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "rollout {id} kept moving while it was being aborted ({}); retry",
+        last.unwrap_or_default()
+    )))
 }

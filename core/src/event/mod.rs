@@ -1,28 +1,10 @@
-//! The event envelope and the catalogue of event kinds.
+//! The event envelope and the payload of every kind.
 //!
 //! A [`Proposal`] is what a client asks for; an [`Event`] is a proposal the log accepted, with its dense
-//! `seq` and its place in the hash chain. Every kind is listed once, in the `events!` table below, with a
-//! frozen numeric code: the code, not the declaration order, is what storage records, so kinds may be
-//! added anywhere but a code is never reused.
-
-/// `EventData` for a payload about one node (its `node` field), emitted by `$emitters`. Defined before the
-/// submodules so that each of them can use it.
-macro_rules! about_node {
-    ($name:ident, $emitters:expr) => {
-        impl $crate::event::EventData for $name {
-            const EMITTERS: $crate::event::Emitters = $emitters;
-            fn node(&self) -> Option<&$crate::ids::NodeId> {
-                Some(&self.node)
-            }
-        }
-    };
-}
-
-mod access;
-mod bootstrap;
-mod lifecycle;
-mod spec;
-mod systems;
+//! `seq`, its place in the hash chain and the seq of the event that caused it, if one did. The kinds and their
+//! frozen codes are one table (`with_catalogue!` in `lib.rs`); each kind's struct lives with its aggregate
+//! (`nodes/events.rs`, `machines/events.rs`, `specs/events.rs`, `systems/events.rs`, `rollouts/events.rs`) and is
+//! re-exported here.
 
 use std::fmt;
 
@@ -30,55 +12,22 @@ use serde::de::{self, Error as _};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use access::*;
-pub use bootstrap::*;
-pub use lifecycle::*;
-pub use spec::*;
-pub use systems::*;
+pub use crate::emitters::{Emitters, EventData};
+pub use crate::kind::EventKind;
+pub use crate::machines::events::*;
+pub use crate::nixos::{SwitchAction, SystemKind, switch_succeeded, system_kind};
+pub use crate::nodes::events::*;
+pub use crate::rollouts::events::*;
+pub use crate::specs::events::*;
+pub use crate::systems::events::*;
 
 use crate::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 
-/// The schema version every newly accepted event is stamped with. Older versions are upgraded in
-/// [`crate::record`].
-pub const FORMAT_VERSION: u16 = 1;
+/// The schema version every newly accepted event is stamped with: 2 added `cause` to the envelope (and the halt's
+/// `revert` list); version 1 records are upgraded in [`crate::upgrade`].
+pub const FORMAT_VERSION: u16 = 2;
 
-/// The actors allowed to emit a kind of event; the admin may emit every kind.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Emitters(u8);
-
-impl Emitters {
-    /// Nobody besides the admin.
-    pub const NONE: Emitters = Emitters(0);
-    pub const ADMIN: Emitters = Emitters(1);
-    pub const SYSTEM: Emitters = Emitters(2);
-    /// A node's agent, about its own node only.
-    pub const NODE: Emitters = Emitters(4);
-    /// A netbooted installer, about its own machine (or the node it was bound to) only.
-    pub const BOOTSTRAP: Emitters = Emitters(8);
-
-    pub const fn or(self, other: Emitters) -> Emitters {
-        Emitters(self.0 | other.0)
-    }
-    pub const fn contains(self, other: Emitters) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-/// What each payload type tells the envelope about itself.
-pub trait EventData {
-    /// Besides the admin, who may emit this kind.
-    const EMITTERS: Emitters;
-    /// The node this event is about, if any (drives the by-node index and node-token scoping).
-    fn node(&self) -> Option<&NodeId> {
-        None
-    }
-    /// The machine this event is about, if any (drives bootstrap-token scoping).
-    fn machine(&self) -> Option<&MachineId> {
-        None
-    }
-}
-
-macro_rules! events {
+macro_rules! define_payload {
     ($( $code:literal => $name:ident ),* $(,)?) => {
         /// The body of an event: one variant per kind, each wrapping that kind's struct.
         #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,32 +35,8 @@ macro_rules! events {
             $( $name($name), )*
         }
 
-        /// The kind of an event, without its data.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum EventKind {
-            $( $name, )*
-        }
-
         impl EventKind {
-            pub const ALL: &'static [EventKind] = &[$( EventKind::$name, )*];
-
-            pub fn name(self) -> &'static str {
-                match self { $( EventKind::$name => stringify!($name), )* }
-            }
-
-            /// The frozen numeric code stored in records and indexes.
-            pub fn code(self) -> u16 {
-                match self { $( EventKind::$name => $code, )* }
-            }
-
-            pub fn from_code(code: u16) -> Option<EventKind> {
-                match code { $( $code => Some(EventKind::$name), )* _ => None }
-            }
-
-            pub fn from_name(name: &str) -> Option<EventKind> {
-                match name { $( stringify!($name) => Some(EventKind::$name), )* _ => None }
-            }
-
+            /// Who may emit events of this kind (the admin may emit every kind).
             pub fn emitters(self) -> Emitters {
                 match self { $( EventKind::$name => <$name as EventData>::EMITTERS.or(Emitters::ADMIN), )* }
             }
@@ -168,7 +93,7 @@ macro_rules! events {
             t.end()
         }
 
-        fn deserialize_binary_element<'de, A: de::SeqAccess<'de>>(code: u16, seq: &mut A) -> Result<Payload, A::Error> {
+        pub(crate) fn deserialize_binary_element<'de, A: de::SeqAccess<'de>>(code: u16, seq: &mut A) -> Result<Payload, A::Error> {
             let missing = || A::Error::custom("event payload is truncated");
             match code {
                 $( $code => Ok(Payload::$name(seq.next_element::<$name>()?.ok_or_else(missing)?)), )*
@@ -178,90 +103,7 @@ macro_rules! events {
     };
 }
 
-// The catalogue. Codes are frozen: add new kinds with new codes, never renumber or reuse one.
-events! {
-    // Node lifecycle (lifecycle.rs): 1–13.
-    1 => MachineDiscovered,
-    2 => NodeCommissioned,
-    3 => NodeInstallRequested,
-    4 => NodeInstallStarted,
-    5 => NodeInstallFailed,
-    6 => NodeActivated,
-    7 => NodeDrainRequested,
-    8 => NodeUncordoned,
-    9 => NodeReprovisionRequested,
-    10 => NodeRescueRequested,
-    11 => NodeFailed,
-    12 => NodeRetired,
-    13 => NodeRebound,
-    // Cluster spec (spec.rs).
-    14 => SpecApplied,
-    // Access (access.rs).
-    15 => NodeTokenIssued,
-    // Bootstrap and enrollment (bootstrap.rs): 20–39.
-    20 => BootstrapTokenIssued,
-    21 => BootstrapTokenClaimed,
-    22 => BootstrapTokenExchanged,
-    23 => InstallProgressed,
-    24 => InstallPlanRefused,
-    25 => EnrollmentConflicted,
-    26 => EnrollmentRefused,
-    27 => MachinePhonedHome,
-    // Systems and rollouts (systems.rs): 40–57.
-    40 => NodeSystemSet,
-    41 => NodePinned,
-    42 => NodeUnpinned,
-    43 => RolloutStarted,
-    44 => RolloutWaveStarted,
-    45 => RolloutCompleted,
-    46 => RolloutHalted,
-    47 => RolloutNodesReverted,
-    48 => RolloutReverted,
-    49 => SystemReported,
-    50 => SystemPrefetched,
-    51 => SystemPrefetchFailed,
-    52 => SystemActivating,
-    53 => SystemProfileSet,
-    54 => SystemSwitched,
-    55 => SystemHealthFailed,
-    56 => SystemConfirmed,
-    57 => SystemRolledBack,
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for EventKind {
-    type Err = crate::ids::InvalidValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventKind::from_name(s).ok_or_else(|| crate::ids::InvalidValue {
-            what: "event type",
-            value: s.chars().take(80).collect(),
-            why: "it is not a known event type (see `sendan events types`)",
-        })
-    }
-}
-
-impl Serialize for EventKind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(self.name()) } else { s.serialize_u16(self.code()) }
-    }
-}
-
-impl<'de> Deserialize<'de> for EventKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            let s = String::deserialize(d)?;
-            s.parse().map_err(D::Error::custom)
-        } else {
-            let code = u16::deserialize(d)?;
-            EventKind::from_code(code).ok_or_else(|| D::Error::custom(format_args!("unknown event kind code {code}")))
-        }
-    }
-}
+with_catalogue!(define_payload);
 
 impl Serialize for Payload {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -289,6 +131,27 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
+impl From<crate::rollouts::planner::RolloutMove> for Payload {
+    fn from(m: crate::rollouts::planner::RolloutMove) -> Payload {
+        use crate::rollouts::planner::RolloutMove as M;
+        match m {
+            M::WaveStarted(e) => e.into(),
+            M::Completed(e) => e.into(),
+            M::Halted(e) => e.into(),
+            M::NodesReverted(e) => e.into(),
+            M::Reverted(e) => e.into(),
+            M::MemberLeft(e) => e.into(),
+        }
+    }
+}
+
+impl crate::rollouts::planner::RolloutDecision {
+    /// The event the decision proposes.
+    pub fn payload(&self) -> Payload {
+        self.event.clone().into()
+    }
+}
+
 /// An event as a client proposes it, stamped by the server with the actor and the leader's clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
@@ -298,6 +161,9 @@ pub struct Proposal {
     pub actor: Actor,
     /// Why, in the operator's words (`--comment`); kept in the audit trail.
     pub comment: Option<String>,
+    /// The seq of the event that caused this one: every controller decision names the event it was decided on;
+    /// an operator's event may name one. `check` refuses a cause that is not an event of the log.
+    pub cause: Option<u64>,
     pub payload: Payload,
 }
 
@@ -312,6 +178,8 @@ pub struct Event {
     pub time: Timestamp,
     pub actor: Actor,
     pub comment: Option<String>,
+    /// The seq of the event that caused this one, if one did (`None` in records of version 1).
+    pub cause: Option<u64>,
     pub payload: Payload,
     /// The schema version this event was written with.
     pub version: u16,
@@ -333,18 +201,6 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kind_codes_are_unique_and_names_round_trip() {
-        let mut codes: Vec<u16> = EventKind::ALL.iter().map(|k| k.code()).collect();
-        codes.sort();
-        codes.dedup();
-        assert_eq!(codes.len(), EventKind::ALL.len());
-        for k in EventKind::ALL {
-            assert_eq!(EventKind::from_name(k.name()), Some(*k));
-            assert_eq!(EventKind::from_code(k.code()), Some(*k));
-        }
-    }
 
     #[test]
     fn payload_is_tagged_in_json_and_coded_in_postcard() {

@@ -1,29 +1,37 @@
-//! The fleet projection: every node and machine as the log says they are, with `check` (may this
-//! proposal be accepted?) and `evolve` (fold an accepted event in).
+//! The fleet projection: every aggregate's state after some prefix of the log, composed. [`check`] (may this
+//! proposal be accepted?) and [`evolve`] (fold an accepted event in) are each one exhaustive `match` over
+//! [`Payload`] with no wildcard arm — a new event kind does not compile until its rule and its fold exist — and
+//! each arm hands the event to the aggregates it concerns: their own state, and everything else through
+//! [`FleetRead`], which `FleetState` implements. Where one event moves two aggregates (a wave decides its members'
+//! systems; a report settles a rollout member), the arm passes what the first returns to the second.
 //!
-//! Business rules live in [`check`] only; [`evolve`] holds none and never fails, so replaying a log that
-//! was accepted once always gives the same state. Each domain of events keeps its rules and fold in its
-//! own submodule (`spec`, `systems`, `bootstrap`); this module dispatches to them and owns the lifecycle and access rules.
+//! Business rules live in the aggregates' `rules.rs`; the folds hold none and never fail, so replaying a log that
+//! was accepted once always gives the same state. Events of an older record version are folded through
+//! [`crate::upgrade`], which derives what their release's fold decided.
 
-pub mod bootstrap;
-pub mod spec;
-pub mod systems;
+pub mod schema;
 
-use std::sync::Arc;
-
-use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Emitters, Event, Payload, Proposal};
-use crate::facts::HardwareFacts;
+use crate::emitters::Emitters;
+use crate::event::{Event, Payload, Proposal};
 use crate::ids::{Actor, Hash, MachineId, NodeId, Timestamp};
-use crate::lifecycle::{self, NodeState};
+use crate::machines::{MachineRecord, MachinesState};
+use crate::nodes::{NodeRecord, NodesState};
+use crate::read::{Ctx, DecisionFacts, FleetRead, MachineFacts, NodeFacts};
 use crate::rejection::Rejection;
+use crate::rollouts::fold::Decided;
+use crate::rollouts::{MemberOutcome, Rollout, RolloutsState};
+use crate::spec::LiveSpec;
+use crate::specs::SpecState;
+use crate::systems::fold::Settled;
+use crate::systems::{Desired, NodeSystem, Source, SystemsState};
+use crate::{machines, nodes, rollouts, specs, systems};
 
-/// The state after some prefix of the log. Clones are cheap — persistent maps of shared records, so a
-/// clone copies no record and a change copies only the records it touches — which is what makes a batch
-/// atomic (it is applied to a clone that replaces the original only if every event is accepted) and lets
-/// readers keep the state they read while the log moves on.
+/// The state after some prefix of the log. Clones are cheap — persistent maps of shared records, so a clone
+/// copies no record and a change copies only the records it touches — which is what makes a batch atomic (it is
+/// applied to a clone that replaces the original only if every event is accepted) and lets readers keep the state
+/// they read while the log moves on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetState {
     /// The seq of the last event folded in (0 before any).
@@ -32,103 +40,109 @@ pub struct FleetState {
     pub head: Hash,
     /// The time of that event.
     pub last_time: Timestamp,
-    pub nodes: OrdMap<NodeId, Arc<NodeRecord>>,
-    pub machines: OrdMap<MachineId, Arc<MachineRecord>>,
-    /// Live node tokens by hash.
-    pub tokens: OrdMap<Hash, NodeId>,
-    pub spec: spec::SpecState,
-    /// Desired and running NixOS systems, pins and pool rollouts.
-    pub systems: systems::SystemsState,
-    /// Bootstrap tokens, installer sessions, enrollment problems, install-plan refusals and SSH host keys.
-    pub bootstrap: bootstrap::BootstrapState,
-}
-
-/// A declared node bound to a machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    pub id: NodeId,
-    pub state: NodeState,
-    pub machine: MachineId,
-    pub class: Option<String>,
-    pub pool: Option<String>,
-    pub profile: Option<String>,
-    /// The enrollment rule that bound it, if a rule did.
-    pub rule: Option<String>,
-    /// The seq of the event that moved it into `state`.
-    pub since: u64,
-    /// The seq of the last event about it.
-    pub updated: u64,
-    /// Why it last failed, while it is `failed`.
-    pub reason: Option<String>,
-    /// The hash of its live node token, if one was issued.
-    pub token: Option<Hash>,
-}
-
-/// A physical machine that phoned home.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachineRecord {
-    pub id: MachineId,
-    pub facts: HardwareFacts,
-    /// The node bound to it; `None` means the machine is `discovered` (or was released by a rebind).
-    pub node: Option<NodeId>,
-    pub first_seen: u64,
-    pub last_seen: u64,
-}
-
-impl MachineRecord {
-    /// A machine's own lifecycle state: `discovered` until a node is bound to it.
-    pub fn state(&self) -> Option<NodeState> {
-        self.node.is_none().then_some(NodeState::Discovered)
-    }
+    pub nodes: NodesState,
+    pub machines: MachinesState,
+    pub specs: SpecState,
+    pub systems: SystemsState,
+    pub rollouts: RolloutsState,
 }
 
 impl FleetState {
     pub fn node(&self, id: &NodeId) -> Option<&NodeRecord> {
-        self.nodes.get(id).map(Arc::as_ref)
+        self.nodes.get(id)
     }
 
     pub fn machine(&self, id: &MachineId) -> Option<&MachineRecord> {
-        self.machines.get(id).map(Arc::as_ref)
+        self.machines.get(id)
     }
 
     /// Machines no node is bound to: the `discovered` list an operator accepts from.
     pub fn unbound_machines(&self) -> impl Iterator<Item = &MachineRecord> {
-        self.machines.values().map(Arc::as_ref).filter(|m| m.node.is_none())
+        self.machines.unbound()
     }
 
     /// The node a token (by hash) speaks for.
     pub fn token_node(&self, token: &Hash) -> Option<&NodeId> {
-        self.tokens.get(token)
+        self.nodes.token_node(token)
     }
 
-    fn node_mut(&mut self, id: &NodeId) -> Option<&mut NodeRecord> {
-        self.nodes.get_mut(id).map(Arc::make_mut)
+    pub fn live(&self) -> Option<&LiveSpec> {
+        self.specs.live.as_deref()
     }
 
-    fn machine_mut(&mut self, id: &MachineId) -> Option<&mut MachineRecord> {
-        self.machines.get_mut(id).map(Arc::make_mut)
+    pub fn node_system(&self, id: &NodeId) -> Option<&NodeSystem> {
+        self.systems.get(id)
+    }
+
+    pub fn rollout(&self, id: u64) -> Option<&Rollout> {
+        self.rollouts.get(id)
+    }
+
+    /// The rollout of `pool` that has not ended.
+    pub fn open_rollout(&self, pool: &str) -> Option<&Rollout> {
+        self.rollouts.open_for(pool)
+    }
+
+    /// The open rollout `node` is a member of.
+    pub fn rollout_of(&self, node: &NodeId) -> Option<&Rollout> {
+        self.rollouts.of_node(node)
+    }
+
+    /// The substituters and trusted keys of the live spec's `bootstrap`: where agents fetch closures from.
+    pub fn substituters(&self) -> (Vec<String>, Vec<String>) {
+        match self.live() {
+            Some(l) => (l.spec.bootstrap.substituters.clone(), l.spec.bootstrap.trusted_public_keys.clone()),
+            None => (Vec::new(), Vec::new()),
+        }
     }
 }
 
-/// Fold `event` into `state` and return the nodes it is indexed under: the node it names; for a bound
-/// machine phoning home again, that machine's node; for a spec, the fleet's nodes whose declaration it
-/// changes.
-pub fn evolve_indexed(state: &mut FleetState, event: &Event) -> Vec<NodeId> {
-    match &event.payload {
-        Payload::SpecApplied(p) => {
-            let nodes = spec::affected_nodes(state, p);
-            evolve(state, event);
-            nodes
-        }
-        p if systems::owns(p) => {
-            evolve(state, event);
-            systems::decided_nodes(state, event)
-        }
-        other => {
-            let node = other.node().cloned().or_else(|| other.machine().and_then(|m| state.machine(m)?.node.clone()));
-            evolve(state, event);
-            node.into_iter().collect()
-        }
+fn node_facts(n: &NodeRecord) -> NodeFacts<'_> {
+    NodeFacts { id: &n.id, state: n.state, machine: &n.machine, pool: n.pool.as_deref(), since: n.since }
+}
+
+fn machine_facts(m: &MachineRecord) -> MachineFacts<'_> {
+    MachineFacts { id: &m.id, facts: &m.facts, node: m.node.as_ref(), last_seen: m.last_seen }
+}
+
+impl FleetRead for FleetState {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn node(&self, id: &NodeId) -> Option<NodeFacts<'_>> {
+        self.nodes.get(id).map(node_facts)
+    }
+    fn nodes(&self) -> Box<dyn Iterator<Item = NodeFacts<'_>> + '_> {
+        Box::new(self.nodes.records.values().map(|n| node_facts(n)))
+    }
+    fn machine(&self, id: &MachineId) -> Option<MachineFacts<'_>> {
+        self.machines.get(id).map(machine_facts)
+    }
+    fn machines(&self) -> Box<dyn Iterator<Item = MachineFacts<'_>> + '_> {
+        Box::new(self.machines.records.values().map(|m| machine_facts(m)))
+    }
+    fn live_spec(&self) -> Option<&LiveSpec> {
+        self.live()
+    }
+    fn credential_in_use(&self, hash: &Hash) -> bool {
+        self.nodes.tokens.contains_key(hash) || self.machines.bootstrap.tokens.contains_key(hash)
+    }
+    fn decision(&self, node: &NodeId) -> Option<DecisionFacts<'_>> {
+        let d = self.systems.get(node)?.desired.as_ref()?;
+        Some(DecisionFacts { seq: d.seq, system: &d.system, action: d.action, rollout: d.rollout })
+    }
+    fn current_system(&self, node: &NodeId) -> Option<&str> {
+        self.systems.get(node)?.current.as_deref()
+    }
+    fn pin(&self, node: &NodeId) -> Option<(u64, &str)> {
+        self.systems.get(node)?.pinned.as_ref().map(|p| (p.seq, p.reason.as_str()))
+    }
+    fn activation_started(&self, node: &NodeId, decision: u64) -> bool {
+        let attempt = self.systems.get(node).and_then(|s| s.attempt.as_ref());
+        attempt.is_some_and(|a| a.decision == decision && a.phase != systems::AttemptPhase::Prefetched)
+    }
+    fn rollout_of(&self, node: &NodeId) -> Option<(u64, &str)> {
+        self.rollouts.of_node(node).map(|r| (r.id, r.pool.as_str()))
     }
 }
 
@@ -155,7 +169,7 @@ pub fn authorize(state: &FleetState, actor: &Actor, payload: &Payload) -> Result
             if !kind.emitters().contains(Emitters::BOOTSTRAP) {
                 return Err(forbid("an installer's bootstrap token may not submit this kind of event".into()));
             }
-            let bound = state.machine(machine).and_then(|m| m.node.as_ref());
+            let bound = state.machines.get(machine).and_then(|m| m.node.as_ref());
             let own = payload.machine() == Some(machine) || (payload.node().is_some() && payload.node() == bound);
             if own {
                 Ok(())
@@ -169,178 +183,241 @@ pub fn authorize(state: &FleetState, actor: &Actor, payload: &Payload) -> Result
 /// May `proposal` be accepted in `state`? Pure; changes nothing.
 pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
     authorize(state, &proposal.actor, &proposal.payload)?;
-    let kind = proposal.payload.kind();
-    match &proposal.payload {
-        Payload::MachineDiscovered(p) => {
-            p.facts.check().map_err(|e| Rejection::MalformedEvent { event: kind, why: e.to_string() })
-        }
-        Payload::SpecApplied(p) => spec::check(state, p),
-        p if systems::owns(p) => systems::check(state, proposal),
-        p if bootstrap::owns(p) => bootstrap::check(state, proposal),
-        Payload::NodeInstallRequested(p) => {
-            transition_from(state, &p.node, kind)?;
-            bootstrap::check_install_request(state, p)
-        }
-        Payload::NodeTokenIssued(p) => {
-            let node =
-                state.node(&p.node).ok_or_else(|| Rejection::UnknownNode { node: p.node.clone(), event: kind })?;
-            bootstrap::token_free(state, &p.token)?;
-            if node.state.is_terminal() {
-                return Err(Rejection::NodeRetired { node: p.node.clone(), event: kind });
-            }
-            Ok(())
-        }
-        Payload::NodeCommissioned(p) => {
-            if let Some(existing) = state.node(&p.node) {
-                return Err(Rejection::NodeExists { node: p.node.clone(), state: existing.state });
-            }
-            free_machine(state, &p.machine)
-        }
-        Payload::NodeRebound(p) => {
-            let node = transition_from(state, &p.node, kind)?;
-            if node.machine == p.machine {
-                return Err(Rejection::SameMachine { node: p.node.clone(), machine: p.machine.clone() });
-            }
-            free_machine(state, &p.machine)
-        }
-        other => match other.node() {
-            Some(id) if lifecycle::row(kind).is_some() => transition_from(state, id, kind).map(|_| ()),
-            _ => Ok(()),
-        },
-    }
-}
-
-/// The node `id`, if `kind` is a legal move from its current state.
-fn transition_from<'s>(
-    state: &'s FleetState,
-    id: &NodeId,
-    kind: crate::event::EventKind,
-) -> Result<&'s NodeRecord, Rejection> {
-    let node = state.node(id).ok_or_else(|| Rejection::UnknownNode { node: id.clone(), event: kind })?;
-    if lifecycle::next_state(node.state, kind).is_none() {
-        let needs = lifecycle::row(kind).map(|t| t.from.to_vec()).unwrap_or_default();
-        return Err(Rejection::IllegalTransition {
-            node: id.clone(),
-            state: node.state,
-            event: kind,
-            needs,
-            allowed: lifecycle::allowed_events(node.state),
+    if let Some(cause) = proposal.cause
+        && (cause == 0 || cause > state.seq)
+    {
+        return Err(Rejection::MalformedEvent {
+            event: proposal.payload.kind(),
+            why: format!("its cause must be an event of the log (1 to {}), not seq {cause}", state.seq),
         });
     }
-    Ok(node)
-}
-
-fn free_machine(state: &FleetState, id: &MachineId) -> Result<(), Rejection> {
-    match state.machine(id) {
-        None => Err(Rejection::UnknownMachine { machine: id.clone() }),
-        Some(MachineRecord { node: Some(node), .. }) => {
-            Err(Rejection::MachineBound { machine: id.clone(), node: node.clone() })
-        }
-        Some(_) => Ok(()),
+    let read: &dyn FleetRead = state;
+    let ctx = Ctx { now: proposal.time.max(state.last_time), actor: &proposal.actor };
+    let (ms, sys, ro) = (&state.machines, &state.systems, &state.rollouts);
+    use Payload as P;
+    match &proposal.payload {
+        P::MachineDiscovered(p) => machines::rules::machine_discovered(p),
+        P::MachinePhonedHome(p) => machines::rules::phoned_home(ms, read, &ctx, p),
+        P::NodeCommissioned(p) => nodes::rules::commissioned(&state.nodes, read, p),
+        P::NodeInstallRequested(p) => nodes::rules::install_requested(read, p),
+        P::NodeInstallStarted(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeInstallFailed(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeActivated(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeDrainRequested(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeUncordoned(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeReprovisionRequested(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeRescueRequested(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeFailed(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeRetired(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeRebound(p) => nodes::rules::rebound(read, p),
+        P::NodeTokenIssued(p) => nodes::rules::token_issued(read, p),
+        P::SpecApplied(p) => specs::rules::applied(&state.specs, p),
+        P::BootstrapTokenIssued(p) => machines::rules::token_issued(ms, read, &ctx, p),
+        P::BootstrapTokenClaimed(p) => machines::rules::token_claimed(ms, read, &ctx, p),
+        P::BootstrapTokenExchanged(p) => machines::rules::token_exchanged(ms, read, p),
+        P::InstallProgressed(p) => machines::rules::install_progressed(read, p),
+        P::InstallPlanRefused(p) => machines::rules::plan_refused(read, p),
+        P::EnrollmentConflicted(p) => machines::rules::enrollment_conflicted(read, p),
+        P::EnrollmentRefused(p) => machines::rules::enrollment_refused(read, p),
+        P::NodeSystemSet(p) => systems::rules::system_set(sys, read, p),
+        P::NodePinned(p) => systems::rules::pinned(sys, read, p),
+        P::NodeUnpinned(p) => systems::rules::unpinned(sys, read, p),
+        P::SystemReported(p) => systems::rules::reported(read, p),
+        P::SystemPrefetched(p) => systems::rules::prefetched(sys, read, p),
+        P::SystemPrefetchFailed(p) => systems::rules::prefetch_failed(sys, read, p),
+        P::SystemActivating(p) => systems::rules::activating(sys, read, p),
+        P::SystemProfileSet(p) => systems::rules::profile_set(sys, read, p),
+        P::SystemSwitched(p) => systems::rules::switched(sys, read, p),
+        P::SystemHealthFailed(p) => systems::rules::health_failed(sys, read, p),
+        P::SystemConfirmed(p) => systems::rules::confirmed(sys, read, p),
+        P::SystemRolledBack(p) => systems::rules::rolled_back(sys, read, p),
+        P::RolloutStarted(p) => rollouts::rules::started(ro, read, p),
+        P::RolloutWaveStarted(p) => rollouts::rules::wave_started(ro, read, &ctx, p),
+        P::RolloutCompleted(p) => rollouts::rules::completed(ro, read, &ctx, p),
+        P::RolloutHalted(p) => rollouts::rules::halted(ro, read, &ctx, p),
+        P::RolloutNodesReverted(p) => rollouts::rules::nodes_reverted(ro, read, &ctx, p),
+        P::RolloutReverted(p) => rollouts::rules::reverted(ro, read, &ctx, p),
+        P::RolloutMemberLeft(p) => rollouts::rules::member_left(ro, read, p),
     }
 }
 
-/// Record `facts` as machine `id`'s, seen at `seq` (a new machine is `discovered`; a known one keeps its node).
-fn record_facts(state: &mut FleetState, id: &MachineId, facts: &HardwareFacts, seq: u64) {
-    let entry = state.machines.entry(id.clone()).or_insert_with(|| {
-        Arc::new(MachineRecord {
-            id: id.clone(),
-            facts: HardwareFacts::default(),
-            node: None,
-            first_seen: seq,
-            last_seen: seq,
-        })
-    });
-    let m = Arc::make_mut(entry);
-    m.facts = facts.clone();
-    m.last_seen = seq;
-    if let Some(node) = m.node.clone()
-        && let Some(n) = state.node_mut(&node)
-    {
-        n.updated = seq;
+/// Fold an accepted event into `state` and return the nodes it is indexed under: the node it names; for a
+/// machine's facts, the machine's node; for a spec, the fleet's nodes whose declaration it changes; for a wave or
+/// a revert, the members it decided for.
+pub fn evolve_indexed(state: &mut FleetState, event: &Event) -> Vec<NodeId> {
+    advance(state, event);
+    if event.version < crate::event::FORMAT_VERSION {
+        return crate::upgrade::fold_legacy(state, event);
     }
+    fold(state, event, &event.payload)
 }
 
-/// Fold an accepted event into `state`. Infallible and rule-free: records it names that do not exist
-/// are left alone.
+/// Fold an accepted event into `state`. Infallible and rule-free.
 pub fn evolve(state: &mut FleetState, event: &Event) {
-    let seq = event.seq;
-    state.seq = seq;
+    evolve_indexed(state, event);
+}
+
+fn advance(state: &mut FleetState, event: &Event) {
+    state.seq = event.seq;
     state.head = event.hash;
     state.last_time = event.time;
-    let kind = event.payload.kind();
-    match &event.payload {
-        Payload::MachineDiscovered(p) => record_facts(state, &p.machine, &p.facts, seq),
-        Payload::NodeCommissioned(p) => {
-            state.nodes.insert(
-                p.node.clone(),
-                Arc::new(NodeRecord {
-                    id: p.node.clone(),
-                    state: NodeState::Commissioned,
-                    machine: p.machine.clone(),
-                    class: p.class.clone(),
-                    pool: p.pool.clone(),
-                    profile: p.profile.clone(),
-                    rule: p.rule.clone(),
-                    since: seq,
-                    updated: seq,
-                    reason: None,
-                    token: None,
-                }),
-            );
-            if let Some(m) = state.machine_mut(&p.machine) {
-                m.node = Some(p.node.clone());
+}
+
+/// Record the systems `decided` by a rollout at `seq`.
+fn decide_all(state: &mut FleetState, seq: u64, decided: Vec<Decided>) {
+    for d in decided {
+        let source = if d.revert { Source::Revert } else { Source::Rollout };
+        let desired = Desired { seq, system: d.system, action: d.action, source, rollout: Some(d.rollout) };
+        systems::fold::decided(&mut state.systems, &d.node, desired);
+    }
+}
+
+/// A report settled `node`'s decision `decision`: if a rollout made that decision (and it is still the node's
+/// desired one), the rollout records how it went.
+fn settle(state: &mut FleetState, seq: u64, node: &NodeId, decision: u64, settled: Settled) {
+    let rollout = state.systems.get(node).and_then(|s| s.desired.as_ref()).filter(|d| d.seq == decision);
+    let Some(id) = rollout.and_then(|d| d.rollout) else { return };
+    let outcome = match settled {
+        Settled::Confirmed => MemberOutcome::Confirmed,
+        Settled::Failed { healthy, why } => MemberOutcome::Failed { healthy, why },
+    };
+    rollouts::fold::settled(&mut state.rollouts, id, node, decision, outcome, seq);
+}
+
+/// Fold `payload` (the event's, or what `crate::upgrade` made of an older one) into `state`, whose seq, head
+/// and time already moved to the event's.
+pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> Vec<NodeId> {
+    let (seq, time) = (event.seq, event.time);
+    let named = payload.node().cloned().or_else(|| payload.machine().and_then(|m| state.machines.get(m)?.node.clone()));
+    let mut index: Vec<NodeId> = named.into_iter().collect();
+    if let Some(n) = payload.node() {
+        state.nodes.touch(n, seq);
+    }
+    use Payload as P;
+    match payload {
+        P::MachineDiscovered(p) => {
+            if let Some(node) = machines::fold::facts_recorded(&mut state.machines, seq, &p.machine, &p.facts) {
+                state.nodes.touch(&node, seq);
             }
         }
-        Payload::SpecApplied(p) => {
-            let before = state.spec.live.clone();
-            spec::evolve(state, seq, p);
-            systems::spec_applied(state, seq, before.as_deref());
-        }
-        p if systems::owns(p) => systems::evolve(state, event),
-        p if bootstrap::owns(p) => bootstrap::evolve(state, event),
-        Payload::NodeTokenIssued(p) => {
-            let Some(node) = state.node_mut(&p.node) else { return };
-            node.updated = seq;
-            let old = node.token.replace(p.token);
-            if let Some(old) = old {
-                state.tokens.remove(&old);
-            }
-            state.tokens.insert(p.token, p.node.clone());
-        }
-        Payload::NodeRebound(p) => {
-            let Some(node) = state.node_mut(&p.node) else { return };
-            let old = std::mem::replace(&mut node.machine, p.machine.clone());
-            node.state = NodeState::Commissioned;
-            node.since = seq;
-            node.updated = seq;
-            node.reason = None;
-            if let Some(m) = state.machine_mut(&old) {
-                m.node = None;
-            }
-            if let Some(m) = state.machine_mut(&p.machine) {
-                m.node = Some(p.node.clone());
+        P::MachinePhonedHome(p) => {
+            if let Some(node) = machines::fold::phoned_home(&mut state.machines, seq, event.id, p) {
+                state.nodes.touch(&node, seq);
             }
         }
-        other => {
-            let Some(id) = other.node() else { return };
-            let Some(node) = state.node_mut(id) else { return };
-            node.updated = seq;
-            if let Some(to) = lifecycle::row(kind).map(|t| t.to) {
-                node.state = to;
-                node.since = seq;
-                node.reason = match other {
-                    Payload::NodeFailed(p) => Some(p.reason.clone()),
-                    Payload::NodeInstallFailed(p) => Some(p.reason.clone()),
-                    _ => None,
-                };
-                // A retired node's credentials stop working.
-                if to.is_terminal()
-                    && let Some(token) = node.token.take()
-                {
-                    state.tokens.remove(&token);
+        P::NodeCommissioned(p) => {
+            nodes::fold::commissioned(&mut state.nodes, seq, p);
+            machines::fold::bound(&mut state.machines, &p.machine, &p.node, None);
+        }
+        P::NodeRebound(p) => {
+            let released = nodes::fold::rebound(&mut state.nodes, seq, &p.node, &p.machine);
+            machines::fold::bound(&mut state.machines, &p.machine, &p.node, released.as_ref());
+        }
+        P::NodeInstallRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeInstallStarted(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeInstallFailed(p) => {
+            nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), Some(&p.reason));
+        }
+        P::NodeActivated(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeDrainRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeUncordoned(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeReprovisionRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeRescueRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeFailed(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), Some(&p.reason)),
+        P::NodeRetired(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeTokenIssued(p) => nodes::fold::token_issued(&mut state.nodes, seq, p),
+        P::SpecApplied(p) => {
+            let before = specs::fold::applied(&mut state.specs, seq, p);
+            let ids: Vec<NodeId> = state.nodes.records.keys().cloned().collect();
+            index = specs::fold::affected(&state.specs, before.as_deref(), ids.into_iter());
+            if let Some(now) = state.specs.live.clone() {
+                let decisions = systems::fold::spec_decisions(&now.spec, before.as_ref().map(|b| b.spec.as_ref()));
+                for (node, system) in decisions {
+                    let d = Desired {
+                        seq,
+                        system,
+                        action: crate::nixos::SwitchAction::Switch,
+                        source: Source::Spec,
+                        rollout: None,
+                    };
+                    systems::fold::decided(&mut state.systems, &node, d);
                 }
             }
         }
+        P::BootstrapTokenIssued(p) => machines::fold::token_issued(&mut state.machines, seq, event.id, p),
+        P::BootstrapTokenClaimed(p) => machines::fold::token_claimed(&mut state.machines, seq, p),
+        P::BootstrapTokenExchanged(p) => machines::fold::token_exchanged(&mut state.machines, seq, p),
+        P::InstallProgressed(p) => machines::fold::install_progressed(&mut state.machines, seq, p),
+        P::InstallPlanRefused(p) => {
+            let since = state.nodes.get(&p.node).map(|n| n.since).unwrap_or_default();
+            let machine = state.nodes.get(&p.node).map(|n| n.machine.clone());
+            let seen = machine.and_then(|m| state.machines.get(&m).map(|m| m.last_seen)).unwrap_or_default();
+            machines::fold::plan_refused(&mut state.machines, seq, p, since, seen);
+        }
+        P::EnrollmentConflicted(p) => machines::fold::enrollment_conflicted(&mut state.machines, seq, p),
+        P::EnrollmentRefused(p) => machines::fold::enrollment_refused(&mut state.machines, seq, p),
+        P::NodeSystemSet(p) => {
+            systems::fold::system_set(&mut state.systems, seq, p);
+        }
+        P::NodePinned(p) => systems::fold::pinned(&mut state.systems, seq, p),
+        P::NodeUnpinned(p) => systems::fold::unpinned(&mut state.systems, seq, p),
+        P::SystemReported(p) => systems::fold::reported(&mut state.systems, seq, p),
+        P::SystemPrefetched(p) => systems::fold::prefetched(&mut state.systems, seq, p),
+        P::SystemPrefetchFailed(p) => {
+            let s = systems::fold::prefetch_failed(&mut state.systems, seq, p);
+            settle(state, seq, &p.node, p.decision, s);
+        }
+        P::SystemActivating(p) => systems::fold::activating(&mut state.systems, seq, p),
+        P::SystemProfileSet(p) => systems::fold::profile_set(&mut state.systems, seq, p),
+        P::SystemSwitched(p) => {
+            if let Some(s) = systems::fold::switched(&mut state.systems, seq, p) {
+                settle(state, seq, &p.node, p.decision, s);
+            }
+        }
+        P::SystemHealthFailed(p) => {
+            let s = systems::fold::health_failed(&mut state.systems, seq, p);
+            settle(state, seq, &p.node, p.decision, s);
+        }
+        P::SystemConfirmed(p) => {
+            let s = systems::fold::confirmed(&mut state.systems, seq, p);
+            settle(state, seq, &p.node, p.decision, s);
+        }
+        P::SystemRolledBack(p) => {
+            let s = systems::fold::rolled_back(&mut state.systems, seq, p);
+            settle(state, seq, &p.node, p.decision, s);
+        }
+        P::RolloutStarted(p) => {
+            let members = FleetRead::pool_members(state, &p.pool);
+            rollouts::fold::started(&mut state.rollouts, seq, time, p, members);
+        }
+        P::RolloutWaveStarted(p) => {
+            let previous = p
+                .nodes
+                .iter()
+                .map(|n| {
+                    let ns = state.systems.get(n);
+                    let desired = ns.and_then(|s| s.desired.as_ref());
+                    let previous = desired.map(|d| d.system.clone()).or_else(|| ns.and_then(|s| s.current.clone()));
+                    (previous, desired.map(|d| d.action).unwrap_or_default())
+                })
+                .collect();
+            let decided = rollouts::fold::wave_started(&mut state.rollouts, seq, time, p, previous);
+            decide_all(state, seq, decided);
+            index = rollouts::fold::decided_nodes(&state.rollouts, p.rollout, seq);
+        }
+        P::RolloutCompleted(p) => rollouts::fold::completed(&mut state.rollouts, seq, p),
+        P::RolloutHalted(p) => {
+            let decided = rollouts::fold::halted(&mut state.rollouts, seq, time, p);
+            decide_all(state, seq, decided);
+            index = rollouts::fold::decided_nodes(&state.rollouts, p.rollout, seq);
+        }
+        P::RolloutNodesReverted(p) => {
+            let decided = rollouts::fold::nodes_reverted(&mut state.rollouts, seq, time, p);
+            decide_all(state, seq, decided);
+            index = rollouts::fold::decided_nodes(&state.rollouts, p.rollout, seq);
+        }
+        P::RolloutReverted(p) => rollouts::fold::reverted(&mut state.rollouts, seq, p),
+        P::RolloutMemberLeft(p) => rollouts::fold::member_left(&mut state.rollouts, seq, p),
     }
+    index
 }

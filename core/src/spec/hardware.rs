@@ -194,7 +194,7 @@ impl Rule {
 
 impl Match {
     /// The set criteria by name, each with whether its values compare case-insensitively.
-    pub(crate) fn sets(&self) -> [(&'static str, Option<Vec<String>>, bool); 6] {
+    pub fn sets(&self) -> [(&'static str, Option<Vec<String>>, bool); 6] {
         let ports =
             self.switch_ports.as_ref().map(|ps| ps.iter().map(|p| format!("{}\u{0}{}", p.switch, p.port)).collect());
         [
@@ -207,7 +207,8 @@ impl Match {
         ]
     }
 
-    pub(crate) fn ranges(&self) -> [(&'static str, Option<Range>); 3] {
+    /// The range criteria by name.
+    pub fn ranges(&self) -> [(&'static str, Option<Range>); 3] {
         [("cpuThreads", self.cpu_threads), ("memoryBytes", self.memory_bytes), ("diskCount", self.disk_count)]
     }
 

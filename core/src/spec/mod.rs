@@ -24,6 +24,12 @@ use std::net::Ipv4Addr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use serde::de::Error as _;
+use serde::{Deserializer, Serializer};
+
+use crate::facts::Disk as FactDisk;
 use crate::ids::Hash;
 
 pub use diff::{Change, Op, SpecDiff, diff};
@@ -629,7 +635,50 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
     }
 }
 
-#[cfg(test)]
+/// The spec that is live, with the event that made it so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSpec {
+    /// The seq of the `SpecApplied` event.
+    pub seq: u64,
+    pub digest: Hash,
+    pub spec: Arc<ClusterSpec>,
+}
+
+/// Stored as its canonical document and parsed back: the spec types are JSON-shaped (internally tagged
+/// enums), which postcard cannot carry.
+impl Serialize for LiveSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.seq, self.digest, self.spec.canonical_json()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LiveSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (seq, digest, document): (u64, Hash, String) = Deserialize::deserialize(d)?;
+        let spec = ClusterSpec::from_json(&document).map_err(D::Error::custom)?;
+        Ok(LiveSpec { seq, digest, spec: Arc::new(spec) })
+    }
+}
+
+/// Resolve the disk layout the spec gives node `node` against `disks`: the layout's name and either its
+/// resolved disks or every reason it does not fit. `None` when the spec does not declare the node or its layout.
+pub fn layout_fit(
+    spec: &ClusterSpec,
+    node: &str,
+    disks: &[FactDisk],
+) -> Option<(String, Result<BTreeMap<String, ResolvedDisk>, Vec<String>>)> {
+    let declared = spec.nodes.get(node)?;
+    let layout = spec.disk_layouts.get(&declared.disk_layout)?;
+    let mut result = layout.resolve(disks);
+    if disks.is_empty()
+        && let Err(reasons) = &mut result
+    {
+        reasons.insert(0, "the machine reported no disks".to_owned());
+    }
+    Some((declared.disk_layout.clone(), result))
+}
+
+/// The spec of `nix/tests/fixtures/small.nix`: unit tests use it, and so does the fleet's schema probe.
 pub(crate) mod fixture;
 
 #[cfg(test)]

@@ -1,17 +1,17 @@
 //! Shared by the core's property tests: hardware facts that make the test machines meet (and miss) the
 //! fixture spec's enrollment rules, and a resolver that turns a random pick into a bootstrap event that is
 //! legal in the current state — netboot tokens, phone-home claims, install progress, token exchanges and the
-//! enrollment controller's own decisions (`sendan_core::enrollment::decide`) — so generated runs reach every
+//! enrollment controller's own decisions (`sendan_core::machines::enrollment::decide`) — so generated runs reach every
 //! bootstrap kind.
 
 #![allow(dead_code)]
 
-use sendan_core::enrollment;
 use sendan_core::event::*;
 use sendan_core::facts::{Disk, HardwareFacts, Nic};
 use sendan_core::fleet::FleetState;
 use sendan_core::ids::{Hash, MachineId, NodeId, Timestamp};
 use sendan_core::lifecycle::NodeState;
+use sendan_core::machines::enrollment;
 
 /// The MACs of test machine `m<i>`: its own, and for `m3` also the one the fixture's rule `cp-1` matches, so
 /// that rules `cp-1` and `cp-2` (both priority 100) conflict over it. `m2` has `cp-1`'s MAC only.
@@ -102,11 +102,11 @@ pub fn legal_bootstrap_move(
     now: Timestamp,
 ) -> Payload {
     let mut options: Vec<Payload> = Vec::new();
-    if let Some(live) = &state.spec.live {
-        options.extend(enrollment::decide(state).iter().map(|d| d.payload(live.digest)));
+    if let Some(live) = &state.specs.live {
+        options.extend(enrollment::decide(&state.machines, state).iter().map(|d| d.payload(live.digest)));
     }
     let mac = macs_of(machine)[0].clone();
-    let bs = &state.bootstrap;
+    let bs = &state.machines.bootstrap;
     match bs.unclaimed_for(&mac, now) {
         Some(t) if state.machine(machine).is_some() => {
             options.push(BootstrapTokenClaimed { token: t.hash, machine: machine.clone() }.into());
@@ -128,7 +128,7 @@ pub fn legal_bootstrap_move(
         expires: Timestamp(now.0 + 3_600_000),
     };
     if pick % 3 == 0
-        && sendan_core::fleet::bootstrap::identity_refusal(state, &phoned.mac, machine, &phoned.facts).is_none()
+        && sendan_core::machines::identity::identity_refusal(state, &phoned.mac, machine, &phoned.facts).is_none()
     {
         options.push(phoned.into());
     }

@@ -6,8 +6,10 @@
 
 use sendan_core::event::*;
 use sendan_core::fleet::FleetState;
-use sendan_core::fleet::systems::Phase;
 use sendan_core::ids::{NodeId, Timestamp};
+use sendan_core::read::FleetRead;
+use sendan_core::rollouts::planner;
+use sendan_core::systems::AttemptPhase as Phase;
 
 /// Store paths of fake systems.
 pub const SYSTEMS: [&str; 3] = [
@@ -48,10 +50,10 @@ pub fn systems_spec(nodes: &[&str], variant: usize) -> Payload {
 /// `edge` when it is not live, the rollout controller's next decisions, starting a rollout, operator decisions
 /// and pins, and the next step of the node's agent.
 pub fn legal_system_move(state: &FleetState, nodes: &[&str], node: &NodeId, pick: usize, now: Timestamp) -> Payload {
-    use sendan_core::fleet::systems::RolloutState;
+    use sendan_core::rollouts::RolloutState;
     // Which move is taken and the move's own choices come from different bits of `pick`.
     let (select, pick) = (pick & 0xff, pick >> 8);
-    let live_has_pool = state.spec.live.as_ref().is_some_and(|l| l.spec.pools.contains_key(POOL));
+    let live_has_pool = state.specs.live.as_ref().is_some_and(|l| l.spec.pools.contains_key(POOL));
     if !live_has_pool {
         return systems_spec(nodes, pick);
     }
@@ -65,7 +67,8 @@ pub fn legal_system_move(state: &FleetState, nodes: &[&str], node: &NodeId, pick
             return step;
         }
     }
-    let decisions: Vec<Payload> = sendan_core::rollout::decide(state, now).into_iter().map(|d| d.payload).collect();
+    let decisions: Vec<Payload> =
+        planner::decide(&state.rollouts, state, now).into_iter().map(|d| d.payload()).collect();
     let open = state.open_rollout(POOL);
     // Mostly, while a rollout is open, push it along: sometimes an operator halts it between waves once members
     // confirmed (so confirmed members are put back), else the controller's decision, else the next step of the
@@ -73,9 +76,9 @@ pub fn legal_system_move(state: &FleetState, nodes: &[&str], node: &NodeId, pick
     if let Some(r) = open
         && select & 3 != 3
     {
-        let settled = sendan_core::rollout::assess(state, r, now).moving() == 0;
-        if r.state == RolloutState::Running && pick % 4 != 0 && settled && sendan_core::rollout::any_confirmed(r) {
-            return RolloutHalted { rollout: r.id, reason: "operator".into() }.into();
+        let settled = planner::assess(state, r, now).moving() == 0;
+        if r.state == RolloutState::Running && pick % 4 != 0 && settled && planner::any_confirmed(r) {
+            return operator_halt(state, r, now);
         }
         if let Some(d) = decisions.first() {
             return d.clone();
@@ -86,7 +89,7 @@ pub fn legal_system_move(state: &FleetState, nodes: &[&str], node: &NodeId, pick
         }
     }
     // Half of the time, start a rollout when one can start.
-    let members = sendan_core::fleet::systems::pool_members(state, POOL);
+    let members = state.pool_members(POOL);
     let active = members.iter().any(|m| state.node(m).is_some_and(|r| r.state == sendan_core::NodeState::Active));
     if open.is_none() && active && (select >> 2) & 1 == 1 {
         // Half of these roll out what a member already runs: its wave is confirmed in one step.
@@ -158,7 +161,7 @@ pub fn legal_system_move(state: &FleetState, nodes: &[&str], node: &NodeId, pick
         );
     } else if pick % 4 == 0 {
         let r = state.open_rollout(POOL).unwrap();
-        c.push(RolloutHalted { rollout: r.id, reason: "operator".into() }.into());
+        c.push(operator_halt(state, r, now));
     }
     let ns = state.node_system(node);
     c.push(NodeSystemSet { node: node.clone(), system: SYSTEMS[pick % 3].into(), action: SwitchAction::Switch }.into());
@@ -174,6 +177,12 @@ pub fn legal_system_move(state: &FleetState, nodes: &[&str], node: &NodeId, pick
         c.push(agent);
     }
     c.swap_remove(select % c.len())
+}
+
+/// An operator's halt of `r` (`sendan rollout abort`): the server fills in the members it puts back at once.
+pub fn operator_halt(state: &FleetState, r: &sendan_core::rollouts::Rollout, now: Timestamp) -> Payload {
+    let revert = planner::halt_reverts(r, &planner::assess(state, r, now));
+    RolloutHalted { rollout: r.id, reason: "operator".into(), revert }.into()
 }
 
 /// The lifecycle event that takes `node` one step towards `active`, if it is not active.

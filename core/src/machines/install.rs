@@ -4,15 +4,15 @@
 //! install whose layout does not fit before anything is written, and enrollment records such refusals.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::Disk;
-use crate::fleet::FleetState;
+use super::MachinesState;
 use crate::ids::{Hash, MachineId, NodeId};
 use crate::lifecycle::NodeState;
-use crate::spec::{ClusterSpec, InstallPlan, ResolvedDisk};
+use crate::read::FleetRead;
+pub use crate::read::PlanUnavailable;
+use crate::spec::{InstallPlan, ResolvedDisk};
 
 /// `GET /v1/bootstrap/plan` and `GET /v1/nodes/{id}/plan`: everything the installer needs to install the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,111 +92,35 @@ pub struct InstallView {
     pub node: NodeId,
     pub state: NodeState,
     /// Why its install plan was refused, if it was, in its current state.
-    pub refusal: Option<crate::fleet::bootstrap::PlanRefusal>,
+    pub refusal: Option<super::PlanRefusal>,
     /// The last install step its installer reported.
-    pub progress: Option<crate::fleet::bootstrap::Progress>,
+    pub progress: Option<super::Progress>,
     /// The SSH host public key its installer reported.
-    pub ssh_host_key: Option<crate::fleet::bootstrap::HostKey>,
+    pub ssh_host_key: Option<super::HostKey>,
     /// Whether an installer holds a live session for its machine.
     pub installer_session: bool,
 }
 
 impl InstallView {
-    pub fn of(fleet: &FleetState, node: &NodeId) -> Option<InstallView> {
+    pub fn of(ms: &MachinesState, fleet: &dyn FleetRead, node: &NodeId) -> Option<InstallView> {
         let n = fleet.node(node)?;
-        let bs = &fleet.bootstrap;
+        let bs = &ms.bootstrap;
         Some(InstallView {
-            seq: fleet.seq,
+            seq: fleet.seq(),
             node: node.clone(),
             state: n.state,
             refusal: bs.refusals.get(node).filter(|r| r.since == n.since).map(|r| r.as_ref().clone()),
             progress: bs.progress.get(node).map(|p| p.as_ref().clone()),
             ssh_host_key: bs.host_keys.get(node).map(|k| k.as_ref().clone()),
-            installer_session: bs.sessions.contains_key(&n.machine),
+            installer_session: bs.sessions.contains_key(n.machine),
         })
     }
 }
 
-/// Why a node has no install plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PlanUnavailable {
-    /// No spec has been applied.
-    NoSpec,
-    /// The node has not been bound to a machine.
-    UnknownNode { node: NodeId },
-    /// The live spec does not declare the node (it was bound by hand under another name).
-    NotDeclared { node: NodeId },
-    /// The live spec declares the node but leaves its plan undefined (it did not validate).
-    Incomplete { node: NodeId },
-    /// The layout's selectors do not find the disks they need among the machine's: refused before anything is
-    /// written.
-    DoesNotFit { node: NodeId, machine: MachineId, layout: String, reasons: Vec<String> },
-}
-
-impl fmt::Display for PlanUnavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlanUnavailable::NoSpec => f.write_str("no cluster spec is live; apply one with `sendan apply`"),
-            PlanUnavailable::UnknownNode { node } => write!(f, "node {node} is not bound to a machine"),
-            PlanUnavailable::NotDeclared { node } => {
-                write!(f, "the live spec does not declare node {node}, so it has no install plan")
-            }
-            PlanUnavailable::Incomplete { node } => {
-                write!(f, "the live spec does not define an install plan for node {node}")
-            }
-            PlanUnavailable::DoesNotFit { node, machine, layout, reasons } => write!(
-                f,
-                "disk layout '{layout}' of node {node} does not fit the disks of machine {machine}: {}",
-                reasons.join("; ")
-            ),
-        }
-    }
-}
-
-/// Resolve the disk layout the spec gives node `node` against `disks`: the layout's name and either its
-/// resolved disks or every reason it does not fit. `None` when the spec does not declare the node or its layout.
-pub fn layout_fit(
-    spec: &ClusterSpec,
-    node: &str,
-    disks: &[Disk],
-) -> Option<(String, Result<BTreeMap<String, ResolvedDisk>, Vec<String>>)> {
-    let declared = spec.nodes.get(node)?;
-    let layout = spec.disk_layouts.get(&declared.disk_layout)?;
-    let mut result = layout.resolve(disks);
-    if disks.is_empty()
-        && let Err(reasons) = &mut result
-    {
-        reasons.insert(0, "the machine reported no disks".to_owned());
-    }
-    Some((declared.disk_layout.clone(), result))
-}
-
-/// Whether node `node`'s disk layout fits its machine's disks, as the fleet stands: the layout's name and its
-/// resolved disks, or why the node has no plan. What `check` and enrollment need, without rendering anything.
-pub fn layout_of(
-    fleet: &FleetState,
-    node: &NodeId,
-) -> Result<(String, BTreeMap<String, ResolvedDisk>), PlanUnavailable> {
-    let live = fleet.spec.live.as_ref().ok_or(PlanUnavailable::NoSpec)?;
-    let record = fleet.node(node).ok_or_else(|| PlanUnavailable::UnknownNode { node: node.clone() })?;
-    if !live.spec.nodes.contains_key(node.as_str()) {
-        return Err(PlanUnavailable::NotDeclared { node: node.clone() });
-    }
-    let disks = fleet.machine(&record.machine).map(|m| m.facts.disks.as_slice()).unwrap_or_default();
-    let (layout, fit) = layout_fit(&live.spec, node.as_str(), disks)
-        .ok_or_else(|| PlanUnavailable::Incomplete { node: node.clone() })?;
-    match fit {
-        Ok(resolved) => Ok((layout, resolved)),
-        Err(reasons) => {
-            Err(PlanUnavailable::DoesNotFit { node: node.clone(), machine: record.machine.clone(), layout, reasons })
-        }
-    }
-}
-
 /// The plan of node `node` as the fleet stands: made from the live spec and the facts its machine reported.
-pub fn plan_for(fleet: &FleetState, node: &NodeId) -> Result<ServedPlan, PlanUnavailable> {
-    let (layout, resolved) = layout_of(fleet, node)?;
-    let live = fleet.spec.live.as_ref().ok_or(PlanUnavailable::NoSpec)?;
+pub fn plan_for(fleet: &dyn FleetRead, node: &NodeId) -> Result<ServedPlan, PlanUnavailable> {
+    let (layout, resolved) = fleet.layout_of(node)?;
+    let live = fleet.live_spec().ok_or(PlanUnavailable::NoSpec)?;
     let record = fleet.node(node).ok_or_else(|| PlanUnavailable::UnknownNode { node: node.clone() })?;
     let plan =
         live.spec.install_plan(node.as_str()).ok_or_else(|| PlanUnavailable::Incomplete { node: node.clone() })?;
@@ -215,7 +139,9 @@ pub fn plan_for(fleet: &FleetState, node: &NodeId) -> Result<ServedPlan, PlanUna
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FleetState;
     use crate::event::{MachineDiscovered, NodeCommissioned, Payload, SpecApplied};
+    use crate::facts::Disk;
     use crate::facts::HardwareFacts;
     use crate::ids::{Actor, EventId, Timestamp};
 
@@ -244,6 +170,7 @@ mod tests {
                 time: Timestamp(1),
                 actor: Actor::Admin,
                 comment: None,
+                cause: None,
                 payload,
             };
             crate::log::append(&mut fleet, &[p]).unwrap();
@@ -266,7 +193,7 @@ mod tests {
         let plan = plan_for(&fleet, &NodeId::new("worker-02").unwrap()).unwrap();
         assert_eq!(plan.plan.hostname, "worker-02");
         assert_eq!(plan.state, NodeState::Commissioned);
-        assert_eq!(plan.spec, fleet.spec.live.as_ref().unwrap().digest);
+        assert_eq!(plan.spec, fleet.specs.live.as_ref().unwrap().digest);
         assert_eq!(plan.disks.len(), 1);
         let root = plan.disks.values().next().unwrap();
         assert_eq!(plan.disko["disko"]["devices"]["disk"]["root"]["device"], root.device.as_str());

@@ -1,14 +1,33 @@
-//! Bootstrap and enrollment events: netboot tokens, a machine's phone-home claim, install progress, the
-//! exchange of the bootstrap token for a node token, and the enrollment and install-plan decisions the
-//! server records when it cannot bind or install a machine. The rules are in `fleet::bootstrap`.
+//! Machine and bootstrap events: a machine's facts, its phone-home with a bootstrap token, install progress, the
+//! exchange of the bootstrap token for a node token, and the enrollment and install-plan decisions the server
+//! records when it cannot bind or install a machine. The rules are in `rules.rs`.
 //!
 //! Stored format: every struct here is postcard-encoded in the log. Fields are appended, never reordered
 //! or removed, and nothing uses `skip_serializing_if`, `flatten` or internally tagged enums.
 
 use serde::{Deserialize, Serialize};
 
-use super::{Emitters, EventData};
+use crate::emitters::{Emitters, EventData};
+use crate::facts::HardwareFacts;
 use crate::ids::{Hash, MachineId, NodeId, Timestamp};
+
+/// A machine's hardware facts, recorded by an operator or the system (an installer phoning home records
+/// [`super::MachinePhonedHome`] instead; releases before it recorded this). An unknown machine becomes `discovered`; a known one only refreshes its facts, so a bound
+/// machine keeps its node across reboots and re-discovery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineDiscovered {
+    pub machine: MachineId,
+    #[serde(default)]
+    pub facts: HardwareFacts,
+}
+
+impl EventData for MachineDiscovered {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+    fn machine(&self) -> Option<&MachineId> {
+        Some(&self.machine)
+    }
+}
 
 /// A netbooted machine was handed a bootstrap token (in its iPXE script) for the NIC with this MAC. Written by
 /// the netboot endpoint of releases before bootstrap tokens became stateless (netboot now records nothing, see
@@ -210,7 +229,7 @@ impl EventData for EnrollmentRefused {
 #[serde(deny_unknown_fields)]
 pub struct MachinePhonedHome {
     pub machine: MachineId,
-    pub facts: crate::facts::HardwareFacts,
+    pub facts: HardwareFacts,
     /// Lower-case, colon-separated: the NIC the machine netbooted from, which the token was derived for.
     pub mac: String,
     /// sha256 of the bootstrap token.

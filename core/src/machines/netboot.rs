@@ -5,10 +5,10 @@
 //! HMAC of the MAC, an expiry and the MAC's place in the log, keyed with the cluster secret. Pure: the server
 //! supplies the artifact locations (its configuration), the secret and the time.
 
-use crate::fleet::bootstrap::boots_installer;
-use crate::fleet::{FleetState, MachineRecord};
+use super::identity::boots_installer;
 use crate::ids::{InvalidValue, MachineId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
+use crate::read::{FleetRead, MachineFacts};
 
 /// A MAC address in the form facts use (lower-case, colon-separated), from `52:54:00:12:34:56`,
 /// `52-54-00-12-34-56` or `525400123456` in any case (iPXE's `${mac}`, `${mac:hexhyp}`, `${mac:hexraw}`).
@@ -38,13 +38,8 @@ pub fn is_unicast_mac(mac: &str) -> bool {
 
 /// The machine that reported NIC `mac`, or that is known by it (a machine recorded without facts, by its MAC);
 /// when several are, the one seen most recently.
-pub fn machine_with_mac<'a>(fleet: &'a FleetState, mac: &str) -> Option<&'a MachineRecord> {
-    fleet
-        .machines
-        .values()
-        .map(AsRef::as_ref)
-        .filter(|m| m.id.as_str() == mac || m.facts.macs().any(|x| x == mac))
-        .max_by_key(|m| m.last_seen)
+pub fn machine_with_mac<'a>(fleet: &'a dyn FleetRead, mac: &str) -> Option<MachineFacts<'a>> {
+    fleet.machines().filter(|m| m.id.as_str() == mac || m.facts.macs().any(|x| x == mac)).max_by_key(|m| m.last_seen)
 }
 
 /// What a machine netbooting from a MAC should boot.
@@ -64,10 +59,10 @@ pub enum Boot {
     },
 }
 
-/// Decide what the machine with NIC `mac` (normalized) boots.
-pub fn decide(fleet: &FleetState, mac: &str) -> Boot {
+/// What the machine with NIC `mac` (normalized) boots.
+pub fn boot_for(fleet: &dyn FleetRead, mac: &str) -> Boot {
     let machine = machine_with_mac(fleet, mac);
-    let node = machine.and_then(|m| m.node.as_ref()).and_then(|n| fleet.node(n));
+    let node = machine.and_then(|m| m.node).and_then(|n| fleet.node(n));
     let why = match (machine, node) {
         (None, _) => format!("MAC {mac} is unknown; the installer phones home"),
         (Some(m), None) => format!("machine {} is not bound to a node; the installer phones home", m.id),
@@ -122,7 +117,7 @@ fn stateless_signature(cluster_secret: &str, mac_hex: &str, expires_secs: i64, e
 
 /// What a stateless bootstrap token was made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BootToken {
+pub struct StatelessToken {
     /// The NIC, normalized.
     pub mac: String,
     pub expires: Timestamp,
@@ -133,7 +128,7 @@ pub struct BootToken {
 /// Where a MAC stands in the log for bootstrap tokens: the `last_seen` seq of the machine known by it (0 when
 /// none is). A phone-home moves it, so a token handed out before a MAC's last phone-home no longer works, and the
 /// next netboot gets a different one — a used token is never handed out again.
-pub fn bootstrap_epoch(fleet: &FleetState, mac: &str) -> u64 {
+pub fn bootstrap_epoch(fleet: &dyn FleetRead, mac: &str) -> u64 {
     machine_with_mac(fleet, mac).map_or(0, |m| m.last_seen)
 }
 
@@ -141,7 +136,7 @@ pub fn bootstrap_epoch(fleet: &FleetState, mac: &str) -> u64 {
 /// `sendan-boot-<mac as 12 hex digits>-<expiry in Unix seconds>-<epoch>-<HMAC-SHA256 of them with the cluster
 /// secret>`. Nothing is recorded when it is handed out: any member can check it, and only a phone-home with it
 /// records anything (`MachinePhonedHome`, with its hash).
-pub fn bootstrap_token(cluster_secret: &str, t: &BootToken) -> String {
+pub fn bootstrap_token(cluster_secret: &str, t: &StatelessToken) -> String {
     let mac_hex: String = t.mac.chars().filter(|c| *c != ':').collect();
     let secs = t.expires.0.div_euclid(1000);
     let sig = stateless_signature(cluster_secret, &mac_hex, secs, t.epoch);
@@ -149,7 +144,7 @@ pub fn bootstrap_token(cluster_secret: &str, t: &BootToken) -> String {
 }
 
 /// What a stateless bootstrap token was made for, if it carries a valid signature.
-pub fn verify_bootstrap_token(cluster_secret: &str, token: &str) -> Option<BootToken> {
+pub fn verify_bootstrap_token(cluster_secret: &str, token: &str) -> Option<StatelessToken> {
     let rest = token.strip_prefix("sendan-boot-")?;
     let mut parts = rest.split('-');
     let (mac_hex, secs, epoch, sig) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -163,7 +158,11 @@ pub fn verify_bootstrap_token(cluster_secret: &str, token: &str) -> Option<BootT
     let (secs, epoch): (i64, u64) = (secs.parse().ok()?, epoch.parse().ok()?);
     let given: [u8; 32] = hex::decode(sig).ok()?.try_into().ok()?;
     let want = stateless_signature(cluster_secret, mac_hex, secs, epoch);
-    constant_time_eq(&given, &want).then(|| BootToken { mac, expires: Timestamp(secs.saturating_mul(1000)), epoch })
+    constant_time_eq(&given, &want).then(|| StatelessToken {
+        mac,
+        expires: Timestamp(secs.saturating_mul(1000)),
+        epoch,
+    })
 }
 
 /// Whether `a` and `b` are equal, in time that does not depend on where they differ.
@@ -250,12 +249,16 @@ mod tests {
         let expires = bootstrap_expiry(Timestamp(1_790_000_000_123), 3_600_000);
         assert_eq!(expires, Timestamp(1_790_003_640_000), "rounded up to a whole minute");
         assert_eq!(bootstrap_expiry(Timestamp(1_790_000_040_000), 0), Timestamp(1_790_000_040_000));
-        let boot = BootToken { mac: "52:54:00:3c:9a:11".into(), expires, epoch: 7 };
+        let boot = StatelessToken { mac: "52:54:00:3c:9a:11".into(), expires, epoch: 7 };
         let t = bootstrap_token("secret", &boot);
         assert!(t.starts_with("sendan-boot-5254003c9a11-1790003640-7-"), "{t}");
         assert_eq!(verify_bootstrap_token("secret", &t), Some(boot.clone()));
         assert_eq!(t, bootstrap_token("secret", &boot), "any member makes the same token");
-        assert_ne!(t, bootstrap_token("secret", &BootToken { epoch: 8, ..boot }), "a phone-home changes the token");
+        assert_ne!(
+            t,
+            bootstrap_token("secret", &StatelessToken { epoch: 8, ..boot }),
+            "a phone-home changes the token"
+        );
         assert_eq!(verify_bootstrap_token("other", &t), None);
         // Changing the MAC, the expiry or the epoch breaks the signature.
         for forged in [

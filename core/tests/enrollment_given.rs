@@ -3,12 +3,18 @@
 //! threads or more to the pool `workers` (class `worker`: 16 threads, 60 GiB, an SSD of 200 GB, one NIC).
 
 use proptest::prelude::*;
+use sendan_core::event::*;
+use sendan_core::facts::{Cpu, Disk, HardwareFacts, LldpNeighbor, Nic};
+use sendan_core::fleet::FleetState;
+use sendan_core::ids::{Actor, Hash, MachineId, NodeId};
+use sendan_core::lifecycle::NodeState;
+use sendan_core::machines::Problem;
+use sendan_core::machines::enrollment::*;
+use sendan_core::spec::{ClusterSpec, Match, Range, Rule, SwitchPort};
 
-use super::*;
-use crate::event::{MachineDiscovered, Proposal, SpecApplied};
-use crate::facts::{Cpu, Disk, LldpNeighbor, Nic};
-use crate::ids::{Actor, Timestamp};
-use crate::spec::{Match, Range};
+#[path = "support/given.rs"]
+mod harness;
+use harness::{Given, m, n};
 
 const GIB: u64 = 1 << 30;
 const GB: u64 = 1_000_000_000;
@@ -27,23 +33,27 @@ fn big(macs: &[&str]) -> HardwareFacts {
     }
 }
 
+fn fixture_spec() -> ClusterSpec {
+    ClusterSpec::from_json(include_str!("../src/spec/fixture.json")).unwrap()
+}
+
+/// The fixture spec live, with `run` carrying out every enrollment decision as `system:enrollment`.
 struct Fleet {
-    state: FleetState,
-    next: u128,
+    g: Given,
 }
 
 impl Fleet {
     fn new() -> Fleet {
-        let spec = crate::spec::fixture::spec();
-        let mut f = Fleet { state: FleetState::default(), next: 0 };
-        f.admin(SpecApplied { digest: spec.digest(), document: spec.canonical_json() }.into());
-        f
+        let spec = fixture_spec();
+        Fleet { g: harness::given([SpecApplied { digest: spec.digest(), document: spec.canonical_json() }.into()]) }
     }
 
-    fn submit(&mut self, actor: Actor, payload: Payload) -> Result<(), crate::Rejection> {
-        self.next += 1;
-        let p = Proposal { id: EventId::from_u128(self.next), time: Timestamp(1_000), actor, comment: None, payload };
-        crate::log::append(&mut self.state, &[p]).map(|_| ()).map_err(|b| b.rejection)
+    fn state(&self) -> &FleetState {
+        &self.g.state
+    }
+
+    fn submit(&mut self, actor: Actor, payload: Payload) -> Result<(), sendan_core::Rejection> {
+        self.g.as_(actor).when(payload).result.map(|_| ())
     }
 
     fn admin(&mut self, payload: Payload) {
@@ -55,12 +65,12 @@ impl Fleet {
     }
 
     fn digest(&self) -> Hash {
-        self.state.spec.live.as_ref().unwrap().digest
+        self.g.state.specs.live.as_ref().unwrap().digest
     }
 
     /// Carry out every decision as `system:enrollment`; each must be accepted.
-    fn run(&mut self) -> Vec<Decision> {
-        let decisions = decide(&self.state);
+    fn run(&mut self) -> Vec<EnrollmentDecision> {
+        let decisions = decide(&self.g.state.machines, &self.g.state);
         let digest = self.digest();
         for d in &decisions {
             self.submit(Actor::System("enrollment".into()), d.payload(digest))
@@ -70,26 +80,20 @@ impl Fleet {
     }
 }
 
-fn m(s: &str) -> MachineId {
-    MachineId::new(s).unwrap()
-}
-fn n(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
-}
-
 #[test]
 fn given_a_machine_a_rule_names_then_it_is_bound_and_requested_for_install() {
     let mut f = Fleet::new();
     f.discover("m-cp1", big(&["52:54:00:00:01:01"]));
     let first = f.run();
-    let [Decision::Bind { machine, binding, .. }] = first.as_slice() else { panic!("{first:?}") };
+    let [EnrollmentDecision::Bind { machine, binding, .. }] = first.as_slice() else { panic!("{first:?}") };
     assert_eq!((machine, &binding.node, binding.rule.as_str()), (&m("m-cp1"), &n("cp-1"), "cp-1"));
     assert_eq!((binding.class.as_str(), binding.profile.as_str(), &binding.pool), ("control", "base", &None));
-    let rec = f.state.node(&n("cp-1")).unwrap().clone();
+    let rec = f.state().node(&n("cp-1")).unwrap().clone();
     assert_eq!((rec.state, rec.rule.as_deref()), (NodeState::Commissioned, Some("cp-1")));
     // The next pass sees the commissioned node: its layout fits, so it is requested for install.
-    assert_eq!(f.run(), vec![Decision::RequestInstall { node: n("cp-1"), since: rec.since }]);
-    assert_eq!(f.state.node(&n("cp-1")).unwrap().state, NodeState::InstallPending);
+    let seen = f.state().machine(&rec.machine).unwrap().last_seen;
+    assert_eq!(f.run(), vec![EnrollmentDecision::RequestInstall { node: n("cp-1"), since: rec.since, seen }]);
+    assert_eq!(f.state().node(&n("cp-1")).unwrap().state, NodeState::InstallPending);
     assert!(f.run().is_empty(), "nothing is left to decide");
 }
 
@@ -103,21 +107,24 @@ fn given_several_pool_machines_then_each_gets_its_own_member_in_one_pass() {
         .run()
         .into_iter()
         .filter_map(|d| match d {
-            Decision::Bind { machine, binding, .. } => Some((machine, binding.node)),
+            EnrollmentDecision::Bind { machine, binding, .. } => Some((machine, binding.node)),
             _ => None,
         })
         .collect();
     let members = ["worker-01", "worker-02", "worker-03", "worker-04"];
     assert_eq!(binds, (0..4).map(|i| (m(&format!("m{i}")), n(members[i]))).collect::<Vec<_>>());
     // The fifth finds the pool exhausted; the refusal is recorded once.
-    let state = f.state.bootstrap.enrollment.get(&m("m4")).expect("m4's problem is recorded");
+    let state = f.state().machines.bootstrap.enrollment.get(&m("m4")).expect("m4's problem is recorded");
     let Problem::Refused { rule, reasons } = &state.problem else { panic!("{state:?}") };
     assert_eq!(rule, "workers");
     assert_eq!(
         reasons[0],
         "pool 'workers' has no free member: all 4 of its nodes are bound, and node ids are never reused"
     );
-    assert!(!f.run().iter().any(|d| matches!(d, Decision::Refuse { .. })), "an unchanged refusal is not repeated");
+    assert!(
+        !f.run().iter().any(|d| matches!(d, EnrollmentDecision::Refuse { .. })),
+        "an unchanged refusal is not repeated"
+    );
 }
 
 #[test]
@@ -126,22 +133,22 @@ fn given_two_rules_at_the_top_priority_then_a_conflict_names_both_and_binds_noth
     f.discover("m-both", big(&["52:54:00:00:01:01", "52:54:00:00:02:01"]));
     assert_eq!(
         f.run(),
-        vec![Decision::Conflict {
+        vec![EnrollmentDecision::Conflict {
             machine: m("m-both"),
             seen: 2,
             priority: 100,
             rules: vec!["cp-1".into(), "cp-2".into()]
         }]
     );
-    assert!(f.state.nodes.is_empty());
-    let p = &f.state.bootstrap.enrollment[&m("m-both")].problem;
+    assert!(f.state().nodes.records.is_empty());
+    let p = &f.state().machines.bootstrap.enrollment[&m("m-both")].problem;
     assert_eq!(
         problem_sentence(p),
         "enrollment rules 'cp-1', 'cp-2' all match at priority 100; make them exclusive or bind it with `sendan node accept`"
     );
     // Phoning home again is new facts: decided again (and still a conflict).
     f.discover("m-both", big(&["52:54:00:00:01:01", "52:54:00:00:02:01"]));
-    assert!(matches!(f.run().as_slice(), [Decision::Conflict { seen: 4, .. }]));
+    assert!(matches!(f.run().as_slice(), [EnrollmentDecision::Conflict { seen: 4, .. }]));
 }
 
 #[test]
@@ -152,7 +159,7 @@ fn given_a_machine_below_its_class_policy_then_every_unmet_minimum_is_recorded()
     small.memory_bytes = 8 * GIB;
     f.discover("m-small", small);
     let decisions = f.run();
-    let [Decision::Refuse { rule, reasons, .. }] = decisions.as_slice() else { panic!("{decisions:?}") };
+    let [EnrollmentDecision::Refuse { rule, reasons, .. }] = decisions.as_slice() else { panic!("{decisions:?}") };
     assert_eq!(rule, "cp-2");
     assert_eq!(
         *reasons,
@@ -171,7 +178,7 @@ fn given_a_node_bound_to_other_hardware_then_its_rule_refuses_and_names_rebind()
     f.run();
     f.discover("m-new", big(&["52:54:00:00:01:01"]));
     let decisions = f.run();
-    let [Decision::Refuse { reasons, .. }] = decisions.as_slice() else { panic!("{decisions:?}") };
+    let [EnrollmentDecision::Refuse { reasons, .. }] = decisions.as_slice() else { panic!("{decisions:?}") };
     assert!(reasons[0].starts_with("node cp-1 is already bound to machine m-old (it is `install-pending`); if this machine replaces it, run `sendan node rebind cp-1"), "{reasons:?}");
 }
 
@@ -185,10 +192,12 @@ fn given_disks_that_do_not_fit_then_the_plan_is_refused_once_and_the_node_waits(
     diskless.disks.clear();
     f.discover("m-cp1", diskless);
     let decisions = f.run();
-    let [Decision::RefusePlan { node, layout, reasons, .. }] = decisions.as_slice() else { panic!("{decisions:?}") };
+    let [EnrollmentDecision::RefusePlan { node, layout, reasons, .. }] = decisions.as_slice() else {
+        panic!("{decisions:?}")
+    };
     assert_eq!((node, layout.as_str()), (&n("cp-1"), "single"));
     assert_eq!(reasons[0], "the machine reported no disks");
-    assert_eq!(f.state.node(&n("cp-1")).unwrap().state, NodeState::Commissioned, "nothing was written");
+    assert_eq!(f.state().node(&n("cp-1")).unwrap().state, NodeState::Commissioned, "nothing was written");
     assert!(f.run().is_empty(), "the same refusal is not recorded twice");
     // An install request is refused by `check` too, whoever asks.
     let err = f.submit(Actor::Admin, NodeInstallRequested { node: n("cp-1") }.into()).unwrap_err();
@@ -196,7 +205,7 @@ fn given_disks_that_do_not_fit_then_the_plan_is_refused_once_and_the_node_waits(
     assert!(err.to_string().contains("nothing was written"), "{err}");
     // New facts with a disk: the install is requested.
     f.discover("m-cp1", big(&["52:54:00:00:01:01"]));
-    assert!(matches!(f.run().as_slice(), [Decision::RequestInstall { .. }]));
+    assert!(matches!(f.run().as_slice(), [EnrollmentDecision::RequestInstall { .. }]));
 }
 
 #[test]
@@ -235,30 +244,30 @@ fn explain_lists_every_rule_with_its_criteria_and_the_layout_check() {
     f.discover("m-cp1", big(&["52:54:00:00:01:01"]));
     f.run();
     let facts = big(&["52:54:00:00:02:01"]);
-    let e = explain(&f.state, &facts);
+    let e = explain(f.state(), &facts);
     assert_eq!(e.spec, Some(f.digest()));
     let names: Vec<(&str, u32, bool)> = e.rules.iter().map(|r| (r.name.as_str(), r.priority, r.matches)).collect();
     assert_eq!(names, [("cp-1", 100, false), ("cp-2", 100, true), ("workers", 10, true)]);
     assert_eq!(e.rules[0].criteria[0].why, "none of its MACs (52:54:00:00:02:01) is one of 52:54:00:00:01:01");
     assert_eq!(e.rules[2].criteria[0].why, "CPU threads (32) is at least 16");
-    let Outcome::Binds(b) = &e.outcome else { panic!("{:?}", e.outcome) };
+    let EnrollOutcome::Binds(b) = &e.outcome else { panic!("{:?}", e.outcome) };
     assert_eq!(b.node, n("cp-2"));
     assert!(
         matches!(&e.layout, Some(LayoutCheck::Fits { layout, disks }) if layout == "single" && disks["root"].name == "nvme0n1")
     );
     // A machine that is bound already stays so.
-    let again = explain(&f.state, &{
+    let again = explain(f.state(), &{
         let mut k = big(&["52:54:00:00:01:01"]);
         k.machine_id = Some("m-cp1".into());
         k
     });
-    assert_eq!(again.outcome, Outcome::AlreadyBound { node: n("cp-1") });
-    assert_eq!(explain(&FleetState::default(), &facts).outcome, Outcome::NoSpec);
+    assert_eq!(again.outcome, EnrollOutcome::AlreadyBound { node: n("cp-1") });
+    assert_eq!(explain(&FleetState::default(), &facts).outcome, EnrollOutcome::NoSpec);
 }
 
 #[test]
 fn the_rack_comes_from_the_switches_the_nics_are_cabled_to() {
-    let spec = crate::spec::fixture::spec();
+    let spec = fixture_spec();
     let mut facts = big(&["52:54:00:00:09:01"]);
     assert_eq!(location(&spec, &facts).rack, None);
     facts.nics[0].lldp = Some(LldpNeighbor { switch: "rack2-tor".into(), port: "swp7".into() });
@@ -350,8 +359,8 @@ proptest! {
     /// it lists holds, and it lists one criterion per criterion the rule sets.
     #[test]
     fn criteria_agree_with_rule_matching(facts in arb_facts(), matches in arb_match()) {
-        let spec = crate::spec::fixture::spec();
-        let rule = Rule { description: None, priority: 1, matches, bind: crate::spec::Bind::default() };
+        let spec = fixture_spec();
+        let rule = Rule { description: None, priority: 1, matches, bind: sendan_core::spec::Bind::default() };
         let here = location(&spec, &facts);
         let listed = criteria(&rule, &facts, &here);
         let set = rule.matches.sets().iter().filter(|(_, v, _)| v.is_some()).count()

@@ -13,15 +13,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{
-    EnrollmentConflicted, EnrollmentRefused, InstallPlanRefused, NodeCommissioned, NodeInstallRequested, Payload,
-};
+use super::events::{EnrollmentConflicted, EnrollmentRefused, InstallPlanRefused};
+use super::{MachineRecord, MachinesState, Problem};
 use crate::facts::HardwareFacts;
-use crate::fleet::FleetState;
-use crate::fleet::bootstrap::Problem;
 use crate::ids::{EventId, Hash, MachineId, NodeId};
-use crate::install::{self, PlanUnavailable};
 use crate::lifecycle::NodeState;
+use crate::nodes::events::{NodeCommissioned, NodeInstallRequested};
+use crate::read::{FleetRead, PlanUnavailable};
 use crate::spec::hardware::binary_size;
 use crate::spec::{ClusterSpec, Location, ResolvedDisk, Rule, SwitchPort, select_rule};
 
@@ -50,7 +48,7 @@ pub struct Binding {
 /// What enrollment makes of one machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum EnrollOutcome {
     /// No spec is live, so there are no rules.
     NoSpec,
     /// The machine is bound already; re-discovery keeps its node.
@@ -76,24 +74,24 @@ pub enum Outcome {
 /// being bound), which a pool never hands out again.
 pub fn enroll(
     spec: &ClusterSpec,
-    fleet: &FleetState,
+    fleet: &dyn FleetRead,
     facts: &HardwareFacts,
     location: &Location,
     taken: &BTreeSet<NodeId>,
-) -> Outcome {
+) -> EnrollOutcome {
     match select_rule(&spec.enrollment_rules, facts, location) {
-        Err(conflict) => Outcome::Conflict { priority: conflict.priority, rules: conflict.rules },
-        Ok(None) => Outcome::NoRule,
+        Err(conflict) => EnrollOutcome::Conflict { priority: conflict.priority, rules: conflict.rules },
+        Ok(None) => EnrollOutcome::NoRule,
         Ok(Some((name, rule))) => match bind(spec, fleet, name, rule, facts, taken) {
-            Ok(binding) => Outcome::Binds(binding),
-            Err(reasons) => Outcome::Refused { rule: name.to_owned(), reasons },
+            Ok(binding) => EnrollOutcome::Binds(binding),
+            Err(reasons) => EnrollOutcome::Refused { rule: name.to_owned(), reasons },
         },
     }
 }
 
 fn bind(
     spec: &ClusterSpec,
-    fleet: &FleetState,
+    fleet: &dyn FleetRead,
     name: &str,
     rule: &Rule,
     facts: &HardwareFacts,
@@ -161,19 +159,19 @@ pub fn manual_binding(spec: Option<&ClusterSpec>, node: NodeId, machine: Machine
 
 /// One decision of the enrollment controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum EnrollmentDecision {
     Bind { machine: MachineId, seen: u64, binding: Binding },
     Conflict { machine: MachineId, seen: u64, priority: u32, rules: Vec<String> },
     Refuse { machine: MachineId, seen: u64, rule: String, reasons: Vec<String> },
-    RequestInstall { node: NodeId, since: u64 },
+    RequestInstall { node: NodeId, since: u64, seen: u64 },
     RefusePlan { node: NodeId, since: u64, seen: u64, layout: String, reasons: Vec<String> },
 }
 
-impl Decision {
+impl EnrollmentDecision {
     /// The event that carries the decision out, under the live spec `spec`.
-    pub fn payload(&self, spec: Hash) -> Payload {
+    pub fn payload(&self, spec: Hash) -> crate::event::Payload {
         match self.clone() {
-            Decision::Bind { machine, binding, .. } => NodeCommissioned {
+            EnrollmentDecision::Bind { machine, binding, .. } => NodeCommissioned {
                 node: binding.node,
                 machine,
                 class: Some(binding.class),
@@ -182,14 +180,14 @@ impl Decision {
                 rule: Some(binding.rule),
             }
             .into(),
-            Decision::Conflict { machine, priority, rules, .. } => {
+            EnrollmentDecision::Conflict { machine, priority, rules, .. } => {
                 EnrollmentConflicted { machine, spec, priority, rules }.into()
             }
-            Decision::Refuse { machine, rule, reasons, .. } => {
+            EnrollmentDecision::Refuse { machine, rule, reasons, .. } => {
                 EnrollmentRefused { machine, spec, rule, reasons }.into()
             }
-            Decision::RequestInstall { node, .. } => NodeInstallRequested { node }.into(),
-            Decision::RefusePlan { node, layout, reasons, .. } => {
+            EnrollmentDecision::RequestInstall { node, .. } => NodeInstallRequested { node }.into(),
+            EnrollmentDecision::RefusePlan { node, layout, reasons, .. } => {
                 InstallPlanRefused { node, spec, layout, reasons }.into()
             }
         }
@@ -200,37 +198,50 @@ impl Decision {
     pub fn event_id(&self, spec: Hash) -> EventId {
         let b = |n: u64| n.to_be_bytes();
         match self {
-            Decision::Bind { machine, seen, binding } => EventId::derive(&[
+            EnrollmentDecision::Bind { machine, seen, binding } => EventId::derive(&[
                 b"enrollment/bind",
                 machine.as_str().as_bytes(),
                 binding.node.as_str().as_bytes(),
                 &b(*seen),
             ]),
-            Decision::Conflict { machine, seen, .. } => {
+            EnrollmentDecision::Conflict { machine, seen, .. } => {
                 EventId::derive(&[b"enrollment/conflict", machine.as_str().as_bytes(), &spec.0, &b(*seen)])
             }
-            Decision::Refuse { machine, seen, .. } => {
+            EnrollmentDecision::Refuse { machine, seen, .. } => {
                 EventId::derive(&[b"enrollment/refuse", machine.as_str().as_bytes(), &spec.0, &b(*seen)])
             }
-            Decision::RequestInstall { node, since } => {
+            EnrollmentDecision::RequestInstall { node, since, .. } => {
                 EventId::derive(&[b"enrollment/install", node.as_str().as_bytes(), &b(*since)])
             }
-            Decision::RefusePlan { node, since, seen, .. } => {
+            EnrollmentDecision::RefusePlan { node, since, seen, .. } => {
                 EventId::derive(&[b"enrollment/plan-refused", node.as_str().as_bytes(), &spec.0, &b(*since), &b(*seen)])
             }
         }
     }
 
+    /// The seq of the event that made this decision the one to take: the latest of the machine's facts, the node
+    /// entering its state and the live spec (`spec_seq`) it was decided on.
+    pub fn cause(&self, spec_seq: u64) -> u64 {
+        let latest = match self {
+            EnrollmentDecision::Bind { seen, .. }
+            | EnrollmentDecision::Conflict { seen, .. }
+            | EnrollmentDecision::Refuse { seen, .. } => *seen,
+            EnrollmentDecision::RequestInstall { since, seen, .. }
+            | EnrollmentDecision::RefusePlan { since, seen, .. } => (*since).max(*seen),
+        };
+        latest.max(spec_seq)
+    }
+
     /// Why, in the audit trail's comment.
     pub fn comment(&self) -> String {
         match self {
-            Decision::Bind { binding, .. } => format!("enrollment rule '{}' matched", binding.rule),
-            Decision::Conflict { rules, .. } => format!("enrollment rules {} conflict", quoted(rules)),
-            Decision::Refuse { rule, .. } => {
+            EnrollmentDecision::Bind { binding, .. } => format!("enrollment rule '{}' matched", binding.rule),
+            EnrollmentDecision::Conflict { rules, .. } => format!("enrollment rules {} conflict", quoted(rules)),
+            EnrollmentDecision::Refuse { rule, .. } => {
                 format!("enrollment rule '{rule}' matched, but the machine cannot be bound")
             }
-            Decision::RequestInstall { .. } => "its disk layout fits its machine's disks".to_owned(),
-            Decision::RefusePlan { layout, .. } => format!("disk layout '{layout}' does not fit"),
+            EnrollmentDecision::RequestInstall { .. } => "its disk layout fits its machine's disks".to_owned(),
+            EnrollmentDecision::RefusePlan { layout, .. } => format!("disk layout '{layout}' does not fit"),
         }
     }
 }
@@ -242,41 +253,45 @@ fn quoted(items: &[String]) -> String {
 /// Every decision the fleet calls for now: bind, or record why not, each unbound machine whose facts or the
 /// live spec changed since the last decision about it; request the install of each bound node in
 /// `commissioned` or `reprovisioning` whose layout fits, or record why it does not.
-pub fn decide(fleet: &FleetState) -> Vec<Decision> {
-    let Some(live) = &fleet.spec.live else { return Vec::new() };
+pub fn decide(ms: &MachinesState, fleet: &dyn FleetRead) -> Vec<EnrollmentDecision> {
+    let Some(live) = fleet.live_spec() else { return Vec::new() };
     let spec = &live.spec;
     let mut out = Vec::new();
-    let mut taken: BTreeSet<NodeId> = fleet.nodes.keys().cloned().collect();
-    for m in fleet.unbound_machines() {
-        let decided = fleet.bootstrap.enrollment.get(&m.id);
+    let mut taken: BTreeSet<NodeId> = fleet.nodes().map(|n| n.id.clone()).collect();
+    for m in ms.unbound() {
+        let decided = ms.bootstrap.enrollment.get(&m.id);
         if decided.is_some_and(|d| d.spec == live.digest && d.seen == m.last_seen) {
             continue;
         }
         let here = location(spec, &m.facts);
         let (machine, seen) = (m.id.clone(), m.last_seen);
         match enroll(spec, fleet, &m.facts, &here, &taken) {
-            Outcome::Binds(binding) => {
+            EnrollOutcome::Binds(binding) => {
                 taken.insert(binding.node.clone());
-                out.push(Decision::Bind { machine, seen, binding });
+                out.push(EnrollmentDecision::Bind { machine, seen, binding });
             }
-            Outcome::Conflict { priority, rules } => out.push(Decision::Conflict { machine, seen, priority, rules }),
-            Outcome::Refused { rule, reasons } => out.push(Decision::Refuse { machine, seen, rule, reasons }),
-            Outcome::NoRule | Outcome::NoSpec | Outcome::AlreadyBound { .. } => {}
+            EnrollOutcome::Conflict { priority, rules } => {
+                out.push(EnrollmentDecision::Conflict { machine, seen, priority, rules })
+            }
+            EnrollOutcome::Refused { rule, reasons } => {
+                out.push(EnrollmentDecision::Refuse { machine, seen, rule, reasons })
+            }
+            EnrollOutcome::NoRule | EnrollOutcome::NoSpec | EnrollOutcome::AlreadyBound { .. } => {}
         }
     }
-    for n in fleet.nodes.values() {
+    for n in fleet.nodes() {
         if !matches!(n.state, NodeState::Commissioned | NodeState::Reprovisioning) {
             continue;
         }
-        let seen = fleet.machine(&n.machine).map(|m| m.last_seen).unwrap_or_default();
-        match install::layout_of(fleet, &n.id) {
-            Ok(_) => out.push(Decision::RequestInstall { node: n.id.clone(), since: n.since }),
+        let seen = fleet.machine(n.machine).map(|m| m.last_seen).unwrap_or_default();
+        match fleet.layout_of(n.id) {
+            Ok(_) => out.push(EnrollmentDecision::RequestInstall { node: n.id.clone(), since: n.since, seen }),
             Err(PlanUnavailable::DoesNotFit { layout, reasons, .. }) => {
-                let refused = fleet.bootstrap.refusals.get(&n.id);
+                let refused = ms.bootstrap.refusals.get(n.id);
                 if refused.is_some_and(|r| r.spec == live.digest && r.since == n.since && r.seen == seen) {
                     continue;
                 }
-                out.push(Decision::RefusePlan { node: n.id.clone(), since: n.since, seen, layout, reasons });
+                out.push(EnrollmentDecision::RefusePlan { node: n.id.clone(), since: n.since, seen, layout, reasons });
             }
             Err(_) => {}
         }
@@ -325,22 +340,22 @@ pub struct Explanation {
     pub switch_ports: Vec<SwitchPort>,
     /// Highest priority first, then by name.
     pub rules: Vec<RuleVerdict>,
-    pub outcome: Outcome,
+    pub outcome: EnrollOutcome,
     /// For a machine that would be (or is) bound: whether its node's disk layout fits.
     pub layout: Option<LayoutCheck>,
 }
 
 /// Explain enrollment of a machine with `facts` against the fleet's live spec, without changing anything.
-pub fn explain(fleet: &FleetState, facts: &HardwareFacts) -> Explanation {
+pub fn explain(fleet: &dyn FleetRead, facts: &HardwareFacts) -> Explanation {
     let machine = facts.machine_key().map_err(|e| e.to_string());
-    let Some(live) = &fleet.spec.live else {
+    let Some(live) = fleet.live_spec() else {
         return Explanation {
             machine,
             spec: None,
             rack: None,
             switch_ports: Vec::new(),
             rules: Vec::new(),
-            outcome: Outcome::NoSpec,
+            outcome: EnrollOutcome::NoSpec,
             layout: None,
         };
     };
@@ -365,18 +380,18 @@ pub fn explain(fleet: &FleetState, facts: &HardwareFacts) -> Explanation {
         })
         .collect();
     rules.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
-    let bound = machine.as_ref().ok().and_then(|m| fleet.machine(m)).and_then(|m| m.node.clone());
+    let bound = machine.as_ref().ok().and_then(|m| fleet.machine(m)).and_then(|m| m.node.cloned());
     let outcome = match bound {
-        Some(node) => Outcome::AlreadyBound { node },
-        None => enroll(spec, fleet, facts, &here, &fleet.nodes.keys().cloned().collect()),
+        Some(node) => EnrollOutcome::AlreadyBound { node },
+        None => enroll(spec, fleet, facts, &here, &fleet.nodes().map(|n| n.id.clone()).collect()),
     };
     let node = match &outcome {
-        Outcome::AlreadyBound { node } => Some(node.clone()),
-        Outcome::Binds(b) => Some(b.node.clone()),
+        EnrollOutcome::AlreadyBound { node } => Some(node.clone()),
+        EnrollOutcome::Binds(b) => Some(b.node.clone()),
         _ => None,
     };
     let layout =
-        node.and_then(|n| install::layout_fit(spec, n.as_str(), &facts.disks)).map(|(layout, fit)| match fit {
+        node.and_then(|n| crate::spec::layout_fit(spec, n.as_str(), &facts.disks)).map(|(layout, fit)| match fit {
             Ok(disks) => LayoutCheck::Fits { layout, disks },
             Err(reasons) => LayoutCheck::DoesNotFit { layout, reasons },
         });
@@ -480,7 +495,7 @@ pub fn criteria(rule: &Rule, facts: &HardwareFacts, location: &Location) -> Vec<
 /// One machine as `GET /v1/machines` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineView {
-    pub machine: crate::fleet::MachineRecord,
+    pub machine: MachineRecord,
     /// Why enrollment did not bind it, when it is unbound and that was decided on its latest facts.
     pub problem: Option<String>,
 }
@@ -493,22 +508,22 @@ pub struct MachinesView {
 }
 
 impl MachinesView {
-    pub fn of(fleet: &FleetState) -> MachinesView {
-        let machines = fleet
-            .machines
+    pub fn of(ms: &MachinesState, seq: u64) -> MachinesView {
+        let machines = ms
+            .records
             .values()
             .map(|m| MachineView {
                 machine: m.as_ref().clone(),
                 problem: m
                     .node
                     .is_none()
-                    .then(|| fleet.bootstrap.enrollment.get(&m.id))
+                    .then(|| ms.bootstrap.enrollment.get(&m.id))
                     .flatten()
                     .filter(|p| p.seen == m.last_seen)
                     .map(|p| problem_sentence(&p.problem)),
             })
             .collect();
-        MachinesView { seq: fleet.seq, machines }
+        MachinesView { seq, machines }
     }
 }
 
@@ -523,6 +538,3 @@ pub fn problem_sentence(problem: &Problem) -> String {
         Problem::Refused { rule, reasons } => format!("rule '{rule}' matches, but {}", reasons.join("; ")),
     }
 }
-
-#[cfg(test)]
-mod tests;

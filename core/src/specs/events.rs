@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Emitters, EventData};
+use crate::emitters::{Emitters, EventData};
 use crate::ids::Hash;
 
 /// A ClusterSpec document became the live spec (`sendan apply`). Operator only. Keeps: the document parses,

@@ -1,5 +1,6 @@
 //! The rollout planner: where each member of a pool rollout stands ([`assess`]), what the controller does next
-//! ([`decide`]), and the rules `check` applies to its decisions (`*_allowed`), all pure.
+//! ([`decide`]), and the rules `check` applies to its decisions (`*_allowed`, [`halt_reverts`], [`leaving`]),
+//! all pure, reading the members' nodes and systems through [`FleetRead`].
 //!
 //! A rollout moves a pool's members to a new system in waves. The first waves are canaries (at most `canary`
 //! members, until one confirms); later waves move up to `max_unavailable` members, minus those already away from
@@ -12,18 +13,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{
-    Payload, RolloutCompleted, RolloutHalted, RolloutNodesReverted, RolloutReverted, RolloutWaveStarted, SwitchAction,
+use super::events::{
+    RolloutCompleted, RolloutHalted, RolloutMemberLeft, RolloutNodesReverted, RolloutReverted, RolloutWaveStarted,
 };
-use crate::fleet::FleetState;
-use crate::fleet::systems::{Outcome, Rollout, RolloutState, Wave, WaveNode};
+use super::{MemberOutcome, Rollout, RolloutState, RolloutsState, Wave, WaveNode};
 use crate::ids::{EventId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
+use crate::read::FleetRead;
 
 /// Where a member stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Phase {
+pub enum MemberPhase {
     /// Not moved yet, and eligible (active, not pinned).
     Pending,
     /// Not moved, and not eligible now (not active, or pinned); a running rollout completes without it.
@@ -42,19 +43,19 @@ pub enum Phase {
     RevertFailed,
 }
 
-impl Phase {
+impl MemberPhase {
     pub fn name(self) -> &'static str {
         match self {
-            Phase::Pending => "pending",
-            Phase::Skipped => "skipped",
-            Phase::Untouched => "untouched",
-            Phase::Moving => "moving",
-            Phase::Confirmed => "confirmed",
-            Phase::Failed => "failed",
-            Phase::Left => "left",
-            Phase::Reverting => "reverting",
-            Phase::Reverted => "reverted",
-            Phase::RevertFailed => "revert-failed",
+            MemberPhase::Pending => "pending",
+            MemberPhase::Skipped => "skipped",
+            MemberPhase::Untouched => "untouched",
+            MemberPhase::Moving => "moving",
+            MemberPhase::Confirmed => "confirmed",
+            MemberPhase::Failed => "failed",
+            MemberPhase::Left => "left",
+            MemberPhase::Reverting => "reverting",
+            MemberPhase::Reverted => "reverted",
+            MemberPhase::RevertFailed => "revert-failed",
         }
     }
 }
@@ -66,7 +67,7 @@ pub struct Member {
     /// The wave that moved it.
     pub wave: Option<u32>,
     pub canary: bool,
-    pub phase: Phase,
+    pub phase: MemberPhase,
     /// Away from a healthy system without a way back on its own: a failed switch or health gate not yet rolled
     /// back, a failed rollback, or no report before the health deadline.
     pub unhealthy: bool,
@@ -76,7 +77,7 @@ pub struct Member {
 impl Member {
     /// Counts against `max_unavailable`.
     pub fn unavailable(&self) -> bool {
-        matches!(self.phase, Phase::Moving | Phase::Reverting) || self.unhealthy
+        matches!(self.phase, MemberPhase::Moving | MemberPhase::Reverting) || self.unhealthy
     }
 }
 
@@ -91,10 +92,10 @@ impl Assessment {
         self.members.iter().filter(|m| f(m)).count()
     }
     pub fn moving(&self) -> usize {
-        self.count(|m| m.phase == Phase::Moving)
+        self.count(|m| m.phase == MemberPhase::Moving)
     }
     pub fn reverting(&self) -> usize {
-        self.count(|m| m.phase == Phase::Reverting)
+        self.count(|m| m.phase == MemberPhase::Reverting)
     }
     pub fn unavailable(&self) -> usize {
         self.count(Member::unavailable)
@@ -103,17 +104,17 @@ impl Assessment {
         self.count(|m| m.unhealthy)
     }
     pub fn failed(&self) -> Vec<&Member> {
-        self.members.iter().filter(|m| m.phase == Phase::Failed).collect()
+        self.members.iter().filter(|m| m.phase == MemberPhase::Failed).collect()
     }
     pub fn canary_failure(&self) -> Option<&Member> {
-        self.members.iter().find(|m| m.canary && m.phase == Phase::Failed)
+        self.members.iter().find(|m| m.canary && m.phase == MemberPhase::Failed)
     }
     pub fn pending(&self) -> Vec<&NodeId> {
-        self.members.iter().filter(|m| m.phase == Phase::Pending).map(|m| &m.node).collect()
+        self.members.iter().filter(|m| m.phase == MemberPhase::Pending).map(|m| &m.node).collect()
     }
     /// Moved members confirmed on the rollout's system: what a halted rollout still has to put back.
     pub fn confirmed(&self) -> Vec<&NodeId> {
-        self.members.iter().filter(|m| m.phase == Phase::Confirmed).map(|m| &m.node).collect()
+        self.members.iter().filter(|m| m.phase == MemberPhase::Confirmed).map(|m| &m.node).collect()
     }
     pub fn member(&self, node: &NodeId) -> Option<&Member> {
         self.members.iter().find(|m| &m.node == node)
@@ -122,44 +123,102 @@ impl Assessment {
 
 /// Whether any member has confirmed the rollout's system (the canary phase is over).
 pub fn any_confirmed(r: &Rollout) -> bool {
-    r.waves.iter().flat_map(|w| &w.nodes).any(|wn| wn.outcome == Outcome::Confirmed)
+    r.waves.iter().flat_map(|w| &w.nodes).any(|wn| wn.outcome == MemberOutcome::Confirmed)
+}
+
+/// Why wave member `wn` leaves open rollout `r`, if it does now and has not yet: its node was pinned before its
+/// agent started on the wave's decision, or another decision replaced the rollout's (its wave's, or its revert's
+/// while in flight). The rollout controller records it (`RolloutMemberLeft`); until then [`assess`] counts it as
+/// left already.
+pub fn leaving(read: &dyn FleetRead, r: &Rollout, w: &Wave, wn: &WaveNode) -> Option<String> {
+    if !r.state.is_open() {
+        return None;
+    }
+    let decided = read.decision(&wn.node).map(|d| d.seq);
+    match &wn.revert {
+        Some(rv) => (rv.outcome == MemberOutcome::InFlight && decided != Some(rv.decision))
+            .then(|| format!("decision at seq {} replaced the rollout's", decided.unwrap_or(0))),
+        None if matches!(wn.outcome, MemberOutcome::InFlight | MemberOutcome::Confirmed) && decided != Some(w.seq) => {
+            Some(format!("decision at seq {} replaced the rollout's", decided.unwrap_or(0)))
+        }
+        None if wn.outcome == MemberOutcome::InFlight && !read.activation_started(&wn.node, w.seq) => {
+            read.pin(&wn.node).map(|(seq, _)| format!("pinned at seq {seq} before its agent started"))
+        }
+        None => None,
+    }
+}
+
+/// The event that made member `wn` leave (`leaving`'s reason): the pin, or the replacing decision.
+fn leaving_cause(read: &dyn FleetRead, wn: &WaveNode, why: &str) -> u64 {
+    if why.starts_with("pinned") {
+        read.pin(&wn.node).map(|(seq, _)| seq).unwrap_or_default()
+    } else {
+        read.decision(&wn.node).map(|d| d.seq).unwrap_or_default()
+    }
+}
+
+/// The members a halt of `r` puts back at once, in name order: moved, not yet put back, and still moving or
+/// failed on their wave's decision (confirmed ones go back later, in budgeted batches).
+pub fn halt_reverts(r: &Rollout, a: &Assessment) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = r
+        .waves
+        .iter()
+        .flat_map(|w| &w.nodes)
+        .filter(|wn| {
+            wn.revert.is_none() && matches!(wn.outcome, MemberOutcome::InFlight | MemberOutcome::Failed { .. })
+        })
+        .filter(|wn| a.member(&wn.node).is_some_and(|m| matches!(m.phase, MemberPhase::Moving | MemberPhase::Failed)))
+        .map(|wn| wn.node.clone())
+        .collect();
+    nodes.sort();
+    nodes
 }
 
 fn deadline(from: Timestamp, r: &Rollout) -> Timestamp {
     Timestamp(from.0.saturating_add(i64::from(r.health_timeout_secs) * 1000))
 }
 
-fn moved_status(r: &Rollout, w: &Wave, wn: &WaveNode, now: Timestamp) -> (Phase, bool, Option<String>) {
+fn moved_status(
+    read: &dyn FleetRead,
+    r: &Rollout,
+    w: &Wave,
+    wn: &WaveNode,
+    now: Timestamp,
+) -> (MemberPhase, bool, Option<String>) {
+    if let Some(why) = leaving(read, r, w, wn) {
+        return (MemberPhase::Left, false, Some(why));
+    }
     let late = |since: Timestamp| now > deadline(since, r);
     let no_report = || Some(format!("no confirmation within {}s", r.health_timeout_secs));
     match &wn.revert {
-        Some((seq, outcome)) => {
+        Some(rv) => {
+            let (seq, outcome) = (&rv.decision, &rv.outcome);
             let since = r.reverts.iter().find(|(s, _)| s == seq).map(|(_, t)| *t).unwrap_or(w.time);
             // Why it was put back, when its own attempt failed.
             let failed = match &wn.outcome {
-                Outcome::Failed { why, .. } => Some(why.clone()),
+                MemberOutcome::Failed { why, .. } => Some(why.clone()),
                 _ => None,
             };
             match outcome {
-                Outcome::InFlight if late(since) => (Phase::RevertFailed, true, no_report()),
-                Outcome::InFlight => (Phase::Reverting, false, failed),
-                Outcome::Confirmed => (Phase::Reverted, false, failed),
-                Outcome::Failed { healthy, why } => (Phase::RevertFailed, !healthy, Some(why.clone())),
-                Outcome::Left { why } => (Phase::Left, false, Some(why.clone())),
+                MemberOutcome::InFlight if late(since) => (MemberPhase::RevertFailed, true, no_report()),
+                MemberOutcome::InFlight => (MemberPhase::Reverting, false, failed),
+                MemberOutcome::Confirmed => (MemberPhase::Reverted, false, failed),
+                MemberOutcome::Failed { healthy, why } => (MemberPhase::RevertFailed, !healthy, Some(why.clone())),
+                MemberOutcome::Left { why } => (MemberPhase::Left, false, Some(why.clone())),
             }
         }
         None => match &wn.outcome {
-            Outcome::InFlight if late(w.time) => (Phase::Failed, true, no_report()),
-            Outcome::InFlight => (Phase::Moving, false, None),
-            Outcome::Confirmed => (Phase::Confirmed, false, None),
-            Outcome::Failed { healthy, why } => (Phase::Failed, !healthy, Some(why.clone())),
-            Outcome::Left { why } => (Phase::Left, false, Some(why.clone())),
+            MemberOutcome::InFlight if late(w.time) => (MemberPhase::Failed, true, no_report()),
+            MemberOutcome::InFlight => (MemberPhase::Moving, false, None),
+            MemberOutcome::Confirmed => (MemberPhase::Confirmed, false, None),
+            MemberOutcome::Failed { healthy, why } => (MemberPhase::Failed, !healthy, Some(why.clone())),
+            MemberOutcome::Left { why } => (MemberPhase::Left, false, Some(why.clone())),
         },
     }
 }
 
 /// Where each member of `r` stands at `now` (deadlines are judged against it).
-pub fn assess(state: &FleetState, r: &Rollout, now: Timestamp) -> Assessment {
+pub fn assess(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Assessment {
     let members = r
         .members
         .iter()
@@ -167,16 +226,16 @@ pub fn assess(state: &FleetState, r: &Rollout, now: Timestamp) -> Assessment {
             let moved = r.waves.iter().find_map(|w| w.nodes.iter().find(|wn| &wn.node == node).map(|wn| (w, wn)));
             match moved {
                 Some((w, wn)) => {
-                    let (phase, unhealthy, why) = moved_status(r, w, wn, now);
+                    let (phase, unhealthy, why) = moved_status(state, r, w, wn, now);
                     Member { node: node.clone(), wave: Some(w.number), canary: w.canary, phase, unhealthy, why }
                 }
                 None => {
                     let (phase, why) = if r.state != RolloutState::Running {
-                        (Phase::Untouched, None)
+                        (MemberPhase::Untouched, None)
                     } else {
                         match ineligible(state, node) {
-                            Some(why) => (Phase::Skipped, Some(why)),
-                            None => (Phase::Pending, None),
+                            Some(why) => (MemberPhase::Skipped, Some(why)),
+                            None => (MemberPhase::Pending, None),
                         }
                     };
                     Member { node: node.clone(), wave: None, canary: false, phase, unhealthy: false, why }
@@ -188,13 +247,12 @@ pub fn assess(state: &FleetState, r: &Rollout, now: Timestamp) -> Assessment {
 }
 
 /// Why `node` may not be moved now, if it may not.
-fn ineligible(state: &FleetState, node: &NodeId) -> Option<String> {
+fn ineligible(state: &dyn FleetRead, node: &NodeId) -> Option<String> {
     let Some(rec) = state.node(node) else { return Some("it is no longer in the fleet".into()) };
     if rec.state != NodeState::Active {
         return Some(format!("it is `{}`, not `active`", rec.state));
     }
-    let pin = state.node_system(node).and_then(|s| s.pinned.as_ref());
-    pin.map(|p| format!("it is pinned ({})", p.reason))
+    state.pin(node).map(|(_, reason)| format!("it is pinned ({reason})"))
 }
 
 /// Whether the next wave is a canary wave: there are canaries and none has confirmed yet.
@@ -222,41 +280,89 @@ fn halt_reason(r: &Rollout, a: &Assessment) -> Option<String> {
     None
 }
 
-/// A decision of the rollout controller: an event with an id derived from what it decides, so deciding the same
-/// again (next pass, another leader) is answered with the original seq.
+/// What a rollout decision proposes: one of the rollout's events.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub enum RolloutMove {
+    WaveStarted(RolloutWaveStarted),
+    Completed(RolloutCompleted),
+    Halted(RolloutHalted),
+    NodesReverted(RolloutNodesReverted),
+    Reverted(RolloutReverted),
+    MemberLeft(RolloutMemberLeft),
+}
+
+/// A decision of the rollout controller: an event with an id derived from what it decides, so deciding the same
+/// again (next pass, another leader) is answered with the original seq, and the seq of the event that caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutDecision {
     pub id: EventId,
-    pub payload: Payload,
+    pub event: RolloutMove,
     pub comment: String,
+    /// The event that made this decision the next one: the report that settled a wave or a revert, the failing
+    /// report, the pin or the replacing decision, or the rollout's start.
+    pub cause: u64,
+}
+
+/// The latest report that settled a member of `r` (its wave's outcome, or its revert's), or `r`'s start.
+fn last_settled(r: &Rollout, reverts: bool) -> u64 {
+    let seqs = r
+        .waves
+        .iter()
+        .flat_map(|w| &w.nodes)
+        .map(|wn| if reverts { wn.revert.as_ref().map_or(0, |rv| rv.settled) } else { wn.settled });
+    seqs.max().unwrap_or(0).max(r.id)
+}
+
+/// What made `r` halt for `reason`: the report that failed the member the reason names first, else its wave.
+fn halt_cause(r: &Rollout, a: &Assessment) -> u64 {
+    let failed = a.canary_failure().or_else(|| a.failed().into_iter().next());
+    let named = failed.or_else(|| a.members.iter().find(|m| m.unhealthy));
+    named.and_then(|m| r.moved(&m.node)).map(|(w, wn)| if wn.settled > 0 { wn.settled } else { w.seq }).unwrap_or(r.id)
 }
 
 /// Everything the rollout controller should propose now, one decision per open rollout at most.
-pub fn decide(state: &FleetState, now: Timestamp) -> Vec<Decision> {
-    state.systems.open.values().filter_map(|id| state.rollout(*id)).filter_map(|r| decide_one(state, r, now)).collect()
+pub fn decide(rollouts: &RolloutsState, state: &dyn FleetRead, now: Timestamp) -> Vec<RolloutDecision> {
+    rollouts.open().filter_map(|r| decide_one(state, r, now)).collect()
 }
 
-fn decide_one(state: &FleetState, r: &Rollout, now: Timestamp) -> Option<Decision> {
+fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Option<RolloutDecision> {
     let id = r.id.to_be_bytes();
+    // A member that leaves is recorded first: everything else is decided on the members that stay.
+    for w in &r.waves {
+        for wn in &w.nodes {
+            if let Some(why) = leaving(state, r, w, wn) {
+                let cause = leaving_cause(state, wn, &why);
+                return Some(RolloutDecision {
+                    id: EventId::derive(&[b"rollout-left", &id, wn.node.as_str().as_bytes(), &cause.to_be_bytes()]),
+                    comment: format!("{} leaves rollout {}: {why}", wn.node, r.id),
+                    event: RolloutMove::MemberLeft(RolloutMemberLeft { rollout: r.id, node: wn.node.clone(), why }),
+                    cause,
+                });
+            }
+        }
+    }
     let a = assess(state, r, now);
+    let halt = |reason: String| RolloutDecision {
+        id: EventId::derive(&[b"rollout-halted", &id]),
+        comment: format!("halting rollout {} of pool {}: {reason}", r.id, r.pool),
+        event: RolloutMove::Halted(RolloutHalted { rollout: r.id, reason, revert: halt_reverts(r, &a) }),
+        cause: halt_cause(r, &a),
+    };
     match r.state {
         RolloutState::Running => {
             if let Some(reason) = halt_reason(r, &a) {
-                return Some(Decision {
-                    id: EventId::derive(&[b"rollout-halted", &id]),
-                    payload: RolloutHalted { rollout: r.id, reason: reason.clone() }.into(),
-                    comment: format!("halting rollout {} of pool {}: {reason}", r.id, r.pool),
-                });
+                return Some(halt(reason));
             }
             if a.moving() > 0 {
                 return None;
             }
             let pending = a.pending();
             if pending.is_empty() {
-                return Some(Decision {
+                return Some(RolloutDecision {
                     id: EventId::derive(&[b"rollout-completed", &id]),
-                    payload: RolloutCompleted { rollout: r.id }.into(),
+                    event: RolloutMove::Completed(RolloutCompleted { rollout: r.id }),
                     comment: format!("every eligible member of pool {} confirmed {}", r.pool, r.system),
+                    cause: last_settled(r, false),
                 });
             }
             let budget = (r.max_unavailable as usize).saturating_sub(a.unavailable());
@@ -270,36 +376,35 @@ fn decide_one(state: &FleetState, r: &Rollout, now: Timestamp) -> Option<Decisio
                     if a.unhealthy() == 1 { " is" } else { "s are" },
                     r.max_unavailable
                 );
-                return Some(Decision {
-                    id: EventId::derive(&[b"rollout-halted", &id]),
-                    payload: RolloutHalted { rollout: r.id, reason: reason.clone() }.into(),
-                    comment: format!("halting rollout {} of pool {}: {reason}", r.id, r.pool),
-                });
+                return Some(halt(reason));
             }
             let wave = r.waves.len() as u32 + 1;
             let nodes: Vec<NodeId> = pending[..size].iter().map(|n| (*n).clone()).collect();
             let names: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
-            Some(Decision {
+            Some(RolloutDecision {
                 id: EventId::derive(&[b"rollout-wave", &id, &wave.to_be_bytes()]),
-                payload: RolloutWaveStarted { rollout: r.id, wave, nodes: nodes.clone() }.into(),
                 comment: format!(
                     "{} wave {wave} of rollout {}: {}",
                     if canary { "canary" } else { "starting" },
                     r.id,
                     names.join(", ")
                 ),
+                event: RolloutMove::WaveStarted(RolloutWaveStarted { rollout: r.id, wave, nodes }),
+                cause: last_settled(r, false),
             })
         }
         RolloutState::Reverting => {
             if a.reverting() > 0 {
                 return None;
             }
+            let after_halt = |seq: u64| seq.max(r.halted.unwrap_or(r.id));
             let confirmed = a.confirmed();
             if confirmed.is_empty() {
-                return Some(Decision {
+                return Some(RolloutDecision {
                     id: EventId::derive(&[b"rollout-reverted", &id]),
-                    payload: RolloutReverted { rollout: r.id }.into(),
+                    event: RolloutMove::Reverted(RolloutReverted { rollout: r.id }),
                     comment: format!("every moved member of pool {} was put back", r.pool),
+                    cause: after_halt(last_settled(r, true)),
                 });
             }
             // With the budget used up by unhealthy members the revert waits; `sendan rollout status` says why.
@@ -311,10 +416,11 @@ fn decide_one(state: &FleetState, r: &Rollout, now: Timestamp) -> Option<Decisio
             let batch = r.reverts.len() as u64;
             let names: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
             let comment = format!("putting back {} (rollout {} halted)", names.join(", "), r.id);
-            Some(Decision {
+            Some(RolloutDecision {
                 id: EventId::derive(&[b"rollout-revert", &id, &batch.to_be_bytes()]),
-                payload: RolloutNodesReverted { rollout: r.id, nodes }.into(),
+                event: RolloutMove::NodesReverted(RolloutNodesReverted { rollout: r.id, nodes }),
                 comment,
+                cause: after_halt(last_settled(r, true)),
             })
         }
         RolloutState::Completed | RolloutState::Reverted => None,
@@ -323,7 +429,7 @@ fn decide_one(state: &FleetState, r: &Rollout, now: Timestamp) -> Option<Decisio
 
 /// May wave `wave` of `r` move `nodes` now? `Err` is the reason, for the rejection.
 pub fn wave_allowed(
-    state: &FleetState,
+    state: &dyn FleetRead,
     r: &Rollout,
     a: &Assessment,
     wave: u32,
@@ -344,13 +450,13 @@ pub fn wave_allowed(
     if let Some(reason) = halt_reason(r, a) {
         return Err(format!("the rollout must halt: {reason}"));
     }
-    if let Some(m) = a.members.iter().find(|m| m.phase == Phase::Moving) {
+    if let Some(m) = a.members.iter().find(|m| m.phase == MemberPhase::Moving) {
         return Err(format!("wave {} has not settled: {} is still moving", m.wave.unwrap_or(0), m.node));
     }
     for n in nodes {
         match a.member(n) {
             None => return Err(format!("node {n} is not a member of the rollout (pool {})", r.pool)),
-            Some(m) if m.phase == Phase::Pending => {}
+            Some(m) if m.phase == MemberPhase::Pending => {}
             Some(m) if m.wave.is_some() => {
                 return Err(format!("node {n} was already moved by wave {}", m.wave.unwrap_or(0)));
             }
@@ -381,11 +487,11 @@ pub fn wave_allowed(
 }
 
 /// May `r` complete now?
-pub fn completion_allowed(_state: &FleetState, r: &Rollout, a: &Assessment) -> Result<(), String> {
+pub fn completion_allowed(r: &Rollout, a: &Assessment) -> Result<(), String> {
     if let Some(reason) = halt_reason(r, a) {
         return Err(format!("the rollout must halt: {reason}"));
     }
-    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, Phase::Moving | Phase::Pending)) {
+    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Moving | MemberPhase::Pending)) {
         return Err(format!("member {} is still {}", m.node, m.phase.name()));
     }
     Ok(())
@@ -401,7 +507,7 @@ pub fn revert_allowed(r: &Rollout, a: &Assessment, nodes: &[NodeId]) -> Result<(
             return Err(format!("node {n} appears twice"));
         }
         match a.member(n) {
-            Some(m) if m.phase == Phase::Confirmed => {}
+            Some(m) if m.phase == MemberPhase::Confirmed => {}
             Some(m) => return Err(format!("node {n} is {}, not a confirmed member to put back", m.phase.name())),
             None => return Err(format!("node {n} is not a member of the rollout (pool {})", r.pool)),
         }
@@ -421,127 +527,39 @@ pub fn revert_allowed(r: &Rollout, a: &Assessment, nodes: &[NodeId]) -> Result<(
 
 /// May halted `r` end now (every moved member put back, or not to be)?
 pub fn reverted_allowed(_r: &Rollout, a: &Assessment) -> Result<(), String> {
-    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, Phase::Reverting | Phase::Confirmed)) {
+    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Reverting | MemberPhase::Confirmed)) {
         return Err(format!("member {} is still {}", m.node, m.phase.name()));
     }
     Ok(())
 }
 
-/// `GET /v1/rollouts/{id}`: a rollout and where each member stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RolloutView {
-    pub id: u64,
-    pub pool: String,
-    pub system: String,
-    pub action: SwitchAction,
-    pub state: RolloutState,
-    pub max_unavailable: u32,
-    pub canary: u32,
-    pub max_failures: u32,
-    pub health_timeout_secs: u32,
-    pub started_at: Timestamp,
-    /// Why it was halted.
-    pub reason: Option<String>,
-    pub halted: Option<u64>,
-    pub ended: Option<u64>,
-    pub waves: Vec<WaveView>,
-    /// Members no wave moved.
-    pub unmoved: Vec<Member>,
-    pub counts: Counts,
-    /// Waiting for, in a sentence: what the controller needs before its next step.
-    pub waiting: Option<String>,
-    /// The seq this view is of.
-    pub seq: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WaveView {
-    pub number: u32,
-    pub seq: u64,
-    pub time: Timestamp,
-    pub canary: bool,
-    pub members: Vec<Member>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub members: usize,
-    pub confirmed: usize,
-    pub moving: usize,
-    pub failed: usize,
-    pub pending: usize,
-    pub skipped: usize,
-    /// Members a halted or finished rollout never moved.
-    pub untouched: usize,
-    pub reverted: usize,
-    pub unavailable: usize,
-}
-
-/// The view of `r` at `now`.
-pub fn view(state: &FleetState, r: &Rollout, now: Timestamp) -> RolloutView {
-    let a = assess(state, r, now);
-    let waves = r
-        .waves
-        .iter()
-        .map(|w| WaveView {
-            number: w.number,
-            seq: w.seq,
-            time: w.time,
-            canary: w.canary,
-            members: a.members.iter().filter(|m| m.wave == Some(w.number)).cloned().collect(),
-        })
-        .collect();
-    let count = |p: Phase| a.members.iter().filter(|m| m.phase == p).count();
-    let counts = Counts {
-        members: a.members.len(),
-        confirmed: count(Phase::Confirmed),
-        moving: count(Phase::Moving) + count(Phase::Reverting),
-        failed: count(Phase::Failed) + count(Phase::RevertFailed),
-        pending: count(Phase::Pending),
-        skipped: count(Phase::Skipped) + count(Phase::Left),
-        untouched: count(Phase::Untouched),
-        reverted: count(Phase::Reverted),
-        unavailable: a.unavailable(),
+/// May running `r` halt now, putting back `revert` at once? The list must be exactly [`halt_reverts`]: a halt
+/// never leaves a failed member on the rollout's system, nor puts back a confirmed one outside the budget.
+pub fn halt_allowed(r: &Rollout, a: &Assessment, revert: &[NodeId]) -> Result<(), String> {
+    let want = halt_reverts(r, a);
+    if revert == want.as_slice() {
+        return Ok(());
+    }
+    let names = |v: &[NodeId]| {
+        if v.is_empty() { "none".to_owned() } else { v.iter().map(NodeId::as_str).collect::<Vec<_>>().join(", ") }
     };
-    let waiting = match r.state {
-        RolloutState::Running if a.moving() > 0 => {
-            let moving: Vec<&str> =
-                a.members.iter().filter(|m| m.phase == Phase::Moving).map(|m| m.node.as_str()).collect();
-            Some(format!(
-                "waiting for {} to confirm (within {}s of their wave)",
-                moving.join(", "),
-                r.health_timeout_secs
-            ))
-        }
-        RolloutState::Reverting if a.reverting() > 0 => Some("waiting for the members being put back".into()),
-        RolloutState::Reverting if a.unavailable() >= r.max_unavailable as usize && !a.confirmed().is_empty() => {
-            Some(format!(
-                "stalled: {} unhealthy member{} use the whole budget (max-unavailable {}); repair them or raise the budget",
-                a.unhealthy(),
-                if a.unhealthy() == 1 { "" } else { "s" },
-                r.max_unavailable
-            ))
-        }
-        _ => None,
+    Err(format!(
+        "a halt now puts back at once the members still moving or failed — {} — not {}",
+        names(&want),
+        names(revert)
+    ))
+}
+
+/// May `node` leave open `r` now (`RolloutMemberLeft`)?
+pub fn leave_allowed(state: &dyn FleetRead, r: &Rollout, node: &NodeId) -> Result<(), String> {
+    let Some((w, wn)) = r.moved(node) else {
+        return Err(format!("node {node} was not moved by rollout {}", r.id));
     };
-    RolloutView {
-        id: r.id,
-        pool: r.pool.clone(),
-        system: r.system.clone(),
-        action: r.action,
-        state: r.state,
-        max_unavailable: r.max_unavailable,
-        canary: r.canary,
-        max_failures: r.max_failures,
-        health_timeout_secs: r.health_timeout_secs,
-        started_at: r.started_at,
-        reason: r.reason.clone(),
-        halted: r.halted,
-        ended: r.ended,
-        waves,
-        unmoved: a.members.iter().filter(|m| m.wave.is_none()).cloned().collect(),
-        counts,
-        waiting,
-        seq: state.seq,
+    match leaving(state, r, w, wn) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "node {node} is not leaving rollout {}: it is not pinned before its agent started, and its decision is the rollout's",
+            r.id
+        )),
     }
 }

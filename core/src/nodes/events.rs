@@ -1,29 +1,11 @@
-//! Lifecycle events: a machine is discovered, bound to a node, installed, run, drained, rescued,
-//! reprovisioned, failed and retired. The legal moves between states are in [`crate::lifecycle`].
+//! Node lifecycle and access events: a machine is bound to a node, installed, run, drained, rescued,
+//! reprovisioned, failed and retired, and a node is given its token. The legal moves between states are in
+//! [`crate::lifecycle`]; the rules are in `rules.rs`.
 
 use serde::{Deserialize, Serialize};
 
-use super::{Emitters, EventData};
-use crate::facts::HardwareFacts;
-use crate::ids::{MachineId, NodeId};
-
-/// A machine's hardware facts, recorded by an operator or the system (an installer phoning home records
-/// [`super::MachinePhonedHome`] instead; releases before it recorded this). An unknown machine becomes `discovered`; a known one only refreshes its facts, so a bound
-/// machine keeps its node across reboots and re-discovery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MachineDiscovered {
-    pub machine: MachineId,
-    #[serde(default)]
-    pub facts: HardwareFacts,
-}
-
-impl EventData for MachineDiscovered {
-    const EMITTERS: Emitters = Emitters::SYSTEM;
-    fn machine(&self) -> Option<&MachineId> {
-        Some(&self.machine)
-    }
-}
+use crate::emitters::{Emitters, EventData};
+use crate::ids::{Hash, MachineId, NodeId};
 
 /// A discovered machine was bound to a declared node id (by an enrollment rule, or by hand with
 /// `sendan node accept`). Keeps: one machine ↔ one node id; a node id is never reused.
@@ -153,5 +135,23 @@ impl EventData for NodeRebound {
     }
     fn machine(&self) -> Option<&MachineId> {
         Some(&self.machine)
+    }
+}
+
+/// A node token was issued; it replaces the node's previous token, which stops working. Operator
+/// (`sendan node token`) or system (the bootstrap exchange). Keeps: the node exists and is not retired; a
+/// token hash belongs to one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTokenIssued {
+    pub node: NodeId,
+    /// sha256 of the token; the token itself is given to the node once and never stored.
+    pub token: Hash,
+}
+
+impl EventData for NodeTokenIssued {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+    fn node(&self) -> Option<&NodeId> {
+        Some(&self.node)
     }
 }
