@@ -247,7 +247,7 @@ mod tests {
 /// (`maxLength`, `maxItems`) and the MAC form. A copy is checked in at `core/schema/hardware-facts.schema.json`;
 /// a test fails when it drifts from the types or the caps.
 pub fn facts_json_schema() -> Value {
-    serde_json::to_value(schemars::schema_for!(crate::facts::HardwareFacts)).expect("a JSON Schema is JSON")
+    serde_json::to_value(schemars::schema_for!(crate::facts::HardwareFacts)).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

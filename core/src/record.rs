@@ -64,7 +64,7 @@ pub fn encode_body(
     payload: &Payload,
 ) -> Vec<u8> {
     let body = BodyRef { version: FORMAT_VERSION, id, time, actor, comment, cause, payload };
-    // Serialising owned, well-formed values into a Vec cannot fail.
+    // infallible: postcard writes owned, well-formed values into a Vec, which has no way to fail.
     postcard::to_allocvec(&body).expect("postcard encoding into a Vec")
 }
 
@@ -100,7 +100,7 @@ pub fn decode_body(body: &[u8]) -> Result<DecodedBody, RecordError> {
 /// An id re-sent with the same content is a retry (answered with the original receipt); with other content it is
 /// a different event reusing the id (refused).
 pub fn content_digest(actor: &Actor, comment: &Option<String>, payload: &Payload) -> Hash {
-    // Serialising owned, well-formed values into a Vec cannot fail.
+    // infallible: postcard writes owned, well-formed values into a Vec, which has no way to fail.
     Hash::of(&postcard::to_allocvec(&(actor, comment, payload)).expect("postcard encoding into a Vec"))
 }
 
@@ -149,6 +149,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
 fn frame(seq: u64, prev: &Hash, hash: &Hash, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 80);
     out.push(RECORD_V1);
+    // infallible: a u64 into a Vec.
     out = postcard::to_extend(&seq, out).expect("postcard encoding into a Vec");
     out.extend_from_slice(&prev.0);
     out.extend_from_slice(&hash.0);
@@ -175,7 +176,8 @@ pub fn split(bytes: &[u8]) -> Result<RawRecord<'_>, RecordError> {
     }
     let (prev, rest) = rest.split_at(32);
     let (hash, body) = rest.split_at(32);
-    Ok(RawRecord { seq, prev: Hash(prev.try_into().unwrap()), hash: Hash(hash.try_into().unwrap()), body })
+    let array = |b: &[u8]| <[u8; 32]>::try_from(b).map_err(|_| RecordError::Malformed("a hash is not 32 bytes".into()));
+    Ok(RawRecord { seq, prev: Hash(array(prev)?), hash: Hash(array(hash)?), body })
 }
 
 /// Decode a stored record (any supported version) into an event.

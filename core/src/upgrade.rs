@@ -59,6 +59,35 @@ impl<'de> Deserialize<'de> for PayloadV1 {
     }
 }
 
+/// A proposal as Raft log entries of releases before `cause` hold it (their `Request::AppendV1`): no cause, and
+/// a version-1 payload. Written by no build any more; read so that an upgraded member replays its own log.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ProposalV1 {
+    pub id: EventId,
+    pub time: Timestamp,
+    pub actor: Actor,
+    pub comment: Option<String>,
+    #[serde(deserialize_with = "payload_v1")]
+    pub payload: Payload,
+}
+
+fn payload_v1<'de, D: de::Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+    PayloadV1::deserialize(d).map(|p| p.0)
+}
+
+/// Only so that the Raft request type derives `Serialize`; nothing writes a version-1 proposal.
+impl serde::Serialize for ProposalV1 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.id, self.time, &self.actor, &self.comment, &self.payload).serialize(s)
+    }
+}
+
+impl From<ProposalV1> for crate::Proposal {
+    fn from(p: ProposalV1) -> crate::Proposal {
+        crate::Proposal { id: p.id, time: p.time, actor: p.actor, comment: p.comment, cause: None, payload: p.payload }
+    }
+}
+
 #[derive(Deserialize)]
 struct BodyV1 {
     id: EventId,

@@ -11,6 +11,7 @@ use crate::error::StoreError;
 pub(crate) const RECORD_FORMAT: u8 = 1;
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // infallible: postcard writes owned, well-formed values into a Vec, which has no way to fail.
     postcard::to_extend(v, vec![RECORD_FORMAT]).expect("postcard encoding into a Vec")
 }
 

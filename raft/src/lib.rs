@@ -44,6 +44,9 @@ impl fmt::Display for Member {
 /// What a Raft log entry asks the state machine to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
+    /// What entries written by releases before `cause` held (kept first: postcard records the variant's index);
+    /// applied as [`Request::Append`] with no causes.
+    AppendV1 { batches: Vec<Vec<sendan_core::upgrade::ProposalV1>> },
     /// Append client submissions, in order. Each inner batch is one client's submission and is atomic
     /// on its own (ids applied before are skipped); the leader groups concurrent submissions into one
     /// entry so that they share one round of replication and fsyncs.

@@ -81,7 +81,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn fleet(&self) -> Arc<FleetState> {
-        self.fleet.read().expect("fleet lock").clone()
+        self.fleet.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
@@ -93,7 +93,7 @@ impl Shared {
     }
 
     pub(crate) fn failure(&self) -> Option<String> {
-        self.failed.lock().expect("failure lock").clone()
+        self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
@@ -170,7 +170,7 @@ fn write_loop(shared: &Shared, rx: Receiver<WriteJob>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, "the state machine could not commit applied entries; this member stops applying");
-                let mut failed = shared.failed.lock().expect("failure lock");
+                let mut failed = shared.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 failed.get_or_insert_with(|| e.to_string());
             }
         }
@@ -268,20 +268,60 @@ fn write_meta<T: Serialize>(txn: &WriteTransaction, key: &'static str, value: &T
     Ok(())
 }
 
-/// The fleet after `seq`, from the nearest checkpoint at or before it plus the events since.
-pub(crate) fn fleet_at(txn: &ReadTransaction, seq: u64) -> Result<FleetState, StoreError> {
+/// The version byte of a checkpoint carrying the fleet's schema fingerprint: `[2][fingerprint: 32 bytes][postcard
+/// fleet]`. Checkpoints before fingerprints were `[1][postcard fleet]` (the plain record format).
+const CHECKPOINT_FORMAT: u8 = 2;
+
+/// A checkpoint of `fleet`, stamped with this build's schema fingerprint.
+fn encode_checkpoint(fleet: &FleetState) -> Vec<u8> {
+    let mut out = vec![CHECKPOINT_FORMAT];
+    out.extend_from_slice(&sendan_core::fleet::schema::fingerprint().0);
+    postcard::to_extend(fleet, out).unwrap_or_default()
+}
+
+/// The fleet in a checkpoint, if this build wrote it: a checkpoint of another schema (or from before fingerprints)
+/// is never decoded into this build's types — `None`, and the caller folds the events instead.
+fn decode_checkpoint(bytes: &[u8]) -> Option<FleetState> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != CHECKPOINT_FORMAT || rest.len() < 32 {
+        return None;
+    }
+    let (fingerprint, body) = rest.split_at(32);
+    if fingerprint != sendan_core::fleet::schema::fingerprint().0 {
+        return None;
+    }
+    postcard::from_bytes(body).ok()
+}
+
+/// The latest checkpoint at or before `seq` this build can read, and how many newer ones it could not.
+fn readable_checkpoint(txn: &ReadTransaction, seq: u64) -> Result<(FleetState, usize), StoreError> {
     let cps = txn.open_table(CHECKPOINTS).db("open checkpoints")?;
-    let mut fleet = match cps.range(..=seq).db("range checkpoints")?.next_back() {
-        Some(row) => decode("checkpoint", row.db("read checkpoint")?.1.value())?,
-        None => FleetState::default(),
-    };
+    let mut skipped = 0;
+    for row in cps.range(..=seq).db("range checkpoints")?.rev() {
+        let (_, v) = row.db("read checkpoint")?;
+        match decode_checkpoint(v.value()) {
+            Some(fleet) => return Ok((fleet, skipped)),
+            None => skipped += 1,
+        }
+    }
+    Ok((FleetState::default(), skipped))
+}
+
+/// The fleet after `seq`, from the nearest readable checkpoint at or before it plus the events since.
+pub(crate) fn fleet_at(txn: &ReadTransaction, seq: u64) -> Result<FleetState, StoreError> {
+    Ok(fleet_at_counting(txn, seq)?.0)
+}
+
+/// [`fleet_at`], and how many checkpoints of another schema it passed over.
+fn fleet_at_counting(txn: &ReadTransaction, seq: u64) -> Result<(FleetState, usize), StoreError> {
+    let (mut fleet, skipped) = readable_checkpoint(txn, seq)?;
     let events = txn.open_table(EVENTS).db("open events")?;
     for row in events.range(fleet.seq + 1..=seq).db("range events")? {
         let (k, v) = row.db("read event")?;
         let event = record::decode(v.value()).map_err(|source| StoreError::Record { seq: k.value(), source })?;
         sendan_core::evolve(&mut fleet, &event);
     }
-    Ok(fleet)
+    Ok((fleet, skipped))
 }
 
 fn last_seq(txn: &ReadTransaction) -> Result<u64, StoreError> {
@@ -319,10 +359,38 @@ impl StateMachine {
 
         let snapshot_dir = dir.join("snapshots");
         fs::create_dir_all(&snapshot_dir).map_err(StoreError::io("create snapshot directory", &snapshot_dir))?;
-        // Cold start: the latest checkpoint plus the events after it.
+        // Cold start: the latest checkpoint plus the events after it. Checkpoints another build wrote (another
+        // schema of the fleet's state) are passed over: the events are folded again, and a fresh checkpoint
+        // replaces them.
         let read = db.begin_read().db("begin state read")?;
-        let fleet = fleet_at(&read, last_seq(&read)?)?;
+        let (fleet, skipped) = fleet_at_counting(&read, last_seq(&read)?)?;
         drop(read);
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                seq = fleet.seq,
+                "checkpoints of another schema of the fleet's state (an older or newer build) were not read; the \
+                 events were folded again and a fresh checkpoint replaces them"
+            );
+            let txn = committed_write(&db)?;
+            {
+                let mut cps = txn.open_table(CHECKPOINTS).db("open checkpoints")?;
+                let stale: Vec<u64> = cps
+                    .iter()
+                    .db("list checkpoints")?
+                    .filter_map(|r| r.ok())
+                    .filter(|(_, v)| decode_checkpoint(v.value()).is_none())
+                    .map(|(k, _)| k.value())
+                    .collect();
+                for k in stale {
+                    cps.remove(k).db("remove a stale checkpoint")?;
+                }
+            }
+            if fleet.seq > 0 {
+                write_checkpoint_bytes(&txn, fleet.seq, &encode_checkpoint(&fleet), checkpoint_every.max(1))?;
+            }
+            txn.commit().db("commit fresh checkpoints")?;
+        }
         let (durable, _) = watch::channel(fleet.seq);
         let shared = Arc::new(Shared {
             db,
@@ -364,7 +432,7 @@ impl StateMachine {
         }
         // The fleet is changed in place; it is copied only where a reader still holds an older version
         // (persistent maps copy just the paths they change).
-        let mut guard = shared.fleet.write().expect("fleet lock");
+        let mut guard = shared.fleet.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fleet = Arc::make_mut(&mut guard);
         let before = fleet.seq;
         let mut ids = IdLookup::begin(shared)?;
@@ -378,6 +446,15 @@ impl StateMachine {
                     set.membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     Response::Nothing
                 }
+                EntryPayload::Normal(Request::AppendV1 { batches }) => {
+                    let batches: Vec<Vec<Proposal>> =
+                        batches.into_iter().map(|b| b.into_iter().map(Proposal::from).collect()).collect();
+                    let mut outcomes = Vec::with_capacity(batches.len());
+                    for proposals in &batches {
+                        outcomes.push(apply_append(&mut ids, &mut set.rows, fleet, proposals)?);
+                    }
+                    Response::Appended(outcomes)
+                }
                 EntryPayload::Normal(Request::Append { batches }) => {
                     let mut outcomes = Vec::with_capacity(batches.len());
                     for proposals in &batches {
@@ -389,7 +466,7 @@ impl StateMachine {
             responses.push(response);
         }
         if fleet.seq / shared.checkpoint_every > before / shared.checkpoint_every {
-            set.checkpoint = Some((fleet.seq, encode(&*fleet)));
+            set.checkpoint = Some((fleet.seq, encode_checkpoint(fleet)));
         }
         set.seq = fleet.seq;
         drop(ids);
@@ -537,7 +614,7 @@ impl StateMachine {
         }
         write_meta(&txn, APPLIED, &meta.last_log_id)?;
         write_meta(&txn, MEMBERSHIP, &meta.last_membership)?;
-        write_checkpoint_bytes(&txn, fleet.seq, &encode(&fleet), shared.checkpoint_every)?;
+        write_checkpoint_bytes(&txn, fleet.seq, &encode_checkpoint(&fleet), shared.checkpoint_every)?;
         txn.commit().db("commit installed snapshot")?;
 
         // Keep the received file as this member's current snapshot.
@@ -550,8 +627,8 @@ impl StateMachine {
         fs::rename(&tmp, &incoming).map_err(StoreError::io("publish snapshot", &incoming))?;
         self.set_current_snapshot(&meta, &incoming)?;
         let seq = fleet.seq;
-        *shared.fleet.write().expect("fleet lock") = Arc::new(fleet);
-        shared.unflushed.lock().expect("unflushed lock").clear();
+        *shared.fleet.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fleet);
+        shared.unflushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         shared.durable.send_replace(seq);
         Ok(())
     }
@@ -586,7 +663,7 @@ struct IdLookup<'s> {
 
 impl<'s> IdLookup<'s> {
     fn begin(shared: &'s Shared) -> Result<Self, StoreError> {
-        let mut unflushed = shared.unflushed.lock().expect("unflushed lock");
+        let mut unflushed = shared.unflushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let txn = shared.begin_read()?;
         let durable = last_seq(&txn)?;
         unflushed.retain(|_, a| a.seq > durable);
@@ -662,7 +739,10 @@ fn apply_append(
             }
         }
     }
-    Ok(Outcome::Appended(receipts.into_iter().map(|r| r.expect("every proposal has a receipt")).collect()))
+    let receipts: Option<Vec<Receipt>> = receipts.into_iter().collect();
+    receipts
+        .map(Outcome::Appended)
+        .ok_or_else(|| StoreError::Layout("a proposal of an applied submission has no receipt".into()))
 }
 
 /// Persist a checkpoint of the fleet at `seq`, keeping the last four and every tenth.

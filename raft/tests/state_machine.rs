@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use sendan_core::event::{MachineDiscovered, NodeCommissioned, NodeDrainRequested};
 use sendan_core::{Actor, EventId, MachineId, NodeId, Payload, Proposal, Timestamp};
 use sendan_raft::{Outcome, Request, Response, StateMachine, TypeConfig};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoints");
 
 fn proposal(id: u128, payload: impl Into<Payload>) -> Proposal {
     Proposal {
@@ -137,6 +138,51 @@ async fn applying_dedups_ids_rejects_atomically_and_survives_reopening() {
     let sm = reopen(dir.path());
     assert_eq!(sm.reader().fleet().as_ref(), before.as_ref());
     assert!(sm.reader().verify().unwrap().broken.is_none());
+}
+
+/// Property: a checkpoint another build wrote — a different schema fingerprint, or the format from before
+/// fingerprints — is never decoded into this build's types: the member folds the events again, reaches the same
+/// fleet, and replaces the stale checkpoints with fresh ones.
+#[tokio::test]
+async fn checkpoints_of_another_schema_are_refolded_not_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = StateMachine::open(dir.path(), 4).unwrap();
+    fill(&mut sm).await;
+    sm.reader().caught_up().await.unwrap();
+    let before = sm.reader().fleet();
+    drop(sm);
+    {
+        let db = open_db(dir.path());
+        let txn = db.begin_write().unwrap();
+        {
+            let mut cps = txn.open_table(CHECKPOINTS).unwrap();
+            let keys: Vec<u64> = cps.iter().unwrap().map(|r| r.unwrap().0.value()).collect();
+            assert!(!keys.is_empty(), "the fill wrote checkpoints");
+            for (i, k) in keys.iter().enumerate() {
+                let mut bytes = cps.get(*k).unwrap().unwrap().value().to_vec();
+                if i % 2 == 0 {
+                    bytes[1] ^= 0xff; // another schema's fingerprint
+                } else {
+                    bytes = [&[1u8][..], &bytes[33..]].concat(); // the format before fingerprints
+                }
+                cps.insert(*k, bytes.as_slice()).unwrap();
+            }
+            // One that would decode into garbage if it were read.
+            cps.insert(10, [2u8; 40].as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let sm = reopen(dir.path());
+    assert_eq!(sm.reader().fleet().as_ref(), before.as_ref(), "folding the events gives the same fleet");
+    drop(sm);
+    let db = open_db(dir.path());
+    let read = db.begin_read().unwrap();
+    let cps = read.open_table(CHECKPOINTS).unwrap();
+    let fresh: Vec<(u64, u8)> =
+        cps.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (k.value(), v.value()[0])).collect();
+    assert_eq!(fresh, vec![(10, 2)], "the stale checkpoints were replaced by a fresh one: {fresh:?}");
+    let v = cps.get(10).unwrap().unwrap();
+    assert_ne!(v.value(), [2u8; 40].as_slice());
 }
 
 #[tokio::test]

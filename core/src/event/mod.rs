@@ -152,6 +152,31 @@ impl crate::rollouts::planner::RolloutDecision {
     }
 }
 
+impl crate::machines::enrollment::EnrollmentDecision {
+    /// The event that carries the decision out, under the live spec `spec`.
+    #[allow(clippy::wrong_self_convention)]
+    pub fn payload(&self, spec: crate::ids::Hash) -> Payload {
+        use crate::machines::enrollment::EnrollmentDecision as D;
+        match self.clone() {
+            D::Bind { machine, binding, .. } => NodeCommissioned {
+                node: binding.node,
+                machine,
+                class: Some(binding.class),
+                pool: binding.pool,
+                profile: Some(binding.profile),
+                rule: Some(binding.rule),
+            }
+            .into(),
+            D::Conflict { machine, priority, rules, .. } => {
+                EnrollmentConflicted { machine, spec, priority, rules }.into()
+            }
+            D::Refuse { machine, rule, reasons, .. } => EnrollmentRefused { machine, spec, rule, reasons }.into(),
+            D::RequestInstall { node, .. } => NodeInstallRequested { node }.into(),
+            D::RefusePlan { node, layout, reasons, .. } => InstallPlanRefused { node, spec, layout, reasons }.into(),
+        }
+    }
+}
+
 /// An event as a client proposes it, stamped by the server with the actor and the leader's clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {

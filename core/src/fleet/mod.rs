@@ -210,7 +210,7 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::NodeFailed(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
         P::NodeRetired(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
         P::NodeRebound(p) => nodes::rules::rebound(read, p),
-        P::NodeTokenIssued(p) => nodes::rules::token_issued(read, p),
+        P::NodeTokenIssued(p) => nodes::rules::node_token_issued(read, p),
         P::SpecApplied(p) => specs::rules::applied(&state.specs, p),
         P::BootstrapTokenIssued(p) => machines::rules::token_issued(ms, read, &ctx, p),
         P::BootstrapTokenClaimed(p) => machines::rules::token_claimed(ms, read, &ctx, p),
@@ -325,7 +325,7 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         P::NodeRescueRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
         P::NodeFailed(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), Some(&p.reason)),
         P::NodeRetired(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
-        P::NodeTokenIssued(p) => nodes::fold::token_issued(&mut state.nodes, seq, p),
+        P::NodeTokenIssued(p) => nodes::fold::node_token_issued(&mut state.nodes, seq, p),
         P::SpecApplied(p) => {
             let before = specs::fold::applied(&mut state.specs, seq, p);
             let ids: Vec<NodeId> = state.nodes.records.keys().cloned().collect();

@@ -13,12 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::events::{EnrollmentConflicted, EnrollmentRefused, InstallPlanRefused};
 use super::{MachineRecord, MachinesState, Problem};
 use crate::facts::HardwareFacts;
 use crate::ids::{EventId, Hash, MachineId, NodeId};
 use crate::lifecycle::NodeState;
-use crate::nodes::events::{NodeCommissioned, NodeInstallRequested};
+use crate::nodes::events::NodeCommissioned;
 use crate::read::{FleetRead, PlanUnavailable};
 use crate::spec::hardware::binary_size;
 use crate::spec::{ClusterSpec, Location, ResolvedDisk, Rule, SwitchPort, select_rule};
@@ -168,31 +167,6 @@ pub enum EnrollmentDecision {
 }
 
 impl EnrollmentDecision {
-    /// The event that carries the decision out, under the live spec `spec`.
-    pub fn payload(&self, spec: Hash) -> crate::event::Payload {
-        match self.clone() {
-            EnrollmentDecision::Bind { machine, binding, .. } => NodeCommissioned {
-                node: binding.node,
-                machine,
-                class: Some(binding.class),
-                pool: binding.pool,
-                profile: Some(binding.profile),
-                rule: Some(binding.rule),
-            }
-            .into(),
-            EnrollmentDecision::Conflict { machine, priority, rules, .. } => {
-                EnrollmentConflicted { machine, spec, priority, rules }.into()
-            }
-            EnrollmentDecision::Refuse { machine, rule, reasons, .. } => {
-                EnrollmentRefused { machine, spec, rule, reasons }.into()
-            }
-            EnrollmentDecision::RequestInstall { node, .. } => NodeInstallRequested { node }.into(),
-            EnrollmentDecision::RefusePlan { node, layout, reasons, .. } => {
-                InstallPlanRefused { node, spec, layout, reasons }.into()
-            }
-        }
-    }
-
     /// The id of the event: the same decision about the same facts always has the same id, so deciding it again
     /// (on the next pass, or on a new leader) is answered with the original seq.
     pub fn event_id(&self, spec: Hash) -> EventId {

@@ -203,7 +203,8 @@ mod tests {
     fn given_no_disks_then_the_plan_is_refused_with_every_reason() {
         let fleet = fleet_with(vec![]);
         let err = plan_for(&fleet, &NodeId::new("worker-02").unwrap()).unwrap_err();
-        let PlanUnavailable::DoesNotFit { layout, reasons, .. } = &err else { panic!("{err:?}") };
+        assert!(matches!(&err, PlanUnavailable::DoesNotFit { .. }), "{err:?}");
+        let PlanUnavailable::DoesNotFit { layout, reasons, .. } = &err else { return };
         assert_eq!(layout, "single");
         assert_eq!(reasons[0], "the machine reported no disks");
         assert!(

@@ -39,7 +39,7 @@ pub fn rebound(nodes: &mut NodesState, seq: u64, node: &NodeId, machine: &Machin
     Some(old)
 }
 
-pub fn token_issued(nodes: &mut NodesState, seq: u64, p: &NodeTokenIssued) {
+pub fn node_token_issued(nodes: &mut NodesState, seq: u64, p: &NodeTokenIssued) {
     let Some(node) = nodes.get_mut(&p.node) else { return };
     node.updated = seq;
     let old = node.token.replace(p.token);

@@ -62,7 +62,7 @@ pub fn install_requested(read: &dyn FleetRead, p: &NodeInstallRequested) -> Resu
     }
 }
 
-pub fn token_issued(read: &dyn FleetRead, p: &NodeTokenIssued) -> Result<(), Rejection> {
+pub fn node_token_issued(read: &dyn FleetRead, p: &NodeTokenIssued) -> Result<(), Rejection> {
     let kind = EventKind::NodeTokenIssued;
     let node = read.node(&p.node).ok_or_else(|| Rejection::UnknownNode { node: p.node.clone(), event: kind })?;
     if read.credential_in_use(&p.token) {

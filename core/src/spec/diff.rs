@@ -60,7 +60,7 @@ const SECTIONS: &[(&str, &str)] = &[
 
 /// The changes that turn `old` (the live spec, if any) into `new`.
 pub fn diff(old: Option<&ClusterSpec>, new: &ClusterSpec) -> SpecDiff {
-    let to_value = |s: &ClusterSpec| serde_json::to_value(s).expect("a ClusterSpec always serialises to JSON");
+    let to_value = |s: &ClusterSpec| serde_json::to_value(s).unwrap_or(Value::Null);
     let new_v = to_value(new);
     let old_v = old.map(to_value).unwrap_or(Value::Null);
     let mut changes = Vec::new();

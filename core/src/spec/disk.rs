@@ -31,7 +31,7 @@ pub struct Disko {
 #[serde(deny_unknown_fields)]
 pub struct Devices {
     #[serde(default)]
-    pub disk: BTreeMap<String, Disk>,
+    pub disk: BTreeMap<String, LayoutDisk>,
     #[serde(default)]
     pub mdadm: BTreeMap<String, Mdadm>,
     #[serde(default)]
@@ -60,7 +60,8 @@ type_tag!(ZfsFsTag, "zfs_fs");
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Disk {
+#[schemars(rename = "Disk")]
+pub struct LayoutDisk {
     #[serde(default, rename = "type")]
     pub tag: DiskTag,
     #[serde(default)]
@@ -275,7 +276,7 @@ impl DeviceKind {
 
 const ESP_TYPES: [&str; 2] = ["EF00", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"];
 
-impl Disk {
+impl LayoutDisk {
     /// Whether the disk has an EFI system partition.
     pub fn has_esp(&self) -> bool {
         let DiskContent::Gpt(gpt) = &self.content;
@@ -383,16 +384,18 @@ impl DiskLayout {
 
     /// The layout as a disko configuration (`{ "disko": { "devices": … } }`) with each disk's `device` set to
     /// what it resolved to; selectors and unset (null) options are left out, since disko has no null options.
-    ///
-    /// Panics if `resolved` lacks a layout disk (pass the result of [`DiskLayout::resolve`]).
+    /// A layout disk `resolved` lacks keeps no `device` (pass the result of [`DiskLayout::resolve`], which
+    /// resolves every one or fails).
     pub fn render_disko(&self, resolved: &BTreeMap<String, ResolvedDisk>) -> serde_json::Value {
-        let mut devices = serde_json::to_value(&self.disko.devices).expect("disk layouts serialise to JSON");
-        let disks = devices["disk"].as_object_mut().expect("devices.disk is an object");
-        for (name, disk) in disks.iter_mut() {
-            let disk = disk.as_object_mut().expect("a disk is an object");
-            disk.remove("selector");
-            let device = &resolved.get(name).unwrap_or_else(|| panic!("layout disk '{name}' was not resolved")).device;
-            disk.insert("device".to_owned(), device.clone().into());
+        let mut devices = serde_json::to_value(&self.disko.devices).unwrap_or(serde_json::Value::Null);
+        if let Some(disks) = devices.get_mut("disk").and_then(|d| d.as_object_mut()) {
+            for (name, disk) in disks.iter_mut() {
+                let Some(disk) = disk.as_object_mut() else { continue };
+                disk.remove("selector");
+                if let Some(r) = resolved.get(name) {
+                    disk.insert("device".to_owned(), r.device.clone().into());
+                }
+            }
         }
         strip_nulls(&mut devices);
         serde_json::json!({ "disko": { "devices": devices } })

@@ -25,5 +25,5 @@ pub(crate) fn spec() -> ClusterSpec {
 pub(crate) fn with(change: impl FnOnce(&mut serde_json::Value)) -> ClusterSpec {
     let mut doc = json();
     change(&mut doc);
-    ClusterSpec::from_json(&doc.to_string()).unwrap_or_else(|e| panic!("the changed fixture does not parse: {e}"))
+    ClusterSpec::from_json(&doc.to_string()).expect("the changed fixture parses")
 }

@@ -576,7 +576,8 @@ impl ClusterSpec {
     /// The canonical form: every field present, object keys sorted, no whitespace. It is byte-for-byte what
     /// `nix-instantiate --eval --strict --json` prints for the same document (`builtins.toJSON` sorts keys too).
     pub fn canonical_json(&self) -> String {
-        let value = serde_json::to_value(self).expect("a ClusterSpec always serialises to JSON");
+        // A ClusterSpec's maps have string keys and its values are plain data, so it always serialises.
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         let mut out = String::new();
         write_canonical(&value, &mut out);
         out
