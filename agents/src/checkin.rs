@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sendan_core::event::NodeActivated;
 use sendan_core::lifecycle::NodeState;
-use sendan_core::machines::install::InstallView;
+use sendan_core::wire::InstallView;
 use sendan_core::wire::{NodeView, ProposalIn};
 use sendan_core::{EventId, Hash, NodeId};
 use serde::Deserialize;

@@ -9,13 +9,14 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::MethodRouter;
 use sendan_raft::{FaultSwitch, Member, RaftNode};
 use tokio::net::TcpListener;
 
 use crate::auth::{self, Tokens};
 use crate::config::{ClusterState, ServerConfig};
 use crate::metrics::Metrics;
+use crate::openapi::Group;
 use crate::routes;
 
 /// Shared by every request handler of a member.
@@ -109,53 +110,27 @@ pub async fn open(
     Ok((Arc::new(app), token_file, created))
 }
 
+/// The HTTP router: every route of [`crate::openapi::routes`], in three groups with their own body limits (and,
+/// for the bootstrap edge, a per-address rate limit), then metrics around all of it.
 pub fn router(app: Arc<App>) -> Router {
-    let limit = app.config.max_body_bytes;
-    let api = Router::new()
-        .route("/v1/events", post(routes::events::submit).get(routes::events::list))
-        .route("/v1/events/watch", get(routes::events::watch))
-        .route("/v1/nodes", get(routes::nodes::list))
-        .route("/v1/nodes/{id}", get(routes::nodes::show))
-        .route("/v1/nodes/{id}/history", get(routes::nodes::history))
-        .route("/v1/nodes/{id}/token", post(routes::nodes::issue_token))
-        .route("/v1/nodes/{id}/system", get(routes::systems::node_system))
-        .route("/v1/rollouts", get(routes::systems::list))
-        .route("/v1/rollouts/{id}", get(routes::systems::show))
-        .route("/v1/rollouts/{id}/abort", post(routes::systems::abort))
-        .route("/v1/nodes/{id}/plan", get(routes::enrollment::node_plan))
-        .route("/v1/nodes/{id}/install", get(routes::enrollment::node_install))
-        .route("/v1/machines", get(routes::enrollment::machines))
-        .route("/v1/machines/refused", get(routes::bootstrap::refused))
-        .route("/v1/machines/refused/{id}/accept", post(routes::bootstrap::accept_refused))
-        .route("/v1/enroll/dry-run", post(routes::enrollment::dry_run))
-        .route("/v1/spec", get(routes::spec::live))
-        .route("/v1/spec/plan", post(routes::spec::plan))
-        .route("/v1/specs/{digest}", get(routes::spec::by_digest))
-        .route("/v1/audit/verify", get(routes::audit::verify))
-        .route("/v1/cluster", get(routes::cluster::status))
-        .route("/v1/cluster/local", get(routes::cluster::local))
-        .route("/v1/cluster/members", post(routes::cluster::add))
-        .route("/v1/cluster/members/{id}", delete(routes::cluster::remove))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
-        .layer(DefaultBodyLimit::max(limit));
+    let group = |g: Group| {
+        let mut by_path: BTreeMap<&'static str, MethodRouter<Arc<App>>> = BTreeMap::new();
+        for r in crate::openapi::routes().into_iter().filter(|r| r.group == g) {
+            let mr = r.method_router();
+            let merged = match by_path.remove(r.path) {
+                Some(existing) => existing.merge(mr),
+                None => mr,
+            };
+            by_path.insert(r.path, merged);
+        }
+        by_path.into_iter().fold(Router::new(), |router, (path, mr)| router.route(path, mr))
+    };
+    let api = group(Group::Api).layer(DefaultBodyLimit::max(app.config.max_body_bytes));
     // The edge a machine on the provisioning network reaches with nothing but what netboot hands out.
-    let bootstrap = Router::new()
-        .route("/v1/boot/ipxe", get(routes::bootstrap::ipxe))
-        .route("/v1/bootstrap/phone-home", post(routes::bootstrap::phone_home))
-        .route("/v1/bootstrap/plan", get(routes::bootstrap::plan))
-        .route("/v1/bootstrap/node-token", post(routes::bootstrap::node_token))
+    let bootstrap = group(Group::Bootstrap)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::bootstrap_rate_limit))
         .layer(DefaultBodyLimit::max(crate::extract::BOOTSTRAP_BODY_LIMIT));
-    let peer = Router::new()
-        .route("/raft/append", post(routes::peer::append))
-        .route("/raft/vote", post(routes::peer::vote))
-        .route("/raft/snapshot", post(routes::peer::snapshot))
-        .route("/raft/submit", post(routes::peer::submit))
-        .route("/raft/membership", post(routes::peer::membership))
-        .route("/raft/status", post(routes::peer::status))
-        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
+    let peer = group(Group::Peer).layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
     api.merge(bootstrap)
         .merge(peer)
         .fallback(routes::health::not_found)

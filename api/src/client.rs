@@ -45,6 +45,17 @@ pub struct Client {
 }
 
 /// Filters of `GET /v1/events`; unset fields are omitted.
+/// `GET /v1/nodes`'s query: the fleet at a seq, one state (a lifecycle state or `declared`), one pool.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodesQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct EventFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,15 +179,12 @@ impl Client {
     }
 
     /// `GET /v1/machines`: every machine that phoned home, with why an unbound one is not bound.
-    pub async fn machines(
-        &self,
-        at: Option<u64>,
-    ) -> Result<sendan_core::machines::enrollment::MachinesView, ClientError> {
+    pub async fn machines(&self, at: Option<u64>) -> Result<sendan_core::wire::MachinesView, ClientError> {
         self.get("/v1/machines", &[("at", at)]).await
     }
 
     /// `GET /v1/machines/refused`: the member's recent phone-home refusals.
-    pub async fn refused(&self) -> Result<crate::routes::bootstrap::RefusedView, ClientError> {
+    pub async fn refused(&self) -> Result<sendan_core::wire::RefusedView, ClientError> {
         self.get("/v1/machines/refused", &()).await
     }
 
@@ -203,7 +211,7 @@ impl Client {
         &self,
         node: &str,
         at: Option<u64>,
-    ) -> Result<sendan_core::machines::install::InstallView, ClientError> {
+    ) -> Result<sendan_core::wire::InstallView, ClientError> {
         self.get(&format!("/v1/nodes/{node}/install"), &[("at", at)]).await
     }
 
@@ -252,8 +260,8 @@ impl Client {
         self.get("/v1/events", f).await
     }
 
-    pub async fn nodes(&self, at: Option<u64>) -> Result<NodesView, ClientError> {
-        self.get("/v1/nodes", &[("at", at)]).await
+    pub async fn nodes(&self, query: &NodesQuery) -> Result<NodesView, ClientError> {
+        self.get("/v1/nodes", query).await
     }
 
     pub async fn node(&self, id: &str, at: Option<u64>) -> Result<NodeView, ClientError> {

@@ -13,10 +13,7 @@ use std::time::Instant;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sendan_core::facts::HardwareFacts;
-use sendan_core::rejection::IdentityRefusal;
-use sendan_core::{MachineId, Timestamp};
-use serde::{Deserialize, Serialize};
+use sendan_core::wire::RefusedPhoneHome;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -91,23 +88,6 @@ pub async fn bootstrap_rate_limit(State(app): State<Arc<App>>, req: Request, nex
     next.run(req).await
 }
 
-/// A phone-home this member refused because its facts claimed an identity its token does not prove.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefusedPhoneHome {
-    /// Numbered per member, from 1.
-    pub id: u64,
-    pub time: Timestamp,
-    /// Where the request came from.
-    pub source: String,
-    /// The NIC the bootstrap token was made for.
-    pub mac: String,
-    /// The machine the facts identify.
-    pub machine: Option<MachineId>,
-    pub refusal: IdentityRefusal,
-    pub message: String,
-    pub facts: HardwareFacts,
-}
-
 /// The most recent refusals, newest last; a flood only ever replaces older entries.
 pub struct Refusals {
     max: usize,
@@ -147,6 +127,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use sendan_core::Timestamp;
+    use sendan_core::facts::HardwareFacts;
+    use sendan_core::rejection::IdentityRefusal;
 
     #[test]
     fn each_address_gets_its_burst_then_its_rate() {

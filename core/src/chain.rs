@@ -6,7 +6,7 @@ use crate::ids::Hash;
 use crate::record::{self, RecordError};
 
 /// Where and how the chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, schemars::JsonSchema)]
 #[error("the chain breaks at seq {seq}: {problem}")]
 pub struct ChainBreak {
     pub seq: u64,

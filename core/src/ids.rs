@@ -81,6 +81,20 @@ macro_rules! string_id {
             }
         }
 
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "description": concat!("A ", $what, ": letters, digits, `-`, `_` and `.`, starting with a letter or digit."),
+                    "minLength": 1,
+                    "maxLength": $max,
+                })
+            }
+        }
+
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
@@ -106,7 +120,7 @@ string_id!(
 );
 
 /// The client-chosen idempotency key of an event (a UUID).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct EventId(pub uuid::Uuid);
 
@@ -205,6 +219,27 @@ impl FromStr for Actor {
     }
 }
 
+/// A string schema with a description and, when given, a pattern: the JSON form of the ids below.
+fn string_schema(description: &str, pattern: Option<&str>) -> schemars::Schema {
+    let mut schema = schemars::json_schema!({ "type": "string", "description": description });
+    if let Some(p) = pattern {
+        schema.insert("pattern".into(), p.into());
+    }
+    schema
+}
+
+impl schemars::JsonSchema for Actor {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Actor".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        string_schema(
+            "Who proposed the event: `admin`, `node:ID`, `bootstrap:MACHINE` or `system:NAME`.",
+            Some("^(admin|node:.+|bootstrap:.+|system:.+)$"),
+        )
+    }
+}
+
 impl Serialize for Actor {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -257,6 +292,19 @@ impl fmt::Display for Timestamp {
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)
+    }
+}
+
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339, UTC, millisecond precision.",
+        })
     }
 }
 
@@ -317,6 +365,15 @@ impl FromStr for Hash {
             why: "expected 64 hexadecimal digits",
         })?;
         Ok(Hash(out))
+    }
+}
+
+impl schemars::JsonSchema for Hash {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Hash".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        string_schema("A sha256 digest, 64 lowercase hex digits.", Some("^[0-9a-f]{64}$"))
     }
 }
 

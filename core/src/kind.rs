@@ -58,6 +58,16 @@ impl std::str::FromStr for EventKind {
     }
 }
 
+impl schemars::JsonSchema for EventKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventKind".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        schemars::json_schema!({ "type": "string", "description": "The type of an event.", "enum": names })
+    }
+}
+
 impl Serialize for EventKind {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() { s.serialize_str(self.name()) } else { s.serialize_u16(self.code()) }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// `switch-to-configuration`'s verb: `switch` (activate now and make it the boot default), `boot` (boot
 /// default only, active after the next reboot) or `test` (activate now, boot default unchanged).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SwitchAction {
     #[default]

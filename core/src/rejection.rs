@@ -175,7 +175,7 @@ impl Rejection {
 /// A bootstrap token proves only that its holder netbooted (or asked the netboot endpoint) with that MAC, so a
 /// phone-home may speak for a machine that is new, or for the one the log already associates with that MAC — and
 /// then only while its node is to be installed. Anything else is a claim the token does not back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum IdentityRefusal {
     #[error("the facts do not list the NIC with MAC {mac}, which the bootstrap token was issued for")]

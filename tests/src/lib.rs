@@ -2,9 +2,11 @@
 //! an in-process cluster (isolate, restart, wait-until), and clusters of real `sendan server` processes.
 
 pub mod bootstrap;
+pub mod contract;
 pub mod inproc;
 pub mod nixfake;
 pub mod procs;
+pub mod upgrade;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sendan_api::client::EventFilter;
+use sendan_api::client::{EventFilter, NodesQuery};
 use sendan_api::config::ConfigFile;
 use sendan_core::Event;
 use sendan_tests::inproc::{Cluster, test_options};
@@ -161,7 +161,7 @@ async fn time_travel_equals_folding_from_genesis() {
         let at = c.running(1).app.node.reader.fleet_at(e.seq).unwrap();
         assert_eq!(at.as_ref(), &folded, "fleet at seq {}", e.seq);
     }
-    let view = c.client(1).nodes(Some(10)).await.unwrap();
+    let view = c.client(1).nodes(&NodesQuery { at: Some(10), ..Default::default() }).await.unwrap();
     assert_eq!(view.seq, 10);
     assert_eq!(view.nodes.len(), 5);
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sendan_api::client::{ClientError, EventFilter};
+use sendan_api::client::{ClientError, EventFilter, NodesQuery};
 use sendan_api::config::ConfigFile;
 use sendan_core::wire::ErrorBody;
 use sendan_tests::inproc::{Cluster, test_options};
@@ -142,7 +142,7 @@ async fn audit_queries_filter_page_and_travel_in_time() {
     assert_eq!(client.node("n0", None).await.unwrap().node.state.name(), "install-pending");
     let err = client.node("n9", Some(3)).await.unwrap_err().to_string();
     assert!(err.contains("node n9 does not exist at seq 3"), "{err}");
-    let err = client.nodes(Some(999)).await.unwrap_err().to_string();
+    let err = client.nodes(&NodesQuery { at: Some(999), ..Default::default() }).await.unwrap_err().to_string();
     assert!(err.contains("has not been applied on this member yet"), "{err}");
     for bad in ["limit=0", "type=Bogus", "since=yesterday", "colour=red", "node=a%20b"] {
         let s = sendan_tests::http()

@@ -57,7 +57,7 @@ async fn node_tokens_are_scoped_to_their_node() {
     assert_eq!(node.history("n1", &EventFilter::default()).await.unwrap().events.len(), 4);
     for (what, err) in [
         ("another node", node.node("n2", None).await.unwrap_err()),
-        ("the fleet", node.nodes(None).await.unwrap_err()),
+        ("the fleet", node.nodes(&Default::default()).await.unwrap_err()),
         ("all events", node.events(&EventFilter::default()).await.unwrap_err()),
         ("the cluster", node.cluster().await.unwrap_err()),
     ] {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sendan_api::client::{Client, EventFilter};
+use sendan_api::client::{Client, EventFilter, NodesQuery};
 use sendan_core::wire::Receipt;
 use sendan_core::{Event, EventId, Hash};
 use sendan_tests::procs::ProcCluster;
@@ -227,7 +227,7 @@ async fn a_member_down_for_thousands_of_events_catches_up_through_a_snapshot() {
         .await
         .unwrap();
     assert_eq!(first.events[0].id, EventId::from_u128(1));
-    let old = lagging_client.nodes(Some(2)).await.unwrap();
+    let old = lagging_client.nodes(&NodesQuery { at: Some(2), ..Default::default() }).await.unwrap();
     assert_eq!((old.seq, old.machines.len()), (2, 2));
 }
 

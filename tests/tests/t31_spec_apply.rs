@@ -158,3 +158,70 @@ async fn the_server_never_trusts_a_spec_document() {
     assert!(err.contains("is already the live spec (applied at seq 1)") && err.contains("409"), "{err}");
     assert_eq!(c.fleet(1).seq, 1);
 }
+
+/// Property: after `sendan apply` of the example, and before any machine enrolls, `GET /v1/nodes` and
+/// `sendan nodes` list every node the spec declares, as `declared` (apart from the lifecycle states, with the
+/// rules that would bind each and what it waits for); `?state=declared` lists only them, a lifecycle state none
+/// of them, and `?pool=` narrows them to one pool; once a machine is bound to a node, that node is listed with
+/// its lifecycle state and no longer as declared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_nodes_are_listed_until_a_machine_is_bound_to_them() {
+    use sendan_api::client::NodesQuery;
+    let c = Cluster::new(1).await;
+    let client = c.client(1);
+    let (ok, out, err) = tokio::task::block_in_place(|| sendan(&c, &["apply", "nix/examples/cluster.nix"]));
+    assert!(ok, "{out}{err}");
+    let spec = client.spec(None).await.unwrap().spec;
+    let all = client.nodes(&NodesQuery::default()).await.unwrap();
+    assert!(all.nodes.is_empty() && all.machines.is_empty());
+    let declared: Vec<&str> = all.declared.iter().map(|d| d.id.as_str()).collect();
+    let in_spec: Vec<&str> = spec.nodes.keys().map(String::as_str).collect();
+    assert_eq!(declared, in_spec, "every declared node, in the spec's order");
+    for d in &all.declared {
+        assert!(!d.waiting.is_empty(), "{d:?}");
+        let binding = |r: &sendan_core::spec::Rule| {
+            r.bind.node.as_deref() == Some(d.id.as_str()) || (r.bind.node.is_none() && r.bind.pool == d.pool)
+        };
+        let rules: Vec<&str> =
+            spec.enrollment_rules.iter().filter(|(_, r)| binding(r)).map(|(n, _)| n.as_str()).collect();
+        let mut listed: Vec<&str> = d.rules.iter().map(String::as_str).collect();
+        listed.sort();
+        assert_eq!(listed, rules, "{}: the rules that would bind it", d.id);
+        if rules.is_empty() {
+            assert!(d.waiting.contains("sendan node accept"), "{d:?}");
+        }
+    }
+    let pool = all.declared.iter().find_map(|d| d.pool.clone()).expect("the example has pools");
+    let first_free = all.declared.iter().find(|d| d.pool.as_deref() == Some(&pool)).unwrap();
+    assert_eq!(first_free.place, Some(1), "{first_free:?}");
+
+    let only = |state: Option<&str>, pool: Option<&str>| NodesQuery {
+        state: state.map(str::to_owned),
+        pool: pool.map(str::to_owned),
+        ..Default::default()
+    };
+    let just_declared = client.nodes(&only(Some("declared"), None)).await.unwrap();
+    assert_eq!(just_declared.declared.len(), all.declared.len());
+    assert!(client.nodes(&only(Some("active"), None)).await.unwrap().declared.is_empty());
+    let of_pool = client.nodes(&only(None, Some(&pool))).await.unwrap();
+    assert!(!of_pool.declared.is_empty() && of_pool.declared.iter().all(|d| d.pool.as_deref() == Some(&pool)));
+    let err = client.nodes(&only(Some("sleeping"), None)).await.unwrap_err().to_string();
+    assert!(err.contains("not a state to list") && err.contains("declared"), "{err}");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| sendan(&c, &["nodes"]));
+    assert!(ok, "{err}");
+    assert!(out.contains("Declared in the live spec") && out.contains("(declared)"), "{out}");
+    assert!(out.contains(first_free.id.as_str()) && out.contains(&first_free.waiting), "{out}");
+
+    // A machine is bound to the first free member of the pool: it leaves the declared list.
+    let node = first_free.id.to_string();
+    let mut b = vec![proposal(1, discovered("m-1")), proposal(2, commissioned(&node, "m-1"))];
+    client.submit(&mut b, Duration::from_secs(10)).await.unwrap();
+    let after = client.nodes(&NodesQuery::default()).await.unwrap();
+    assert!(after.nodes.iter().any(|n| n.id.as_str() == node));
+    assert!(after.declared.iter().all(|d| d.id.as_str() != node));
+    let next = after.declared.iter().find(|d| d.pool.as_deref() == Some(&pool));
+    if let Some(next) = next {
+        assert_eq!(next.place, Some(1), "the next free member is now first: {next:?}");
+    }
+}

@@ -2,109 +2,11 @@
 //! 243 events of all 40 kinds of that release, record format 1, checkpoints without a schema fingerprint) is
 //! opened by this build's `sendan server`. Each test states the property it checks.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use sendan_tests::procs::free_port;
-use sendan_tests::{binary, http, wait_until};
+use sendan_tests::binary;
+use sendan_tests::upgrade::{Reopened, fixture};
 use serde_json::Value;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upgrade-8028c4f")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A member reopening a copy of the fixture's data directory, started exactly as the fixture's README says.
-struct Reopened {
-    dir: tempfile::TempDir,
-    base: String,
-    token: String,
-    child: Option<Child>,
-    /// How many times the member was started (each start logs to its own file).
-    starts: u32,
-}
-
-impl Reopened {
-    async fn start() -> Reopened {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&fixture().join("data"), &dir.path().join("data"));
-        let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap().trim().to_owned();
-        let mut r = Reopened { dir, base: String::new(), token, child: None, starts: 0 };
-        r.spawn().await;
-        r
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    async fn spawn(&mut self) {
-        self.starts += 1;
-        let listen = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(self.dir.path().join(format!("server-{}.log", self.starts))).unwrap();
-        let child = Command::new(binary("sendan"))
-            .args(["server", "--node-id", "1", "--listen", &listen])
-            .arg("--data-dir")
-            .arg(self.data())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sendan server starts");
-        self.child = Some(child);
-        self.base = format!("http://{listen}");
-        let client = http();
-        let base = self.base.clone();
-        wait_until("the reopened member is ready", Duration::from_secs(90), || async {
-            let ready = client.get(format!("{base}/readyz")).send().await.ok()?;
-            ready.status().is_success().then_some(())
-        })
-        .await;
-    }
-
-    /// Stop the member with SIGTERM (a clean shutdown), wait for it, and start it again on the same data.
-    async fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-            assert!(status.success());
-            let exit = child.wait().unwrap();
-            assert!(exit.success(), "the member exited with {exit} on SIGTERM:\n{}", self.log());
-        }
-        self.spawn().await;
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let resp = http().get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.unwrap()
-    }
-
-    /// The log of the latest start.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("server-{}.log", self.starts))).unwrap_or_default()
-    }
-}
-
-impl Drop for Reopened {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn recorded(view: &str) -> Value {
     let path = fixture().join("views").join(view);

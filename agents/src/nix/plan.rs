@@ -4,7 +4,7 @@
 //! from the recorded step.
 
 use sendan_core::event::{SwitchAction, SystemKind, system_kind};
-use sendan_core::systems::NodeSystem;
+use sendan_core::wire::NodeSystem;
 
 use super::state::{Activation, Local, Step};
 

@@ -280,9 +280,9 @@ pub async fn enroll(client: &Client, cmd: &EnrollCmd, json: bool) -> Result<Exit
 }
 
 fn print_explanation(e: &Explanation) {
-    match &e.machine {
-        Ok(m) => println!("machine:  {m}"),
-        Err(why) => println!("machine:  (none: {why})"),
+    match (&e.machine, &e.machine_error) {
+        (Some(m), _) => println!("machine:  {m}"),
+        (None, why) => println!("machine:  (none: {})", why.as_deref().unwrap_or("no key")),
     }
     println!("spec:     {}", e.spec.map(|d| d.to_hex()).unwrap_or_else(|| "none is live".into()));
     let ports: Vec<String> = e.switch_ports.iter().map(|p| p.to_string()).collect();
@@ -374,7 +374,7 @@ fn print_plan(p: &sendan_core::machines::install::ServedPlan) {
 }
 
 /// The install lines of `sendan node show`.
-pub fn install_lines(v: &sendan_core::machines::install::InstallView) -> Vec<String> {
+pub fn install_lines(v: &sendan_core::wire::InstallView) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(r) = &v.refusal {
         lines.push(format!(

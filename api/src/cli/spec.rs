@@ -97,3 +97,61 @@ pub async fn apply(client: &Client, spec: &ClusterSpec) -> Result<(PlanView, Opt
     let r = client.submit(&mut events, Duration::from_secs(30)).await?;
     Ok((plan, Some(r.events[0].seq)))
 }
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SpecCmd {
+    /// The spec's digest, when it was applied, and its document.
+    Show {
+        /// The spec live right after this event.
+        #[arg(long)]
+        at: Option<u64>,
+        /// Any spec ever applied, by digest.
+        #[arg(long, conflicts_with = "at")]
+        digest: Option<String>,
+    },
+}
+
+/// `sendan plan FILE`.
+pub async fn plan_cmd(client: &Client, file: &Path, json: bool) -> Result<std::process::ExitCode> {
+    let spec = load(file)?;
+    let plan = plan(client, &spec).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print_plan(&plan);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `sendan apply FILE`.
+pub async fn apply_cmd(client: &Client, file: &Path, json: bool) -> Result<std::process::ExitCode> {
+    let spec = load(file)?;
+    let (plan, seq) = apply(client, &spec).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "seq": seq }))?);
+    } else {
+        print_plan(&plan);
+        match seq {
+            Some(seq) => println!("Applied spec {} at seq {seq}.", plan.digest),
+            None => println!("Nothing applied."),
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `sendan spec show`.
+pub async fn show(client: &Client, cmd: &SpecCmd, json: bool) -> Result<std::process::ExitCode> {
+    let SpecCmd::Show { at, digest } = cmd;
+    let c = client;
+    let view = match digest {
+        Some(d) => c.spec_by_digest(d).await?,
+        None => c.spec(*at).await?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        println!("spec {} applied at seq {}{}", view.digest, view.seq, if view.live { " (live)" } else { "" });
+        println!("{}", serde_json::to_string_pretty(&view.spec)?);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

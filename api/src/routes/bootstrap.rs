@@ -28,9 +28,9 @@ use crate::auth::Principal;
 use crate::bootstrap::wait_applied;
 use crate::error::ApiError;
 use crate::extract::{Auth, BootstrapBody, P, Q};
-use crate::guard::RefusedPhoneHome;
+use sendan_core::wire::{RefusedPhoneHome, RefusedView};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IpxeParams {
     /// The MAC the machine netboots from (iPXE's `${mac}`).
@@ -183,13 +183,6 @@ pub async fn accept_refused(
         payload: MachineDiscovered { machine, facts: entry.facts }.into(),
     }];
     crate::write::submit(&app, &Principal::Admin, events).await.map(Json)
-}
-
-/// `GET /v1/machines/refused`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct RefusedView {
-    pub member: u64,
-    pub refused: Vec<RefusedPhoneHome>,
 }
 
 fn not_ready(code: &'static str, message: String) -> ApiError {

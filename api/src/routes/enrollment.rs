@@ -9,8 +9,9 @@ use axum::Json;
 use axum::extract::State;
 use sendan_core::NodeId;
 use sendan_core::facts::HardwareFacts;
-use sendan_core::machines::enrollment::{self, Explanation, MachinesView};
-use sendan_core::machines::install::{self, InstallView, PlanUnavailable, ServedPlan};
+use sendan_core::machines::enrollment::{self, Explanation};
+use sendan_core::machines::install::{self, PlanUnavailable, ServedPlan};
+use sendan_core::wire::{InstallView, MachinesView};
 
 use crate::app::App;
 use crate::error::ApiError;

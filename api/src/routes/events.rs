@@ -37,7 +37,7 @@ pub async fn submit(
 }
 
 /// Filters shared by listing and watching.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     #[serde(default)]
@@ -93,7 +93,7 @@ pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<ListParams>) 
     page(&app, &p.query()?).await.map(Json)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WatchParams {
     pub after: Option<u64>,

@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use serde_json::json;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -24,9 +23,12 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
-        Json(
-            json!({ "ready": ready, "leader": m.current_leader, "committed_index": committed, "applied_index": applied }),
-        ),
+        Json(sendan_core::wire::Readiness {
+            ready,
+            leader: m.current_leader,
+            committed_index: committed,
+            applied_index: applied,
+        }),
     )
 }
 

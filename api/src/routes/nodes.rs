@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use schemars::JsonSchema;
 use sendan_core::NodeId;
 use sendan_core::fleet::FleetState;
 use sendan_core::lifecycle;
-use sendan_core::wire::{EventPage, NodeView, NodesView};
+use sendan_core::wire::{EventPage, Machine, Node, NodeFilter, NodeView, NodesView, StateFilter};
 use serde::Deserialize;
 
 use crate::app::App;
@@ -15,7 +16,7 @@ use crate::error::ApiError;
 use crate::extract::{Auth, P, Q};
 use crate::routes::events::{ListParams, page};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AtParams {
     /// Read the fleet as it was right after this event.
@@ -36,14 +37,23 @@ fn node_id(id: &str) -> Result<NodeId, ApiError> {
     NodeId::new(id).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<AtParams>) -> Result<Json<NodesView>, ApiError> {
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodesParams {
+    /// Read the fleet as it was right after this event.
+    pub at: Option<u64>,
+    /// Only this state: a lifecycle state (`discovered` lists the machines no node is bound to), or `declared`
+    /// (the live spec's nodes no machine is bound to yet).
+    pub state: Option<String>,
+    /// Only the nodes, bound or declared, of this pool.
+    pub pool: Option<String>,
+}
+
+pub async fn list(State(app): State<Arc<App>>, auth: Auth, Q(p): Q<NodesParams>) -> Result<Json<NodesView>, ApiError> {
     auth.admin()?;
+    let state = p.state.as_deref().map(str::parse::<StateFilter>).transpose().map_err(ApiError::bad_request)?;
     let fleet = fleet_at(&app, p.at).await?;
-    Ok(Json(NodesView {
-        seq: fleet.seq,
-        nodes: fleet.nodes.records.values().map(|n| n.as_ref().clone()).collect(),
-        machines: fleet.unbound_machines().cloned().collect(),
-    }))
+    Ok(Json(NodesView::of(&fleet, &NodeFilter { state, pool: p.pool })))
 }
 
 pub async fn show(
@@ -55,10 +65,10 @@ pub async fn show(
     auth.may_read_node(&id)?;
     let id = node_id(&id)?;
     let fleet = fleet_at(&app, p.at).await?;
-    let node = fleet.node(&id).cloned().ok_or_else(|| {
+    let node = fleet.node(&id).map(Node::from).ok_or_else(|| {
         ApiError::NotFound(format!("node {id} does not exist at seq {} (it has not been commissioned)", fleet.seq))
     })?;
-    let machine = fleet.machine(&node.machine).cloned();
+    let machine = fleet.machine(&node.machine).map(Machine::from);
     let allowed = lifecycle::allowed_events(node.state);
     Ok(Json(NodeView { seq: fleet.seq, node, machine, allowed }))
 }

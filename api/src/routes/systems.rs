@@ -33,14 +33,14 @@ pub async fn node_system(
         seq: fleet.seq,
         node: id.clone(),
         state: node.state,
-        system: fleet.node_system(&id).cloned().unwrap_or_default(),
+        system: fleet.node_system(&id).map(sendan_core::wire::NodeSystem::from).unwrap_or_default(),
         substituters,
         trusted_public_keys,
         rollout: fleet.rollout_of(&id).map(|r| r.id),
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutParams {
     /// Only this pool's rollouts.
@@ -82,15 +82,6 @@ pub async fn show(State(app): State<Arc<App>>, auth: Auth, P(id): P<String>) -> 
     Ok(Json(rollout::view(&*fleet, r, crate::write::now())))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AbortRequest {
-    /// Why, for the audit trail and `sendan rollout status`.
-    pub reason: String,
-    /// The event id to record the halt with (a retry sends the same one).
-    pub id: Option<sendan_core::EventId>,
-}
-
 /// `POST /v1/rollouts/{id}/abort`: halt a running rollout as the operator. A halt names the members it puts back
 /// at once (`RolloutHalted.revert`); this fills them in from the rollout as it stands and, if the rollout moved
 /// meanwhile (a report landed), decides again.
@@ -101,7 +92,7 @@ pub async fn abort(
     crate::extract::Body(body): crate::extract::Body,
 ) -> Result<Json<sendan_core::wire::SubmitResponse>, ApiError> {
     auth.admin()?;
-    let req: AbortRequest = serde_json::from_slice(&body)
+    let req: sendan_core::wire::AbortRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the abort request is not valid: {e}")))?;
     sendan_core::bounds::text("reason", &req.reason, sendan_core::bounds::MAX_TEXT)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;

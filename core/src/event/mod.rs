@@ -68,8 +68,10 @@ macro_rules! define_payload {
             #[serde(tag = "type")]
             pub(super) enum PayloadRef<'a> { $( $name(&'a $name), )* }
 
-            #[derive(Deserialize)]
+            /// The JSON form of a payload: the kind's name as `type`, beside the kind's fields.
+            #[derive(Deserialize, schemars::JsonSchema)]
             #[serde(tag = "type")]
+            #[schemars(rename = "Payload")]
             pub(super) enum PayloadOwned { $( $name($name), )* }
 
             impl<'a> From<&'a Payload> for PayloadRef<'a> {
@@ -104,6 +106,24 @@ macro_rules! define_payload {
 }
 
 with_catalogue!(define_payload);
+
+impl schemars::JsonSchema for Payload {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Payload".into()
+    }
+    /// One object schema per kind (`type` and the kind's fields), without `additionalProperties: false`: a
+    /// payload travels flat beside the envelope's fields, so the envelope's schema (`Event`, `Proposal`) closes
+    /// the object instead, with `unevaluatedProperties: false`.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = json::PayloadOwned::json_schema(generator);
+        if let Some(variants) = schema.get_mut("oneOf").and_then(|v| v.as_array_mut()) {
+            for v in variants.iter_mut().filter_map(|v| v.as_object_mut()) {
+                v.remove("additionalProperties");
+            }
+        }
+        schema
+    }
+}
 
 impl Serialize for Payload {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

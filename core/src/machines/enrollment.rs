@@ -11,9 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{MachineRecord, MachinesState, Problem};
+use super::{MachinesState, Problem};
 use crate::facts::HardwareFacts;
 use crate::ids::{EventId, Hash, MachineId, NodeId};
 use crate::lifecycle::NodeState;
@@ -35,7 +36,7 @@ pub fn location(spec: &ClusterSpec, facts: &HardwareFacts) -> Location {
 }
 
 /// What a machine is bound as.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Binding {
     pub node: NodeId,
     pub class: String,
@@ -45,7 +46,7 @@ pub struct Binding {
 }
 
 /// What enrollment makes of one machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum EnrollOutcome {
     /// No spec is live, so there are no rules.
@@ -273,8 +274,90 @@ pub fn decide(ms: &MachinesState, fleet: &dyn FleetRead) -> Vec<EnrollmentDecisi
     out
 }
 
+/// A node the live spec declares that no machine is bound to yet: what `sendan nodes` lists as `declared` (not a
+/// lifecycle state: the node has no record until a machine is bound to it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeclaredNode {
+    pub id: NodeId,
+    pub class: String,
+    pub pool: Option<String>,
+    pub rack: String,
+    pub profile: String,
+    /// Its address, from the spec.
+    pub address: std::net::Ipv4Addr,
+    /// The enrollment rules that would bind a machine to it (naming the node, or its pool), highest priority
+    /// first.
+    pub rules: Vec<String>,
+    /// For a pool member: its place among the pool's free members (1: the next one a pool rule binds).
+    pub place: Option<usize>,
+    /// What it waits for, in a sentence.
+    pub waiting: String,
+}
+
+/// Every node of the live spec no machine is bound to (node ids are never reused, so a retired node is not
+/// declared again), in the spec's order.
+pub fn declared(fleet: &dyn FleetRead) -> Vec<DeclaredNode> {
+    let Some(live) = fleet.live_spec() else { return Vec::new() };
+    let spec = &live.spec;
+    let mut rules: Vec<(&String, &Rule)> = spec.enrollment_rules.iter().collect();
+    rules.sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then_with(|| a.0.cmp(b.0)));
+    let free = |name: &str| NodeId::new(name).is_ok_and(|id| fleet.node(&id).is_none());
+    let mut out = Vec::new();
+    for (name, node) in &spec.nodes {
+        let Ok(id) = NodeId::new(name.as_str()) else { continue };
+        if fleet.node(&id).is_some() {
+            continue;
+        }
+        let binds = |r: &Rule| match (&r.bind.node, &r.bind.pool) {
+            (Some(n), _) => n == name,
+            (None, Some(p)) => node.pool.as_ref() == Some(p),
+            (None, None) => false,
+        };
+        let by_node: Vec<String> =
+            rules.iter().filter(|(_, r)| r.bind.node.as_ref() == Some(name)).map(|(n, _)| n.to_string()).collect();
+        let matching: Vec<String> = rules.iter().filter(|(_, r)| binds(r)).map(|(n, _)| n.to_string()).collect();
+        let place = node.pool.as_deref().map(|pool| {
+            spec.pool_members(pool).filter(|m| free(m)).position(|m| m == name.as_str()).map_or(0, |i| i + 1)
+        });
+        let quoted = |names: &[String]| names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(" or ");
+        let waiting = match (&matching[..], &node.pool, place) {
+            ([], _, _) => format!(
+                "no enrollment rule binds it or its pool: an operator binds a discovered machine to it with \
+                 `sendan node accept MACHINE --as {id}`"
+            ),
+            (_, _, _) if !by_node.is_empty() => {
+                format!("a machine matching rule {} to phone home", quoted(&by_node))
+            }
+            (_, Some(pool), Some(1)) => {
+                format!("the next machine matching rule {} (pool '{pool}') to phone home", quoted(&matching))
+            }
+            (_, Some(pool), Some(n)) => format!(
+                "a machine matching rule {} (pool '{pool}') to phone home, after {} other free member{} of the \
+                 pool {} bound first",
+                quoted(&matching),
+                n - 1,
+                if n == 2 { "" } else { "s" },
+                if n == 2 { "is" } else { "are" }
+            ),
+            (_, _, _) => format!("a machine matching rule {} to phone home", quoted(&matching)),
+        };
+        out.push(DeclaredNode {
+            id,
+            class: node.class.clone(),
+            pool: node.pool.clone(),
+            rack: node.rack.clone(),
+            profile: node.profile.clone(),
+            address: node.network.address,
+            rules: matching,
+            place,
+            waiting,
+        });
+    }
+    out
+}
+
 /// One criterion of a rule against a machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Criterion {
     /// The criterion's name in the spec (`dmiSerials`, `cpuThreads`, …).
     pub name: String,
@@ -284,7 +367,7 @@ pub struct Criterion {
 }
 
 /// A rule against a machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleVerdict {
     pub name: String,
     pub priority: u32,
@@ -296,7 +379,7 @@ pub struct RuleVerdict {
 }
 
 /// Whether the layout of the node a machine would become fits its disks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum LayoutCheck {
     Fits { layout: String, disks: BTreeMap<String, ResolvedDisk> },
@@ -304,10 +387,11 @@ pub enum LayoutCheck {
 }
 
 /// `sendan enroll --dry-run`: which rule would bind these facts, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Explanation {
-    /// The key the machine would be known by, or why it has none.
-    pub machine: Result<MachineId, String>,
+    /// The key the machine would be known by; absent when it has none (`machine_error` says why).
+    pub machine: Option<MachineId>,
+    pub machine_error: Option<String>,
     /// The live spec the rules come from.
     pub spec: Option<Hash>,
     pub rack: Option<String>,
@@ -321,10 +405,14 @@ pub struct Explanation {
 
 /// Explain enrollment of a machine with `facts` against the fleet's live spec, without changing anything.
 pub fn explain(fleet: &dyn FleetRead, facts: &HardwareFacts) -> Explanation {
-    let machine = facts.machine_key().map_err(|e| e.to_string());
+    let (machine, machine_error) = match facts.machine_key() {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let Some(live) = fleet.live_spec() else {
         return Explanation {
             machine,
+            machine_error,
             spec: None,
             rack: None,
             switch_ports: Vec::new(),
@@ -354,7 +442,7 @@ pub fn explain(fleet: &dyn FleetRead, facts: &HardwareFacts) -> Explanation {
         })
         .collect();
     rules.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
-    let bound = machine.as_ref().ok().and_then(|m| fleet.machine(m)).and_then(|m| m.node.cloned());
+    let bound = machine.as_ref().and_then(|m| fleet.machine(m)).and_then(|m| m.node.cloned());
     let outcome = match bound {
         Some(node) => EnrollOutcome::AlreadyBound { node },
         None => enroll(spec, fleet, facts, &here, &fleet.nodes().map(|n| n.id.clone()).collect()),
@@ -371,6 +459,7 @@ pub fn explain(fleet: &dyn FleetRead, facts: &HardwareFacts) -> Explanation {
         });
     Explanation {
         machine,
+        machine_error,
         spec: Some(live.digest),
         rack: here.rack.clone(),
         switch_ports: here.ports.clone(),
@@ -467,40 +556,6 @@ pub fn criteria(rule: &Rule, facts: &HardwareFacts, location: &Location) -> Vec<
 }
 
 /// One machine as `GET /v1/machines` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachineView {
-    pub machine: MachineRecord,
-    /// Why enrollment did not bind it, when it is unbound and that was decided on its latest facts.
-    pub problem: Option<String>,
-}
-
-/// `GET /v1/machines`: every machine that phoned home, bound or not.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachinesView {
-    pub seq: u64,
-    pub machines: Vec<MachineView>,
-}
-
-impl MachinesView {
-    pub fn of(ms: &MachinesState, seq: u64) -> MachinesView {
-        let machines = ms
-            .records
-            .values()
-            .map(|m| MachineView {
-                machine: m.as_ref().clone(),
-                problem: m
-                    .node
-                    .is_none()
-                    .then(|| ms.bootstrap.enrollment.get(&m.id))
-                    .flatten()
-                    .filter(|p| p.seen == m.last_seen)
-                    .map(|p| problem_sentence(&p.problem)),
-            })
-            .collect();
-        MachinesView { seq, machines }
-    }
-}
-
 /// The problem recorded for an unbound machine, as a sentence.
 pub fn problem_sentence(problem: &Problem) -> String {
     match problem {

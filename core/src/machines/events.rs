@@ -5,6 +5,7 @@
 //! Stored format: every struct here is postcard-encoded in the log. Fields are appended, never reordered
 //! or removed, and nothing uses `skip_serializing_if`, `flatten` or internally tagged enums.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::emitters::{Emitters, EventData};
@@ -14,7 +15,7 @@ use crate::ids::{Hash, MachineId, NodeId, Timestamp};
 /// A machine's hardware facts, recorded by an operator or the system (an installer phoning home records
 /// [`super::MachinePhonedHome`] instead; releases before it recorded this). An unknown machine becomes `discovered`; a known one only refreshes its facts, so a bound
 /// machine keeps its node across reboots and re-discovery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineDiscovered {
     pub machine: MachineId,
@@ -35,7 +36,7 @@ impl EventData for MachineDiscovered {
 /// never used before (by any bootstrap or node token); it expires after it was issued; a MAC has at most one
 /// unclaimed token (a new one replaces it); at most [`MAX_UNCLAIMED_TOKENS`] unexpired unclaimed tokens exist,
 /// so the unauthenticated netboot endpoint cannot grow the log without bound. Only the hash is recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapTokenIssued {
     /// sha256 of the token.
@@ -65,7 +66,7 @@ impl EventData for BootstrapTokenIssued {
 /// still submit one for a token an operator issued. Keeps: the token was issued, is unclaimed and unexpired at the
 /// proposal's time; the machine reported the NIC the token was issued for; one live installer session per
 /// machine (claiming ends the machine's previous one).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapTokenClaimed {
     pub token: Hash,
@@ -83,7 +84,7 @@ impl EventData for BootstrapTokenClaimed {
 /// token; the `NodeTokenIssued` in the same batch carries the hash of the node token the installer generated.
 /// Emitted by the server (`system:bootstrap`) for the installer holding the token. Keeps: the token was claimed
 /// by the node's machine and is spent once; the node is `installing`; the key is an OpenSSH public key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapTokenExchanged {
     pub token: Hash,
@@ -100,7 +101,7 @@ impl EventData for BootstrapTokenExchanged {
 }
 
 /// One step of an install, in the order the installer takes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstallStep {
     /// The install plan was fetched and its disks checked against the machine's.
@@ -139,7 +140,7 @@ impl std::fmt::Display for InstallStep {
 
 /// The installer finished a step of the install. Emitted by the installer (bootstrap token) or the node's
 /// agent, about its own node. Keeps: the node is `install-pending` or `installing`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallProgressed {
     pub node: NodeId,
@@ -159,7 +160,7 @@ impl EventData for InstallProgressed {
 /// no plan is handed out: refused before anything is written. Emitted by enrollment (`system:enrollment`).
 /// Keeps: the node is `commissioned` or `reprovisioning` and stays so; the spec is the live one; the layout
 /// really does not fit (recomputed); `reasons` says why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallPlanRefused {
     pub node: NodeId,
@@ -179,7 +180,7 @@ impl EventData for InstallPlanRefused {
 /// Several enrollment rules match an unbound machine at the same, highest, priority, so none binds it: a
 /// conflict for an operator to resolve (change the rules, or `sendan node accept`), never a silent pick.
 /// Emitted by enrollment. Keeps: the machine is unbound; the spec is the live one; those rules really match.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentConflicted {
     pub machine: MachineId,
@@ -199,7 +200,7 @@ impl EventData for EnrollmentConflicted {
 /// An enrollment rule matched an unbound machine, but the machine cannot be bound: its hardware does not meet
 /// the class's policy, the node the rule names is bound to other hardware, or the pool has no free member.
 /// Emitted by enrollment. Keeps: the machine is unbound; the spec is the live one; the rule matches.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentRefused {
     pub machine: MachineId,
@@ -225,7 +226,7 @@ impl EventData for EnrollmentRefused {
 /// facts are within their caps and identify `machine`; and the machine is one the token may speak for — a new
 /// machine, or the one the log associates with that MAC, whose node (if any) is to be installed
 /// ([`crate::fleet::bootstrap::identity_refusal`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachinePhonedHome {
     pub machine: MachineId,

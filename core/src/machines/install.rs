@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::MachinesState;
 use crate::ids::{Hash, MachineId, NodeId};
 use crate::lifecycle::NodeState;
 use crate::read::FleetRead;
@@ -15,8 +14,8 @@ pub use crate::read::PlanUnavailable;
 use crate::spec::{InstallPlan, ResolvedDisk};
 
 /// `GET /v1/bootstrap/plan` and `GET /v1/nodes/{id}/plan`: everything the installer needs to install the node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ServedPlan {
     pub node: NodeId,
     pub machine: MachineId,
@@ -32,7 +31,7 @@ pub struct ServedPlan {
 }
 
 /// `POST /v1/bootstrap/phone-home`: the installer's hardware facts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneHome {
     pub facts: crate::facts::HardwareFacts,
@@ -56,7 +55,7 @@ pub fn decode_phone_home(body: &[u8]) -> Result<crate::facts::HardwareFacts, Str
 }
 
 /// The answer to a phone-home: the key the machine is known by, and its node if it is bound already.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PhoneHomeView {
     pub machine: MachineId,
     /// The seq of the claim.
@@ -68,53 +67,23 @@ pub struct PhoneHomeView {
 
 /// `POST /v1/bootstrap/node-token`: the installer spends its bootstrap token for a node token it generated
 /// itself; only the token's hash is sent, so the token never leaves the node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenExchange {
     /// The OpenSSH public key of the host key generated on the node.
+    #[serde(alias = "sshHostKey")] // the installer of releases before the one casing rule
     pub ssh_host_key: String,
     /// sha256 of the node token.
+    #[serde(alias = "tokenHash")]
     pub token_hash: Hash,
 }
 
 /// The answer to a token exchange.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Exchanged {
     pub node: NodeId,
     /// The seq of the `NodeTokenIssued` event.
     pub seq: u64,
-}
-
-/// `GET /v1/nodes/{id}/install`: what the log says about a node's install.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstallView {
-    pub seq: u64,
-    pub node: NodeId,
-    pub state: NodeState,
-    /// Why its install plan was refused, if it was, in its current state.
-    pub refusal: Option<super::PlanRefusal>,
-    /// The last install step its installer reported.
-    pub progress: Option<super::Progress>,
-    /// The SSH host public key its installer reported.
-    pub ssh_host_key: Option<super::HostKey>,
-    /// Whether an installer holds a live session for its machine.
-    pub installer_session: bool,
-}
-
-impl InstallView {
-    pub fn of(ms: &MachinesState, fleet: &dyn FleetRead, node: &NodeId) -> Option<InstallView> {
-        let n = fleet.node(node)?;
-        let bs = &ms.bootstrap;
-        Some(InstallView {
-            seq: fleet.seq(),
-            node: node.clone(),
-            state: n.state,
-            refusal: bs.refusals.get(node).filter(|r| r.since == n.since).map(|r| r.as_ref().clone()),
-            progress: bs.progress.get(node).map(|p| p.as_ref().clone()),
-            ssh_host_key: bs.host_keys.get(node).map(|k| k.as_ref().clone()),
-            installer_session: bs.sessions.contains_key(n.machine),
-        })
-    }
 }
 
 /// The plan of node `node` as the fleet stands: made from the live spec and the facts its machine reported.

@@ -2,6 +2,7 @@
 //! reprovisioned, failed and retired, and a node is given its token. The legal moves between states are in
 //! [`crate::lifecycle`]; the rules are in `rules.rs`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::emitters::{Emitters, EventData};
@@ -9,7 +10,7 @@ use crate::ids::{Hash, MachineId, NodeId};
 
 /// A discovered machine was bound to a declared node id (by an enrollment rule, or by hand with
 /// `sendan node accept`). Keeps: one machine ↔ one node id; a node id is never reused.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeCommissioned {
     pub node: NodeId,
@@ -36,7 +37,7 @@ impl EventData for NodeCommissioned {
 }
 
 /// The node should be (re)installed: its install plan may now be handed out. Operator or system.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeInstallRequested {
     pub node: NodeId,
@@ -45,7 +46,7 @@ about_node!(NodeInstallRequested, Emitters::SYSTEM);
 
 /// The installer began writing the node's disks. Emitted by the installer on the node (with its bootstrap
 /// token, or the node's token).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeInstallStarted {
     pub node: NodeId,
@@ -54,7 +55,7 @@ about_node!(NodeInstallStarted, Emitters::NODE.or(Emitters::BOOTSTRAP));
 
 /// The install could not finish; the node needs an operator (rescue or reprovision). Installer (bootstrap or
 /// node token) or system.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeInstallFailed {
     pub node: NodeId,
@@ -63,7 +64,7 @@ pub struct NodeInstallFailed {
 about_node!(NodeInstallFailed, Emitters::NODE.or(Emitters::SYSTEM).or(Emitters::BOOTSTRAP));
 
 /// The node booted its installed system and checked in (first boot, or leaving rescue). Node agent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeActivated {
     pub node: NodeId,
@@ -71,7 +72,7 @@ pub struct NodeActivated {
 about_node!(NodeActivated, Emitters::NODE);
 
 /// Stop placing work on the node and move what runs there away. Operator or system.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDrainRequested {
     pub node: NodeId,
@@ -79,7 +80,7 @@ pub struct NodeDrainRequested {
 about_node!(NodeDrainRequested, Emitters::SYSTEM);
 
 /// A draining node takes work again. Operator only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeUncordoned {
     pub node: NodeId,
@@ -87,7 +88,7 @@ pub struct NodeUncordoned {
 about_node!(NodeUncordoned, Emitters::NONE);
 
 /// Wipe and install the node again on the same hardware. Operator only; a node must be drained first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeReprovisionRequested {
     pub node: NodeId,
@@ -95,7 +96,7 @@ pub struct NodeReprovisionRequested {
 about_node!(NodeReprovisionRequested, Emitters::NONE);
 
 /// Boot the node into the rescue image on its next boot. Operator only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRescueRequested {
     pub node: NodeId,
@@ -103,7 +104,7 @@ pub struct NodeRescueRequested {
 about_node!(NodeRescueRequested, Emitters::NONE);
 
 /// The node is broken and out of service. Operator, system (health) or the node itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeFailed {
     pub node: NodeId,
@@ -112,7 +113,7 @@ pub struct NodeFailed {
 about_node!(NodeFailed, Emitters::NODE.or(Emitters::SYSTEM));
 
 /// The node leaves the fleet for good; `retired` is terminal and its id is never reused. Operator only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRetired {
     pub node: NodeId,
@@ -121,7 +122,7 @@ about_node!(NodeRetired, Emitters::NONE);
 
 /// Replacement hardware: the node is bound to another discovered machine, and the old machine is
 /// released. The node goes back to `commissioned` to be installed on the new machine. Operator only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRebound {
     pub node: NodeId,
@@ -141,7 +142,7 @@ impl EventData for NodeRebound {
 /// A node token was issued; it replaces the node's previous token, which stops working. Operator
 /// (`sendan node token`) or system (the bootstrap exchange). Keeps: the node exists and is not retired; a
 /// token hash belongs to one node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeTokenIssued {
     pub node: NodeId,

@@ -5,6 +5,7 @@
 //! Stored format: every struct here is postcard-encoded in the log; changes get a new record version and an
 //! upgrade in `crate::upgrade`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::emitters::{Emitters, EventData};
@@ -15,7 +16,7 @@ use crate::nixos::SwitchAction;
 /// only. Keeps: a live spec declares the pool and it has active members; no other rollout of the pool is running;
 /// `1 ≤ max_unavailable`, `canary ≤ max_unavailable`, `health_timeout_secs ≥ 1`; the system is valid. Its members
 /// are fixed now: the pool's nodes in the live spec, in name order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutStarted {
     pub pool: String,
@@ -43,7 +44,7 @@ impl EventData for RolloutStarted {
 /// controller) or operator. Keeps: the rollout is running; waves are numbered 1, 2, … in order; every earlier
 /// wave has settled; the nodes are members not yet moved, active and not pinned; the first wave holds at most
 /// `canary` nodes when there are canaries; the wave plus the members already unhealthy fit in `max_unavailable`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutWaveStarted {
     pub rollout: u64,
@@ -57,7 +58,7 @@ impl EventData for RolloutWaveStarted {
 
 /// Every member that was not skipped runs the rollout's system. System (the rollout controller). Keeps: the
 /// rollout is running, no member is pending or in flight, and failures stayed within `max_failures`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutCompleted {
     pub rollout: u64,
@@ -74,7 +75,7 @@ impl EventData for RolloutCompleted {
 /// their system. System (the rollout controller) or operator (`POST /v1/rollouts/{id}/abort` fills `revert` in).
 /// Keeps: the rollout is running; `revert` is exactly the moved members still moving or failed on the rollout's
 /// decision (`rollouts::planner::halt_reverts`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutHalted {
     pub rollout: u64,
@@ -93,7 +94,7 @@ impl EventData for RolloutHalted {
 /// System (the rollout controller) or operator. Keeps: the rollout is reverting; the nodes are members confirmed
 /// on the rollout's decision (still theirs) and not yet put back; the batch plus the members already unavailable
 /// fit in `max_unavailable`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutNodesReverted {
     pub rollout: u64,
@@ -106,7 +107,7 @@ impl EventData for RolloutNodesReverted {
 
 /// A halted rollout ended: no moved member is left to put back or still being put back. System (the rollout
 /// controller) or operator. Keeps: the rollout is reverting and nothing of it is in flight.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutReverted {
     pub rollout: u64,
@@ -120,7 +121,7 @@ impl EventData for RolloutReverted {
 /// decision (a new spec) replaced the rollout's. The rollout neither counts it nor puts it back. System (the
 /// rollout controller). Keeps: the rollout is open, the node is a member still counted, and the reason holds
 /// (`rollouts::planner::leaving`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutMemberLeft {
     pub rollout: u64,

@@ -89,7 +89,7 @@ pub struct Rollout {
     pub reverts: Vec<(u64, Timestamp)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RolloutState {
     /// Moving members wave by wave.

@@ -22,7 +22,7 @@ use crate::lifecycle::NodeState;
 use crate::read::FleetRead;
 
 /// Where a member stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum MemberPhase {
     /// Not moved yet, and eligible (active, not pinned).
@@ -61,7 +61,7 @@ impl MemberPhase {
 }
 
 /// One member of a rollout, now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Member {
     pub node: NodeId,
     /// The wave that moved it.

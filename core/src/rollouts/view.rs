@@ -10,7 +10,7 @@ use crate::nixos::SwitchAction;
 use crate::read::FleetRead;
 
 /// `GET /v1/rollouts/{id}`: a rollout and where each member stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RolloutView {
     pub id: u64,
     pub pool: String,
@@ -36,7 +36,7 @@ pub struct RolloutView {
     pub seq: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WaveView {
     pub number: u32,
     pub seq: u64,
@@ -45,7 +45,7 @@ pub struct WaveView {
     pub members: Vec<Member>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Counts {
     pub members: usize,
     pub confirmed: usize,

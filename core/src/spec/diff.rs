@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::ClusterSpec;
 
 /// One declared object added, removed or changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     pub op: Op,
     /// `node`, `class`, `pool`, `rule`, `disk layout`, `profile`, `service`, `ip pool`, `rack`, …
@@ -19,7 +19,7 @@ pub struct Change {
     pub details: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Add,
@@ -28,7 +28,7 @@ pub enum Op {
 }
 
 /// The plan: every change, in a stable order (by section, then name).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecDiff {
     pub changes: Vec<Change>,
 }

@@ -60,7 +60,7 @@ type_tag!(ZfsFsTag, "zfs_fs");
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "Disk")]
+#[schemars(rename = "LayoutDisk")]
 pub struct LayoutDisk {
     #[serde(default, rename = "type")]
     pub tag: DiskTag,
@@ -337,7 +337,7 @@ impl DiskSelector {
 }
 
 /// A layout disk resolved to a discovered one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResolvedDisk {
     /// The kernel name, such as `nvme0n1`.

@@ -358,6 +358,7 @@ pub struct SystemTarget {
 /// A node, fully resolved: a static one from `nodes`, or a pool's generated member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "NodeDeclaration")]
 pub struct Node {
     pub class: String,
     #[serde(default)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::disk::Disko;
 use super::{API_VERSION, Bootstrap, Cidr, ClusterSpec, DiskLayout, SystemTarget};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstallPlan {
     pub api_version: String,
@@ -29,7 +29,7 @@ pub struct InstallPlan {
     pub bootstrap: Bootstrap,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanNetwork {
     pub interface: String,
@@ -43,7 +43,7 @@ pub struct PlanNetwork {
     pub tagged: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanVlan {
     pub name: String,
@@ -51,7 +51,7 @@ pub struct PlanVlan {
 }
 
 /// The node's disk layout, selectors unresolved (the installer resolves them against the disks it finds).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanDiskLayout {
     pub name: String,

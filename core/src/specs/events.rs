@@ -1,5 +1,6 @@
 //! Cluster spec events: the Nix declaration, as a ClusterSpec document, becoming the live desired state.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::emitters::{Emitters, EventData};
@@ -8,7 +9,7 @@ use crate::ids::Hash;
 /// A ClusterSpec document became the live spec (`sendan apply`). Operator only. Keeps: the document parses,
 /// validates and has the stated digest; applying the live spec's digest again is refused, so re-applying
 /// records nothing. Every spec ever applied stays fetchable by digest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecApplied {
     /// sha256 of the document's canonical JSON.

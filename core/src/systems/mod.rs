@@ -64,7 +64,7 @@ pub struct Desired {
 }
 
 /// Who decided a node's system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// A `SpecApplied` that changed the node's system.
@@ -114,7 +114,7 @@ pub struct Attempt {
 }
 
 /// The phases of an attempt. `PrefetchFailed`, `Confirmed`, `RolledBack` and `RollbackFailed` finish it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttemptPhase {
     Prefetched,

@@ -1,4 +1,4 @@
-//! The JSON shapes of the HTTP API, shared by the server, the CLI and the agents.
+//! Events on the wire: submissions going in, events, receipts, pages and errors coming out.
 //!
 //! An event travels flat: `{"id": …, "type": "NodeDrainRequested", "node": "n1", "comment": …}` going
 //! in, plus `seq`, `time`, `actor`, `version`, `prev` and `hash` coming out. Decoding a submission is
@@ -134,6 +134,82 @@ impl Serialize for ProposalIn {
     }
 }
 
+/// The fields an event carries beside its payload's, for the JSON Schema of [`Event`].
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)] // only its schema is used
+struct EventEnvelope {
+    /// Its place in the log, from 1, dense.
+    seq: u64,
+    /// Its idempotency key.
+    id: EventId,
+    /// When the leader accepted it.
+    time: Timestamp,
+    /// Who proposed it, from the token it was sent with.
+    actor: Actor,
+    comment: Option<String>,
+    /// The seq of the event that caused it, when a controller emitted it (or a proposer named one); absent
+    /// (null) on events recorded before causes existed.
+    cause: Option<u64>,
+    /// The record format it was written in.
+    version: u16,
+    /// The hash of the event before it (all zeros for the first).
+    prev: Hash,
+    /// sha256 over its record and `prev`: the chain link.
+    hash: Hash,
+}
+
+/// The fields a proposal may carry beside its payload's, for the JSON Schema of [`ProposalIn`].
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)] // only its schema is used
+struct ProposalEnvelope {
+    /// The idempotency key (a UUID); a retry with the same id and content answers the original seq.
+    id: Option<EventId>,
+    comment: Option<String>,
+    /// The seq of an earlier event that caused this one.
+    cause: Option<u64>,
+}
+
+/// An object schema made of `envelope`'s properties and a payload's: an `allOf` of the two, closed by
+/// `unevaluatedProperties: false` (so a field neither knows is refused, as decoding refuses it).
+fn with_payload<E: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+    description: &str,
+) -> schemars::Schema {
+    let envelope = generator.subschema_for::<E>();
+    let payload = generator.subschema_for::<Payload>();
+    schemars::json_schema!({ "description": description, "allOf": [envelope, payload], "unevaluatedProperties": false })
+}
+
+impl schemars::JsonSchema for Event {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Event".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        with_payload::<EventEnvelope>(generator, "An event of the log: its envelope and, flat beside it, its payload.")
+    }
+}
+
+impl schemars::JsonSchema for ProposalIn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Proposal".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        with_payload::<ProposalEnvelope>(
+            generator,
+            "An event as a client proposes it: a payload and, optionally, an id, a comment and a cause.",
+        )
+    }
+}
+
+/// `POST /v1/events`: one proposal or a batch of them (applied atomically, in order).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+pub enum Submission {
+    One(ProposalIn),
+    Batch(Vec<ProposalIn>),
+}
+
 #[derive(Serialize)]
 struct EventOut<'a> {
     seq: u64,
@@ -193,12 +269,12 @@ impl<'de> Deserialize<'de> for Event {
 }
 
 /// The answer to a submission: one receipt per event, in order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubmitResponse {
     pub events: Vec<Receipt>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Receipt {
     pub id: EventId,
     pub seq: u64,
@@ -208,12 +284,12 @@ pub struct Receipt {
 }
 
 /// The body of every error response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: ErrorInfo,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorInfo {
     /// Stable and machine-readable: `illegal_transition`, `bad_request`, `unauthorized`, …
     pub code: String,
@@ -228,138 +304,13 @@ pub struct ErrorInfo {
 }
 
 /// `GET /v1/events` and `GET /v1/nodes/{id}/history`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EventPage {
     pub events: Vec<Event>,
     /// Pass as `after` for the next page; `None` when this page reached the end of the log.
     pub next: Option<u64>,
     /// The last seq applied on the answering member.
     pub head: u64,
-}
-
-/// `GET /v1/nodes`: the fleet after event `seq`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodesView {
-    pub seq: u64,
-    pub nodes: Vec<crate::nodes::NodeRecord>,
-    /// Machines that phoned home and are bound to no node (`discovered`).
-    pub machines: Vec<crate::machines::MachineRecord>,
-}
-
-/// `GET /v1/nodes/{id}`: one node after event `seq`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeView {
-    pub seq: u64,
-    pub node: crate::nodes::NodeRecord,
-    pub machine: Option<crate::machines::MachineRecord>,
-    /// The lifecycle events legal in the node's state.
-    pub allowed: Vec<crate::EventKind>,
-}
-
-/// `GET /v1/audit/verify`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerifyView {
-    pub ok: bool,
-    /// Events verified from seq 1.
-    pub verified: u64,
-    /// The recomputed hash of the last verified event.
-    pub head: Hash,
-    /// Where the chain breaks, if it does.
-    pub broken: Option<crate::chain::ChainBreak>,
-    pub member: u64,
-}
-
-/// One member as it reports itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberStatus {
-    pub id: u64,
-    pub addr: String,
-    /// `leader`, `follower`, `candidate`, `learner` or `unreachable`.
-    pub role: String,
-    pub voter: bool,
-    pub term: u64,
-    pub leader: Option<u64>,
-    pub last_log_index: Option<u64>,
-    pub committed_index: Option<u64>,
-    pub applied_index: Option<u64>,
-    /// The last log index covered by this member's latest snapshot.
-    pub snapshot_index: Option<u64>,
-    /// Raft log entries up to this index have been compacted away on this member.
-    pub purged_index: Option<u64>,
-    /// The last event seq applied, and its hash.
-    pub seq: u64,
-    pub head: Hash,
-    /// Why the member could not be asked, when `role` is `unreachable`.
-    pub error: Option<String>,
-}
-
-/// `GET /v1/cluster`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub members: Vec<MemberStatus>,
-}
-
-/// `POST /v1/cluster/members`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddMember {
-    pub id: u64,
-    pub addr: String,
-}
-
-/// `GET /v1/spec` and `GET /v1/specs/{digest}`: an applied spec.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SpecView {
-    /// The seq of the `SpecApplied` event.
-    pub seq: u64,
-    pub digest: Hash,
-    /// Whether it is the live spec (at the seq asked about).
-    pub live: bool,
-    pub spec: crate::spec::ClusterSpec,
-}
-
-/// `POST /v1/spec/plan`: what applying a document would change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanView {
-    /// The live spec's digest, if a spec is live.
-    pub live: Option<Hash>,
-    /// The submitted document's digest.
-    pub digest: Hash,
-    pub diff: crate::spec::SpecDiff,
-}
-
-/// `POST /v1/nodes/{id}/token`: a new node token, shown once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub node: crate::NodeId,
-    pub token: String,
-    /// The seq of the `NodeTokenIssued` event.
-    pub seq: u64,
-}
-
-/// `GET /v1/nodes/{id}/system`: the node's desired and running system, pin and latest attempt, and where to fetch
-/// closures from — what its `sendan-agent nix` acts on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeSystemView {
-    pub seq: u64,
-    pub node: crate::NodeId,
-    /// The node's lifecycle state.
-    pub state: crate::NodeState,
-    pub system: crate::systems::NodeSystem,
-    /// The live spec's `bootstrap.substituters` and `bootstrap.trustedPublicKeys`.
-    pub substituters: Vec<String>,
-    pub trusted_public_keys: Vec<String>,
-    /// The open rollout the node is a member of.
-    pub rollout: Option<u64>,
-}
-
-/// `GET /v1/rollouts`: every rollout, newest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RolloutsView {
-    pub seq: u64,
-    pub rollouts: Vec<crate::rollouts::view::RolloutView>,
 }
 
 #[cfg(test)]
