@@ -97,6 +97,34 @@ fn given_a_machine_a_rule_names_then_it_is_bound_and_requested_for_install() {
     assert!(f.run().is_empty(), "nothing is left to decide");
 }
 
+/// Property: an enrollment decision's cause is the latest event it was decided on, exactly: a binding's is the
+/// machine's latest phone-home when the spec was live before it, and the spec when the machine came first; an
+/// install request's is the node entering its state (or a later phone-home of its machine).
+#[test]
+fn a_decision_names_the_event_it_was_decided_on() {
+    let mut f = Fleet::new();
+    let spec_seq = f.state().specs.live.as_ref().unwrap().seq;
+    f.discover("m-cp1", big(&["52:54:00:00:01:01"]));
+    let discovered = f.state().seq;
+    let bind = decide(&f.state().machines, f.state());
+    assert_eq!(bind.len(), 1, "{bind:?}");
+    assert_eq!(bind[0].cause(spec_seq), discovered, "the phone-home came after the spec");
+    f.run();
+    let commissioned = f.state().node(&n("cp-1")).unwrap().since;
+    let install = decide(&f.state().machines, f.state());
+    assert_eq!(install.len(), 1, "{install:?}");
+    assert_eq!(install[0].cause(spec_seq), commissioned, "the node entering `commissioned` made it installable");
+
+    // The machine first, the spec after it: the spec is what the binding was decided on.
+    let spec = fixture_spec();
+    let mut g = harness::given([MachineDiscovered { machine: m("m-cp1"), facts: big(&["52:54:00:00:01:01"]) }.into()]);
+    g.ok(SpecApplied { digest: spec.digest(), document: spec.canonical_json() });
+    let live = g.state.specs.live.as_ref().unwrap().seq;
+    let bind = decide(&g.state.machines, &g.state);
+    assert_eq!(bind.len(), 1, "{bind:?}");
+    assert_eq!((live, bind[0].cause(live)), (2, 2));
+}
+
 #[test]
 fn given_several_pool_machines_then_each_gets_its_own_member_in_one_pass() {
     let mut f = Fleet::new();

@@ -87,3 +87,81 @@ pub fn discovered(machine: &str) -> serde_json::Value {
 pub fn commissioned(node: &str, machine: &str) -> serde_json::Value {
     serde_json::json!({ "type": "NodeCommissioned", "node": node, "machine": machine })
 }
+
+/// What an event is about: its node, its machine, the nodes it lists, its rollout (a `RolloutStarted` is its own
+/// rollout, by seq) and the decision it reports on (by seq).
+fn subjects(e: &sendan_core::Event) -> std::collections::BTreeSet<String> {
+    let json = serde_json::to_value(e).unwrap_or_default();
+    let mut out = std::collections::BTreeSet::new();
+    for key in ["node", "machine"] {
+        if let Some(v) = json[key].as_str() {
+            out.insert(format!("{key}:{v}"));
+        }
+    }
+    for key in ["nodes", "revert"] {
+        for v in json[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+            out.insert(format!("node:{v}"));
+        }
+    }
+    if let Some(r) = json["rollout"].as_u64() {
+        out.insert(format!("rollout:{r}"));
+    }
+    if e.kind() == sendan_core::EventKind::RolloutStarted {
+        out.insert(format!("rollout:{}", e.seq));
+    }
+    if let Some(d) = json["decision"].as_u64() {
+        out.insert(format!("decision:{d}"));
+    }
+    out
+}
+
+/// Check the causes of a whole log (`events`, from seq 1, in order): every event a controller emitted
+/// (`system:*`) names a cause, an earlier event, that is the live spec or shares a subject with it (the same node,
+/// machine or rollout, or a report on a decision about one of them). Panics naming each event that does not.
+pub fn assert_causes(events: &[sendan_core::Event]) {
+    use sendan_core::{Actor, EventKind};
+    let by_seq: std::collections::BTreeMap<u64, &sendan_core::Event> = events.iter().map(|e| (e.seq, e)).collect();
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    for e in events.iter().filter(|e| matches!(e.actor, Actor::System(_))) {
+        checked += 1;
+        let Some(cause) = e.cause.and_then(|c| by_seq.get(&c).copied()).filter(|c| c.seq < e.seq) else {
+            bad.push(format!(
+                "seq {} {} ({}) names no earlier event as its cause: {:?}",
+                e.seq,
+                e.kind(),
+                e.actor,
+                e.cause
+            ));
+            continue;
+        };
+        let mut about = subjects(e);
+        // A rollout's decisions are about its members too; a decision is what reports on it name.
+        if let Some(r) = about.iter().find_map(|s| s.strip_prefix("rollout:")).and_then(|r| r.parse::<u64>().ok()) {
+            for d in events.iter().filter(|d| subjects(d).contains(&format!("rollout:{r}"))) {
+                about.extend(subjects(d).into_iter().filter(|s| s.starts_with("node:")));
+                about.insert(format!("decision:{}", d.seq));
+            }
+        }
+        // A node is also about the machines bound to it.
+        let nodes: Vec<String> = about.iter().filter(|s| s.starts_with("node:")).cloned().collect();
+        for d in events.iter().filter(|d| d.seq <= e.seq) {
+            let s = subjects(d);
+            if nodes.iter().any(|n| s.contains(n)) {
+                about.extend(s.into_iter().filter(|s| s.starts_with("machine:")));
+            }
+        }
+        let related = cause.kind() == EventKind::SpecApplied || !subjects(cause).is_disjoint(&about);
+        if !related {
+            bad.push(format!(
+                "seq {} {} names seq {} {} as its cause, which is about none of {about:?}",
+                e.seq,
+                e.kind(),
+                cause.seq,
+                cause.kind()
+            ));
+        }
+    }
+    assert!(checked > 0, "no controller event to check");
+    assert!(bad.is_empty(), "causes that are not exact:\n{}", bad.join("\n"));
+}

@@ -195,4 +195,6 @@ async fn a_pool_rollout_moves_waves_within_its_budget_and_a_failing_canary_stops
     let status = sendan(&cluster, &["rollout", "status", POOL]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("reverted") && status.contains("(canary)") && status.contains("untouched"), "{status}");
+    // Every decision the controllers recorded names the event it was taken on.
+    sendan_tests::assert_causes(&all_events(&admin).await);
 }

@@ -255,4 +255,17 @@ async fn machines_netboot_phone_home_and_reach_active_or_are_refused() {
     assert!(verified.windows(2).all(|w| w[0] == w[1]), "every member verifies the same chain: {verified:?}");
     let out = tokio::task::block_in_place(|| sendan(&c, 1, &["audit", "verify"]));
     assert!(out.status.success());
+    // Every decision enrollment recorded names the event it was taken on.
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let filter = sendan_api::client::EventFilter { after: Some(after), limit: Some(5000), ..Default::default() };
+        let page = admin.events(&filter).await.unwrap();
+        after = page.events.last().map(|e| e.seq).unwrap_or(after);
+        all.extend(page.events);
+        if page.next.is_none() {
+            break;
+        }
+    }
+    sendan_tests::assert_causes(&all);
 }

@@ -310,112 +310,265 @@ impl<H: Host> Agent<H> {
         self.save()
     }
 
+    /// Carry out one step of the plan, each in its own method.
     fn execute(&mut self, action: Action, view: Option<&NodeSystemView>) -> Result<Flow, AgentError> {
-        let node = self.config.node.clone();
         match action {
-            Action::Report => {
-                let (current, booted) = (self.host.current_system(), self.host.booted_system());
-                self.enqueue(SystemReported { node, current: current.clone(), booted: booted.clone() }.into());
-                self.local.reported = Some((current, booted));
-                self.save()?;
-                self.flush()?;
+            Action::Report => self.report(),
+            Action::Skip { decision } => self.skip(decision),
+            Action::Acknowledge { decision, path } => self.acknowledge(decision, path),
+            Action::Prefetch { decision, system } => self.prefetch(decision, system, view),
+            Action::Request { decision, path, action, previous } => self.request(decision, path, action, previous),
+            Action::AwaitAcceptance => self.await_acceptance(),
+            Action::SetProfile => self.set_profile(),
+            Action::AwaitLeftover => self.await_leftover(),
+            Action::Switch => self.switch(),
+            Action::HealthGate => self.health_gate(),
+            Action::Confirm => self.confirm(),
+            Action::RollBack { reason } => self.roll_back(reason),
+            Action::Finish => self.finish(),
+        }
+    }
+
+    /// Report what runs and what is booted.
+    fn report(&mut self) -> Result<Flow, AgentError> {
+        let node = self.config.node.clone();
+        let (current, booted) = (self.host.current_system(), self.host.booted_system());
+        self.enqueue(SystemReported { node, current: current.clone(), booted: booted.clone() }.into());
+        self.local.reported = Some((current, booted));
+        self.save()?;
+        self.flush()?;
+        Ok(Flow::Next)
+    }
+
+    /// Leave a decision alone (pinned, or superseded before it started).
+    fn skip(&mut self, decision: u64) -> Result<Flow, AgentError> {
+        self.local.handled = self.local.handled.max(decision);
+        self.local.prefetched = None;
+        self.save()?;
+        Ok(Flow::Next)
+    }
+
+    /// The decision's system runs already: confirm it without switching.
+    fn acknowledge(&mut self, decision: u64, path: String) -> Result<Flow, AgentError> {
+        let node = self.config.node.clone();
+        self.log(format!("decision {decision}: {path} already runs; confirming it"));
+        self.enqueue(SystemConfirmed { node, decision, path, switched: false }.into());
+        self.local.handled = self.local.handled.max(decision);
+        self.local.prefetched = None;
+        self.save()?;
+        self.flush()?;
+        Ok(Flow::Next)
+    }
+
+    /// Fetch the decision's closure from the substituters; a failure gives the decision up.
+    fn prefetch(&mut self, decision: u64, system: String, view: Option<&NodeSystemView>) -> Result<Flow, AgentError> {
+        let Some(v) = view else { return Ok(Flow::Stop) };
+        let node = self.config.node.clone();
+        let mut subs = v.substituters.clone();
+        subs.extend(self.config.substituters.iter().cloned());
+        let mut keys = v.trusted_public_keys.clone();
+        keys.extend(self.config.trusted_public_keys.iter().cloned());
+        self.log(format!("decision {decision}: fetching {system}"));
+        match self.host.realise(&system, &subs, &keys) {
+            Ok(path) => {
+                self.enqueue(SystemPrefetched { node, decision, system, path: path.clone() }.into());
+                self.local.prefetched = Some(Prefetched { decision, path });
             }
-            Action::Skip { decision } => {
+            Err(error) => {
+                self.log(format!("decision {decision}: cannot fetch it, giving the decision up: {error}"));
+                self.enqueue(SystemPrefetchFailed { node, decision, system, error }.into());
                 self.local.handled = self.local.handled.max(decision);
-                self.local.prefetched = None;
-                self.save()?;
             }
-            Action::Acknowledge { decision, path } => {
-                self.log(format!("decision {decision}: {path} already runs; confirming it"));
-                self.enqueue(SystemConfirmed { node, decision, path, switched: false }.into());
-                self.local.handled = self.local.handled.max(decision);
-                self.local.prefetched = None;
-                self.save()?;
-                self.flush()?;
-            }
-            Action::Prefetch { decision, system } => {
-                let Some(v) = view else { return Ok(Flow::Stop) };
-                let mut subs = v.substituters.clone();
-                subs.extend(self.config.substituters.iter().cloned());
-                let mut keys = v.trusted_public_keys.clone();
-                keys.extend(self.config.trusted_public_keys.iter().cloned());
-                self.log(format!("decision {decision}: fetching {system}"));
-                match self.host.realise(&system, &subs, &keys) {
-                    Ok(path) => {
-                        self.enqueue(SystemPrefetched { node, decision, system, path: path.clone() }.into());
-                        self.local.prefetched = Some(Prefetched { decision, path });
-                    }
-                    Err(error) => {
-                        self.log(format!("decision {decision}: cannot fetch it, giving the decision up: {error}"));
-                        self.enqueue(SystemPrefetchFailed { node, decision, system, error }.into());
-                        self.local.handled = self.local.handled.max(decision);
-                    }
-                }
-                self.save()?;
-                self.flush()?;
-            }
-            Action::Request { decision, path, action, previous } => {
-                let id = self.enqueue(
-                    SystemActivating { node, decision, path: path.clone(), action, previous: previous.clone() }.into(),
-                );
-                self.local.prefetched = None;
-                self.local.activation =
-                    Some(Activation { decision, path, action, previous, step: Step::Requested { id } });
-                self.save()?;
-            }
-            Action::AwaitAcceptance => {
-                self.flush()?;
-                return Ok(match self.local.activation.as_ref().map(|a| &a.step) {
-                    Some(Step::Requested { .. }) => Flow::Stop,
-                    Some(_) => {
-                        let a = self.activation();
-                        self.log(format!("decision {}: activating {} (`{}`)", a.decision, a.path, a.action));
-                        Flow::Next
-                    }
-                    None => Flow::Again,
-                });
-            }
-            Action::SetProfile => {
+        }
+        self.save()?;
+        self.flush()?;
+        Ok(Flow::Next)
+    }
+
+    /// Ask the log to accept the activation (`SystemActivating`) before touching anything.
+    fn request(
+        &mut self,
+        decision: u64,
+        path: String,
+        action: sendan_core::event::SwitchAction,
+        previous: Option<String>,
+    ) -> Result<Flow, AgentError> {
+        let node = self.config.node.clone();
+        let id = self.enqueue(
+            SystemActivating { node, decision, path: path.clone(), action, previous: previous.clone() }.into(),
+        );
+        self.local.prefetched = None;
+        self.local.activation = Some(Activation { decision, path, action, previous, step: Step::Requested { id } });
+        self.save()?;
+        Ok(Flow::Next)
+    }
+
+    /// Wait until the log accepted the activation.
+    fn await_acceptance(&mut self) -> Result<Flow, AgentError> {
+        self.flush()?;
+        Ok(match self.local.activation.as_ref().map(|a| &a.step) {
+            Some(Step::Requested { .. }) => Flow::Stop,
+            Some(_) => {
                 let a = self.activation();
-                match self.host.set_profile(&a.path) {
-                    Ok(()) => {
-                        let profile = self.config.profile.display().to_string();
-                        self.enqueue(SystemProfileSet { node, decision: a.decision, path: a.path, profile }.into());
-                        self.set_step(Step::ProfileSet)?;
+                self.log(format!("decision {}: activating {} (`{}`)", a.decision, a.path, a.action));
+                Flow::Next
+            }
+            None => Flow::Again,
+        })
+    }
+
+    /// Point the system profile at the new system.
+    fn set_profile(&mut self) -> Result<Flow, AgentError> {
+        let node = self.config.node.clone();
+        let a = self.activation();
+        match self.host.set_profile(&a.path) {
+            Ok(()) => {
+                let profile = self.config.profile.display().to_string();
+                self.enqueue(SystemProfileSet { node, decision: a.decision, path: a.path, profile }.into());
+                self.set_step(Step::ProfileSet)?;
+            }
+            Err(e) => self.set_step(rolling_back(format!("setting the profile failed: {e}")))?,
+        }
+        self.flush()?;
+        Ok(Flow::Next)
+    }
+
+    /// A switch a previous run of the agent started may still run: wait for it (up to the switch timeout).
+    fn await_leftover(&mut self) -> Result<Flow, AgentError> {
+        let a = self.activation();
+        let (pid, unit, started_ms) = match a.step.clone() {
+            Step::Switching { pid, unit, started_ms } => (pid, unit, started_ms),
+            Step::RollingBack { pid, unit, started_ms, .. } => (pid, unit, started_ms.unwrap_or(0)),
+            _ => return Ok(Flow::Next),
+        };
+        let started = Started { pid, unit };
+        let deadline_ms = started_ms + self.config.switch_timeout.as_millis() as i64;
+        self.log("a switch started before the agent restarted is still running; waiting for it");
+        while self.host.still_running(&started) && now_ms() < deadline_ms {
+            std::thread::sleep(Duration::from_millis(200)); // poll pacing for a process we cannot wait on
+        }
+        if self.host.still_running(&started) {
+            self.log("it ran past the switch timeout; stopping it");
+            self.host.kill(&started);
+        }
+        // Forget it: the next step runs that switch again, to learn how it goes.
+        if let Step::RollingBack { reason, .. } = a.step {
+            self.set_step(rolling_back(reason))?;
+        }
+        Ok(Flow::Next)
+    }
+
+    /// Run `switch-to-configuration` and report how it went.
+    fn switch(&mut self) -> Result<Flow, AgentError> {
+        let node = self.config.node.clone();
+        let a = self.activation();
+        let tag = format!("{}-{}", a.decision, now_ms());
+        let started_ms = now_ms();
+        let exit_code = match self.host.start_switch(&a.path, a.action, &tag) {
+            Ok(started) => {
+                self.set_step(Step::Switching { pid: started.pid, unit: started.unit.clone(), started_ms })?;
+                self.host.wait_switch(&started, Instant::now() + self.config.switch_timeout)
+            }
+            Err(e) => {
+                self.log(e);
+                1
+            }
+        };
+        let reboot_required = exit_code == 100 || self.host.reboot_required(&a.path);
+        self.log(format!(
+            "decision {}: switch-to-configuration {} exited {exit_code}{}",
+            a.decision,
+            a.action,
+            if reboot_required { " (reboot required)" } else { "" }
+        ));
+        let p = SystemSwitched { node, decision: a.decision, path: a.path, exit_code, reboot_required };
+        self.enqueue(p.into());
+        let health_by_ms = now_ms() + self.config.health_timeout.as_millis() as i64;
+        self.set_step(Step::Switched { exit_code, health_by_ms })?;
+        self.flush()?;
+        Ok(Flow::Next)
+    }
+
+    /// Run the health checks until they pass (confirm) or their deadline passes (roll back).
+    fn health_gate(&mut self) -> Result<Flow, AgentError> {
+        let node = self.config.node.clone();
+        let a = self.activation();
+        let Step::Switched { health_by_ms, .. } = a.step else { return Ok(Flow::Next) };
+        loop {
+            let failures = self.host.check_health(&a.path);
+            if failures.is_empty() {
+                let p = SystemConfirmed { node, decision: a.decision, path: a.path.clone(), switched: true };
+                let id = self.enqueue(p.into());
+                let confirm_by_ms = now_ms() + self.config.confirm_timeout.as_millis() as i64;
+                self.set_step(Step::Healthy { id, confirm_by_ms })?;
+                break;
+            }
+            if now_ms() >= health_by_ms {
+                let reason = format!("health gate failed: {}", failures.join("; "));
+                self.log(format!("decision {}: {reason}", a.decision));
+                let p = SystemHealthFailed { node, decision: a.decision, path: a.path.clone(), failures };
+                self.enqueue(p.into());
+                self.set_step(rolling_back(reason))?;
+                break;
+            }
+            std::thread::sleep(self.config.health_interval); // pause between rounds of health checks
+        }
+        self.flush()?;
+        Ok(Flow::Next)
+    }
+
+    /// Keep the change only if the log accepts the confirmation before its deadline; else roll back.
+    fn confirm(&mut self) -> Result<Flow, AgentError> {
+        loop {
+            self.flush()?;
+            let a = self.activation();
+            match a.step {
+                Step::Healthy { id, confirm_by_ms } => {
+                    if now_ms() > confirm_by_ms {
+                        // Whatever happens to the network later, this confirmation must not arrive after the
+                        // rollback: take it out of the outbox.
+                        self.local.outbox.retain(|e| e.get("id").and_then(|v| v.as_str()) != Some(id.as_str()));
+                        let reason = format!(
+                            "the control plane did not acknowledge the confirmation within {}s",
+                            self.config.confirm_timeout.as_secs()
+                        );
+                        self.log(format!("decision {}: {reason}", a.decision));
+                        self.set_step(rolling_back(reason))?;
+                        break;
                     }
-                    Err(e) => self.set_step(rolling_back(format!("setting the profile failed: {e}")))?,
+                    std::thread::sleep(Duration::from_millis(200)); // retry pacing for the confirmation
                 }
-                self.flush()?;
+                Step::Confirmed => {
+                    self.log(format!("decision {}: confirmed {}", a.decision, a.path));
+                    break;
+                }
+                _ => break,
             }
-            Action::AwaitLeftover => {
-                let a = self.activation();
-                let (pid, unit, started_ms) = match a.step.clone() {
-                    Step::Switching { pid, unit, started_ms } => (pid, unit, started_ms),
-                    Step::RollingBack { pid, unit, started_ms, .. } => (pid, unit, started_ms.unwrap_or(0)),
-                    _ => return Ok(Flow::Next),
-                };
-                let started = Started { pid, unit };
-                let deadline_ms = started_ms + self.config.switch_timeout.as_millis() as i64;
-                self.log("a switch started before the agent restarted is still running; waiting for it");
-                while self.host.still_running(&started) && now_ms() < deadline_ms {
-                    std::thread::sleep(Duration::from_millis(200)); // poll pacing for a process we cannot wait on
+        }
+        Ok(Flow::Next)
+    }
+
+    /// Re-activate the system remembered before the change (never `nix-env --rollback`).
+    fn roll_back(&mut self, reason: String) -> Result<Flow, AgentError> {
+        let node = self.config.node.clone();
+        let a = self.activation();
+        match &a.previous {
+            Some(previous) => {
+                self.log(format!("decision {}: rolling back to {previous}: {reason}", a.decision));
+                if a.action.sets_profile()
+                    && let Err(e) = self.host.set_profile(previous)
+                {
+                    self.log(format!("resetting the profile failed: {e}"));
                 }
-                if self.host.still_running(&started) {
-                    self.log("it ran past the switch timeout; stopping it");
-                    self.host.kill(&started);
-                }
-                // Forget it: the next step runs that switch again, to learn how it goes.
-                if let Step::RollingBack { reason, .. } = a.step {
-                    self.set_step(rolling_back(reason))?;
-                }
-            }
-            Action::Switch => {
-                let a = self.activation();
-                let tag = format!("{}-{}", a.decision, now_ms());
-                let started_ms = now_ms();
-                let exit_code = match self.host.start_switch(&a.path, a.action, &tag) {
+                let tag = format!("{}-rollback-{}", a.decision, now_ms());
+                let exit_code = match self.host.start_switch(previous, a.action, &tag) {
                     Ok(started) => {
-                        self.set_step(Step::Switching { pid: started.pid, unit: started.unit.clone(), started_ms })?;
+                        self.set_step(Step::RollingBack {
+                            reason: reason.clone(),
+                            pid: started.pid,
+                            unit: started.unit.clone(),
+                            started_ms: Some(now_ms()),
+                        })?;
                         self.host.wait_switch(&started, Instant::now() + self.config.switch_timeout)
                     }
                     Err(e) => {
@@ -423,122 +576,33 @@ impl<H: Host> Agent<H> {
                         1
                     }
                 };
-                let reboot_required = exit_code == 100 || self.host.reboot_required(&a.path);
-                self.log(format!(
-                    "decision {}: switch-to-configuration {} exited {exit_code}{}",
-                    a.decision,
-                    a.action,
-                    if reboot_required { " (reboot required)" } else { "" }
-                ));
-                let p = SystemSwitched { node, decision: a.decision, path: a.path, exit_code, reboot_required };
+                let p = SystemRolledBack {
+                    node,
+                    decision: a.decision,
+                    path: a.path.clone(),
+                    to: previous.clone(),
+                    reason,
+                    exit_code,
+                };
                 self.enqueue(p.into());
-                let health_by_ms = now_ms() + self.config.health_timeout.as_millis() as i64;
-                self.set_step(Step::Switched { exit_code, health_by_ms })?;
-                self.flush()?;
             }
-            Action::HealthGate => {
-                let a = self.activation();
-                let Step::Switched { health_by_ms, .. } = a.step else { return Ok(Flow::Next) };
-                loop {
-                    let failures = self.host.check_health(&a.path);
-                    if failures.is_empty() {
-                        let p = SystemConfirmed { node, decision: a.decision, path: a.path.clone(), switched: true };
-                        let id = self.enqueue(p.into());
-                        let confirm_by_ms = now_ms() + self.config.confirm_timeout.as_millis() as i64;
-                        self.set_step(Step::Healthy { id, confirm_by_ms })?;
-                        break;
-                    }
-                    if now_ms() >= health_by_ms {
-                        let reason = format!("health gate failed: {}", failures.join("; "));
-                        self.log(format!("decision {}: {reason}", a.decision));
-                        let p = SystemHealthFailed { node, decision: a.decision, path: a.path.clone(), failures };
-                        self.enqueue(p.into());
-                        self.set_step(rolling_back(reason))?;
-                        break;
-                    }
-                    std::thread::sleep(self.config.health_interval); // pause between rounds of health checks
-                }
-                self.flush()?;
-            }
-            Action::Confirm => loop {
-                self.flush()?;
-                let a = self.activation();
-                match a.step {
-                    Step::Healthy { id, confirm_by_ms } => {
-                        if now_ms() > confirm_by_ms {
-                            // Whatever happens to the network later, this confirmation must not arrive after the
-                            // rollback: take it out of the outbox.
-                            self.local.outbox.retain(|e| e.get("id").and_then(|v| v.as_str()) != Some(id.as_str()));
-                            let reason = format!(
-                                "the control plane did not acknowledge the confirmation within {}s",
-                                self.config.confirm_timeout.as_secs()
-                            );
-                            self.log(format!("decision {}: {reason}", a.decision));
-                            self.set_step(rolling_back(reason))?;
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(200)); // retry pacing for the confirmation
-                    }
-                    Step::Confirmed => {
-                        self.log(format!("decision {}: confirmed {}", a.decision, a.path));
-                        break;
-                    }
-                    _ => break,
-                }
-            },
-            Action::RollBack { reason } => {
-                let a = self.activation();
-                match &a.previous {
-                    Some(previous) => {
-                        self.log(format!("decision {}: rolling back to {previous}: {reason}", a.decision));
-                        if a.action.sets_profile()
-                            && let Err(e) = self.host.set_profile(previous)
-                        {
-                            self.log(format!("resetting the profile failed: {e}"));
-                        }
-                        let tag = format!("{}-rollback-{}", a.decision, now_ms());
-                        let exit_code = match self.host.start_switch(previous, a.action, &tag) {
-                            Ok(started) => {
-                                self.set_step(Step::RollingBack {
-                                    reason: reason.clone(),
-                                    pid: started.pid,
-                                    unit: started.unit.clone(),
-                                    started_ms: Some(now_ms()),
-                                })?;
-                                self.host.wait_switch(&started, Instant::now() + self.config.switch_timeout)
-                            }
-                            Err(e) => {
-                                self.log(e);
-                                1
-                            }
-                        };
-                        let p = SystemRolledBack {
-                            node,
-                            decision: a.decision,
-                            path: a.path.clone(),
-                            to: previous.clone(),
-                            reason,
-                            exit_code,
-                        };
-                        self.enqueue(p.into());
-                    }
-                    None => self.log(format!(
-                        "decision {}: cannot roll back ({reason}): no system was running before; the node needs an operator",
-                        a.decision
-                    )),
-                }
-                self.set_step(Step::RolledBack)?;
-                self.flush()?;
-            }
-            Action::Finish => {
-                if let Some(a) = self.local.activation.take() {
-                    self.local.handled = self.local.handled.max(a.decision);
-                }
-                self.save()?;
-                self.flush()?;
-                return Ok(Flow::Again);
-            }
+            None => self.log(format!(
+                "decision {}: cannot roll back ({reason}): no system was running before; the node needs an operator",
+                a.decision
+            )),
         }
+        self.set_step(Step::RolledBack)?;
+        self.flush()?;
         Ok(Flow::Next)
+    }
+
+    /// The activation is over: the decision is handled.
+    fn finish(&mut self) -> Result<Flow, AgentError> {
+        if let Some(a) = self.local.activation.take() {
+            self.local.handled = self.local.handled.max(a.decision);
+        }
+        self.save()?;
+        self.flush()?;
+        Ok(Flow::Again)
     }
 }

@@ -74,7 +74,7 @@ pub struct ClusterSpec {
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
     #[serde(default)]
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<String, NodeDeclaration>,
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
     pub bootstrap: Bootstrap,
@@ -358,8 +358,7 @@ pub struct SystemTarget {
 /// A node, fully resolved: a static one from `nodes`, or a pool's generated member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(rename = "NodeDeclaration")]
-pub struct Node {
+pub struct NodeDeclaration {
     pub class: String,
     #[serde(default)]
     pub pool: Option<String>,

@@ -244,11 +244,25 @@ pub struct Progress {
     pub detail: String,
 }
 
+impl From<&machines::Progress> for Progress {
+    fn from(p: &machines::Progress) -> Progress {
+        let machines::Progress { seq, step, detail } = p;
+        Progress { seq: *seq, step: *step, detail: detail.clone() }
+    }
+}
+
 /// The SSH host public key an installer reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HostKey {
     pub seq: u64,
     pub key: String,
+}
+
+impl From<&machines::HostKey> for HostKey {
+    fn from(k: &machines::HostKey) -> HostKey {
+        let machines::HostKey { seq, key } = k;
+        HostKey { seq: *seq, key: key.clone() }
+    }
 }
 
 /// `GET /v1/nodes/{id}/install`: what the log says about a node's install.
@@ -276,14 +290,8 @@ impl InstallView {
             node: node.clone(),
             state: n.state,
             refusal: bs.refusals.get(node).filter(|r| r.since == n.since).map(|r| PlanRefusal::from(r.as_ref())),
-            progress: bs.progress.get(node).map(|p| {
-                let machines::Progress { seq, step, detail } = p.as_ref();
-                Progress { seq: *seq, step: *step, detail: detail.clone() }
-            }),
-            ssh_host_key: bs.host_keys.get(node).map(|k| {
-                let machines::HostKey { seq, key } = k.as_ref();
-                HostKey { seq: *seq, key: key.clone() }
-            }),
+            progress: bs.progress.get(node).map(|p| Progress::from(p.as_ref())),
+            ssh_host_key: bs.host_keys.get(node).map(|k| HostKey::from(k.as_ref())),
             installer_session: bs.sessions.contains_key(n.machine),
         })
     }

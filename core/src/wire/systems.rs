@@ -65,44 +65,47 @@ pub struct Attempt {
     pub updated: u64,
 }
 
+impl From<&systems::Desired> for Desired {
+    fn from(d: &systems::Desired) -> Desired {
+        let systems::Desired { seq, system, action, source, rollout } = d;
+        Desired { seq: *seq, system: system.clone(), action: *action, source: *source, rollout: *rollout }
+    }
+}
+
+impl From<&systems::Pin> for Pin {
+    fn from(p: &systems::Pin) -> Pin {
+        let systems::Pin { seq, reason } = p;
+        Pin { seq: *seq, reason: reason.clone() }
+    }
+}
+
+impl From<&systems::Attempt> for Attempt {
+    fn from(a: &systems::Attempt) -> Attempt {
+        let systems::Attempt { decision, path, action, previous, phase, exit_code, reboot_required, error, updated } =
+            a;
+        Attempt {
+            decision: *decision,
+            path: path.clone(),
+            action: *action,
+            previous: previous.clone(),
+            phase: *phase,
+            exit_code: *exit_code,
+            reboot_required: *reboot_required,
+            error: error.clone(),
+            updated: *updated,
+        }
+    }
+}
+
 impl From<&systems::NodeSystem> for NodeSystem {
     fn from(s: &systems::NodeSystem) -> NodeSystem {
         let systems::NodeSystem { desired, pinned, current, booted, attempt, updated } = s;
         NodeSystem {
-            desired: desired.as_ref().map(|d| {
-                let systems::Desired { seq, system, action, source, rollout } = d;
-                Desired { seq: *seq, system: system.clone(), action: *action, source: *source, rollout: *rollout }
-            }),
-            pinned: pinned.as_ref().map(|p| {
-                let systems::Pin { seq, reason } = p;
-                Pin { seq: *seq, reason: reason.clone() }
-            }),
+            desired: desired.as_ref().map(Desired::from),
+            pinned: pinned.as_ref().map(Pin::from),
             current: current.clone(),
             booted: booted.clone(),
-            attempt: attempt.as_ref().map(|a| {
-                let systems::Attempt {
-                    decision,
-                    path,
-                    action,
-                    previous,
-                    phase,
-                    exit_code,
-                    reboot_required,
-                    error,
-                    updated,
-                } = a;
-                Attempt {
-                    decision: *decision,
-                    path: path.clone(),
-                    action: *action,
-                    previous: previous.clone(),
-                    phase: *phase,
-                    exit_code: *exit_code,
-                    reboot_required: *reboot_required,
-                    error: error.clone(),
-                    updated: *updated,
-                }
-            }),
+            attempt: attempt.as_ref().map(Attempt::from),
             updated: *updated,
         }
     }

@@ -123,7 +123,7 @@ fn setup() -> Result<(), String> {
 
 fn test(args: &[String]) -> Result<ExitCode, String> {
     let status = cargo()
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)
         .current_dir(root())
         .status()
