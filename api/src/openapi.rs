@@ -475,7 +475,13 @@ fn generate() -> Value {
     for p in order {
         path_map.insert(p.into(), Value::Object(paths.remove(p).unwrap_or_default()));
     }
-    let schemas = Value::Object(g.take_definitions(true));
+    let mut schemas = Value::Object(g.take_definitions(true));
+    // The caps decoding enforces on every event's strings and lists, stated where a client reads them.
+    for name in ["Payload", "ProposalEnvelope", "EventEnvelope"] {
+        if let Some(s) = schemas.get_mut(name) {
+            sendan_core::bounds::annotate_caps(s);
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
@@ -526,6 +532,35 @@ mod tests {
              `SENDAN_BLESS=1 cargo test -p sendan-api openapi` and commit the result",
             path.display()
         );
+    }
+
+    /// The document states the caps decoding enforces: a string one byte past its stated `maxLength` is refused.
+    #[test]
+    fn event_fields_state_the_caps_decoding_enforces() {
+        let schemas = &document()["components"]["schemas"];
+        let failed = schemas["Payload"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["properties"]["type"]["const"] == "NodeFailed")
+            .unwrap();
+        let reason = failed["properties"]["reason"]["maxLength"].as_u64().unwrap() as usize;
+        let comment = schemas["ProposalEnvelope"]["properties"]["comment"]["maxLength"].as_u64().unwrap() as usize;
+        assert_eq!((reason, comment), (sendan_core::bounds::MAX_TEXT, sendan_core::bounds::MAX_COMMENT));
+        let over = |field: &str, n: usize| {
+            let mut e = json!({"type": "NodeFailed", "node": "n1", "reason": "r"});
+            e[field] = Value::String("x".repeat(n));
+            sendan_core::bounds::check_event_json(&e)
+        };
+        assert!(over("reason", reason).is_ok() && over("reason", reason + 1).is_err());
+        assert!(over("comment", comment).is_ok() && over("comment", comment + 1).is_err());
+        let wave = schemas["Payload"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["properties"]["type"]["const"] == "RolloutWaveStarted")
+            .unwrap();
+        assert_eq!(wave["properties"]["nodes"]["maxItems"], sendan_core::bounds::MAX_LIST);
     }
 
     #[test]

@@ -39,6 +39,15 @@ pub struct BoundsError {
     pub why: String,
 }
 
+/// Whether `c` may not appear in text from the log: a control character (C0, DEL, C1), or an invisible format
+/// character that changes how the text around it reads — bidirectional overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069, U+200E, U+200F, U+061C), zero-width characters (U+200B–U+200D, U+2060, U+FEFF) — the
+/// "Trojan Source" characters (CVE-2021-42574).
+pub fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
 /// `s` must be at most `max` bytes of printable text.
 pub fn text(field: &str, s: &str, max: usize) -> Result<(), BoundsError> {
     if s.len() > max {
@@ -47,12 +56,12 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<(), BoundsError> {
             why: format!("is {} bytes long; at most {max} are allowed", s.len()),
         });
     }
-    if let Some((at, c)) = s.char_indices().find(|(_, c)| c.is_control()) {
+    if let Some((at, c)) = s.char_indices().find(|(_, c)| unprintable(*c)) {
         return Err(BoundsError {
             field: field.to_owned(),
             why: format!(
-                "contains the control character U+{:04X} at byte {at}; text must be printable (no escape sequences, \
-                 line breaks, tabs or NULs)",
+                "contains the unprintable character U+{:04X} at byte {at}; text must be printable (no escape \
+                 sequences, line breaks, tabs, NULs or invisible direction and width marks)",
                 c as u32
             ),
         });
@@ -79,6 +88,53 @@ fn list_cap(key: &str, in_facts: bool) -> usize {
         "nics" if in_facts => MAX_NICS,
         "virtualization" if in_facts => MAX_CPU_FLAGS,
         _ => MAX_LIST,
+    }
+}
+
+/// State the caps in a JSON Schema of event fields (a payload's or an envelope's), as [`check_event_json`]
+/// enforces them: every string property gets `maxLength` and every array `maxItems`, by the property's name,
+/// unless the schema already says. Referenced types (ids, hashes, the facts) state their own.
+pub fn annotate_caps(schema: &mut Value) {
+    fn is(schema: &Value, ty: &str) -> bool {
+        match schema.get("type") {
+            Some(Value::String(t)) => t == ty,
+            Some(Value::Array(ts)) => ts.iter().any(|t| t == ty),
+            _ => false,
+        }
+    }
+    fn property(key: &str, schema: &mut Value) {
+        let Some(obj) = schema.as_object_mut() else { return };
+        if is(&Value::Object(obj.clone()), "string") && !obj.contains_key("maxLength") {
+            obj.insert("maxLength".into(), string_cap(key, false).into());
+        }
+        if is(&Value::Object(obj.clone()), "array") {
+            if !obj.contains_key("maxItems") {
+                obj.insert("maxItems".into(), list_cap(key, false).into());
+            }
+            if let Some(items) = obj.get_mut("items") {
+                property(key, items);
+            }
+        }
+        for k in ["anyOf", "oneOf", "allOf"] {
+            for s in obj.get_mut(k).and_then(Value::as_array_mut).into_iter().flatten() {
+                property(key, s);
+            }
+        }
+        if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
+            for (k, v) in props.iter_mut() {
+                property(k, v);
+            }
+        }
+    }
+    if let Some(variants) = schema.get_mut("oneOf").and_then(Value::as_array_mut) {
+        for v in variants {
+            annotate_caps(v);
+        }
+    }
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (k, v) in props.iter_mut() {
+            property(k, v);
+        }
     }
 }
 
@@ -135,7 +191,7 @@ fn walk(v: &Value, path: &mut String, key: &str, in_facts: bool) -> Result<(), B
 /// cut to at most `max` bytes (at a character boundary, ending in `…` when cut). For text an agent did not write
 /// itself, such as a command's output, before it goes into an event.
 pub fn clean_text(s: &str, max: usize) -> String {
-    let cleaned: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let cleaned: String = s.chars().map(|c| if unprintable(c) { ' ' } else { c }).collect();
     if cleaned.len() <= max {
         return cleaned;
     }
@@ -151,7 +207,7 @@ pub fn clean_text(s: &str, max: usize) -> String {
 pub fn clean_event_json(event: &mut Value) {
     fn clean(v: &mut Value, key: &str, in_facts: bool) {
         match v {
-            Value::String(s) if s.len() > string_cap(key, in_facts) || s.chars().any(char::is_control) => {
+            Value::String(s) if s.len() > string_cap(key, in_facts) || s.chars().any(unprintable) => {
                 *s = clean_text(s, string_cap(key, in_facts));
             }
             Value::Array(items) => items.iter_mut().for_each(|i| clean(i, key, in_facts)),
@@ -170,12 +226,12 @@ pub fn clean_event_json(event: &mut Value) {
 /// `s` as a terminal shows it safely: control characters other than line breaks and tabs are written as
 /// `\u{…}` escapes, so text from the log cannot drive the terminal. What the CLI prints goes through this.
 pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if !s.chars().any(|c| unprintable(c) && c != '\n' && c != '\t') {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
+        if unprintable(c) && c != '\n' && c != '\t' {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
@@ -192,10 +248,14 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused_with_the_field_named() {
-        for bad in ["\u{1b}[2J", "bell\u{7}", "nul\u{0}", "line\nbreak", "tab\t", "c1\u{9b}31m"] {
+        let marks = ["rtl\u{202e}txt", "iso\u{2066}late", "zero\u{200b}width", "bom\u{feff}", "lrm\u{200e}"];
+        for bad in
+            ["\u{1b}[2J", "bell\u{7}", "nul\u{0}", "line\nbreak", "tab\t", "c1\u{9b}31m"].into_iter().chain(marks)
+        {
             let e = check_event_json(&json!({"type": "NodeFailed", "node": "n1", "reason": bad})).unwrap_err();
             assert_eq!(e.field, "reason", "{bad:?}");
-            assert!(e.why.contains("control character"), "{e}");
+            assert!(e.why.contains("unprintable character"), "{e}");
+            assert!(!terminal_safe(bad).chars().any(|c| unprintable(c) && c != '\n' && c != '\t'), "{bad:?}");
         }
         let e = check_event_json(&json!({"type": "NodeFailed", "node": "n1", "reason": "ok", "comment": "a\u{1b}b"}))
             .unwrap_err();

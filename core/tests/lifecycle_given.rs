@@ -211,3 +211,20 @@ fn a_batch_is_all_or_nothing() {
     assert_eq!(err.rejection.code(), "illegal_transition");
     assert_eq!(g.state, before);
 }
+
+/// A cause must be an earlier event of the log: seq 0 and seqs past the head are refused with the range named,
+/// and an accepted cause is recorded on the event.
+#[test]
+fn a_cause_names_an_earlier_event_or_the_proposal_is_refused() {
+    let mut g = given(history_to(NodeState::Active));
+    let head = g.seq();
+    g.caused_by(0);
+    g.refuses(NodeDrainRequested { node: n("n1") }, "malformed_event", &format!("1 to {head}), not seq 0"));
+    g.caused_by(head + 1);
+    g.refuses(NodeDrainRequested { node: n("n1") }, "malformed_event", &format!("not seq {}", head + 1));
+    let before = g.state.clone();
+    let p = g.caused_by(head).proposal(NodeDrainRequested { node: n("n1") });
+    let mut state = before;
+    let accepted = log::append(&mut state, &[p]).unwrap();
+    assert_eq!(accepted[0].cause, Some(head));
+}

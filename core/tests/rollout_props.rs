@@ -108,13 +108,22 @@ struct Sim {
 
 impl Sim {
     fn submit(&mut self, actor: Actor, payload: Payload) -> Result<Event, sendan_core::Rejection> {
+        self.submit_caused(actor, payload, None)
+    }
+
+    fn submit_caused(
+        &mut self,
+        actor: Actor,
+        payload: Payload,
+        cause: Option<u64>,
+    ) -> Result<Event, sendan_core::Rejection> {
         self.next_id += 1;
         let p = Proposal {
             id: EventId::from_u128(self.next_id),
             time: Timestamp(self.clock),
             actor,
             comment: None,
-            cause: None,
+            cause,
             payload,
         };
         match log::append(&mut self.state, &[p]) {
@@ -196,10 +205,28 @@ impl Sim {
     fn controller(&mut self) {
         for d in planner::decide(&self.state.rollouts, &self.state, self.now()) {
             let kind = d.payload().kind();
-            if let Err(r) = self.submit(Actor::System("rollout".into()), d.payload()) {
+            self.invariant_cause_is_about_the_rollout(kind, d.cause);
+            if let Err(r) = self.submit_caused(Actor::System("rollout".into()), d.payload(), Some(d.cause)) {
                 panic!("invariant_planner_agrees_with_check: the planner's {kind} was refused: {r}");
             }
         }
+    }
+
+    /// A decision's cause is an event of the log since the rollout started that is about the rollout: its start,
+    /// one of its own decisions, or a member's report, pin or replacing decision.
+    fn invariant_cause_is_about_the_rollout(&self, kind: sendan_core::EventKind, cause: u64) {
+        assert!(
+            (self.rollout..=self.state.seq).contains(&cause),
+            "{kind}'s cause {cause} is not an event since the rollout began ({}..={})",
+            self.rollout,
+            self.state.seq
+        );
+        let e = &self.events[cause as usize - 1];
+        assert_eq!(e.seq, cause);
+        let json = serde_json::to_value(&e.payload).unwrap();
+        let own = json["rollout"].as_u64() == Some(self.rollout) || e.seq == self.rollout;
+        let member = e.payload.node().is_some_and(|n| self.members.contains(n));
+        assert!(own || member, "{kind}'s cause {cause} ({}) is not about the rollout", e.kind());
     }
 
     /// One step of `node`'s agent on its desired decision.

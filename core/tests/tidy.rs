@@ -2,7 +2,7 @@
 //! `cargo test`.
 //!
 //! - No import cycle between aggregate folders (`nodes`, `machines`, `specs`, `systems`, `rollouts`): each reads
-//!   the others only through `crate::read`, below them.
+//!   the others only through `crate::read`, below them, and names another only to propose its events.
 //! - `fleet::check` and `fleet::fold` are exhaustive matches over `Payload` with no wildcard arm.
 //! - Nothing reachable from applying a committed entry panics: no `unwrap()`, `expect(`, `panic!`,
 //!   `unreachable!`, `todo!` or `unimplemented!` in the core's code (tests aside), nor in the raft crate's apply
@@ -83,29 +83,128 @@ fn module_of(path: &Path) -> String {
     first.trim_end_matches(".rs").to_owned()
 }
 
+/// The module path of a file of `core/src`: `machines/rules.rs` → `[machines, rules]`, `machines/mod.rs` →
+/// `[machines]`, `lib.rs` → `[]`.
+fn module_path(path: &Path) -> Vec<String> {
+    let rel = path.strip_prefix(root().join("src")).unwrap();
+    let mut parts: Vec<String> =
+        rel.components().map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned()).collect();
+    if parts.last().is_some_and(|l| l == "mod" || l == "lib") {
+        parts.pop();
+    }
+    parts
+}
+
+/// Every path a file names from the crate's root, as segments: `crate::a::b`, each leaf of a grouped
+/// `crate::{a, b::{c, d}}`, and `super::…` / `self::…` paths resolved against the file's module.
+fn crate_paths(file: &Path, text: &str) -> Vec<Vec<String>> {
+    fn ident(s: &str) -> String {
+        s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+    }
+    /// The leaves of the path tree starting at `s` (just after `prefix::`), each appended to `prefix`.
+    fn leaves(prefix: Vec<String>, s: &str, out: &mut Vec<Vec<String>>) {
+        let s = s.trim_start();
+        if let Some(group) = s.strip_prefix('{') {
+            let mut depth = 0;
+            let mut start = 0;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        leaves(prefix.clone(), &group[start..i], out);
+                        return;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        leaves(prefix.clone(), &group[start..i], out);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let name = ident(s);
+        if name.is_empty() || name == "self" {
+            if !prefix.is_empty() {
+                out.push(prefix);
+            }
+            return;
+        }
+        let mut next = prefix;
+        next.push(name.clone());
+        match s[name.len()..].trim_start().strip_prefix("::") {
+            Some(rest) => leaves(next, rest, out),
+            None => out.push(next),
+        }
+    }
+    let here = module_path(file);
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    for (i, _) in text.match_indices("crate::") {
+        if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'$') {
+            continue;
+        }
+        leaves(Vec::new(), &text[i + "crate::".len()..], &mut out);
+    }
+    for start in ["super::", "self::"] {
+        for (i, _) in text.match_indices(start) {
+            if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b':') {
+                continue;
+            }
+            // `self` is the file's module; `super` its parent (a `mod.rs` is its folder's module).
+            let mut base = here.clone();
+            let mut rest = &text[i..];
+            if let Some(r) = rest.strip_prefix("self::") {
+                rest = r;
+            }
+            while let Some(r) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = r;
+            }
+            leaves(base, rest, &mut out);
+        }
+    }
+    out
+}
+
+/// Rule: no import cycle between aggregate folders; an aggregate names another aggregate only to propose its
+/// events (`other::events::…`), and reads its state only through `crate::read`; aggregates import modules,
+/// not the crate root's re-exports, and nothing above them.
 #[test]
 fn aggregates_form_no_import_cycle() {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut root_users = Vec::new();
+    let mut reads_state = Vec::new();
     for file in rust_files(&root().join("src")) {
         let from = module_of(&file);
         let text = code(&std::fs::read_to_string(&file).unwrap());
-        for (i, _) in text.match_indices("crate::") {
-            let name: String =
-                text[i + "crate::".len()..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            if name.is_empty() {
+        for path in crate_paths(&file, &text) {
+            let Some(name) = path.first() else { continue };
+            if name.starts_with(char::is_uppercase) {
+                if AGGREGATES.contains(&from.as_str()) {
+                    // The root re-exports from above the aggregates; an aggregate names the module instead.
+                    root_users.push(format!("{} uses crate::{name}", file.display()));
+                }
                 continue;
             }
-            if name.starts_with(char::is_uppercase) && AGGREGATES.contains(&from.as_str()) {
-                // The root re-exports from above the aggregates; an aggregate names the module instead.
-                root_users.push(format!("{} uses crate::{name}", file.display()));
+            if *name == from {
+                continue;
             }
-            if name != from && !name.starts_with(char::is_uppercase) {
-                edges.entry(from.clone()).or_default().insert(name);
+            if AGGREGATES.contains(&from.as_str())
+                && AGGREGATES.contains(&name.as_str())
+                && path.get(1).is_some_and(|m| m != "events")
+            {
+                reads_state.push(format!("{} uses crate::{}", file.display(), path.join("::")));
             }
+            edges.entry(from.clone()).or_default().insert(name.clone());
         }
     }
     assert!(root_users.is_empty(), "aggregates must import modules, not the crate root's re-exports: {root_users:#?}");
+    assert!(
+        reads_state.is_empty(),
+        "an aggregate may name another's events only; it reads the other's state through crate::read: {reads_state:#?}"
+    );
     let reaches = |from: &str, to: &str| {
         let mut seen = BTreeSet::new();
         let mut stack = vec![from.to_owned()];
@@ -133,6 +232,24 @@ fn aggregates_form_no_import_cycle() {
             assert!(!reaches(a, forbidden) || forbidden == "event" && !reaches("event", a), "{a} imports {forbidden}");
         }
     }
+}
+
+/// The import reader sees grouped and relative imports, so a cycle cannot hide behind `crate::{…}` or
+/// `super::super::…`.
+#[test]
+fn the_import_reader_sees_grouped_and_relative_paths() {
+    let file = root().join("src/machines/rules.rs");
+    let text =
+        "use crate::{nodes::events::X, read::{FleetRead, Ctx}};\nuse super::super::rollouts::view;\nuse super::fold;";
+    let got: Vec<String> = crate_paths(&file, text).into_iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        got,
+        ["nodes::events::X", "read::FleetRead", "read::Ctx", "rollouts::view", "machines::fold"],
+        "{got:?}"
+    );
+    let m = root().join("src/machines/mod.rs");
+    let got: Vec<String> = crate_paths(&m, "use super::nodes::NodesState;").into_iter().map(|p| p.join("::")).collect();
+    assert_eq!(got, ["nodes::NodesState"]);
 }
 
 /// The body of `fn name` in `text` (brace-matched from its first `{`).
@@ -167,7 +284,14 @@ fn check_and_evolve_dispatch_every_kind_with_no_wildcard() {
     assert!(kinds.len() >= 40, "the catalogue in lib.rs was not found: {kinds:?}");
     for signature in ["pub fn check(", "pub(crate) fn fold("] {
         let body = body_of(&fleet, signature);
-        assert!(!body.contains("_ =>") && !body.contains("other =>"), "`{signature}` has a wildcard arm");
+        // An arm whose pattern is a bare binding (`_`, `other`, `p if …`) matches every kind left over.
+        let wildcard = body.lines().find(|l| {
+            let Some((pattern, _)) = l.split_once("=>") else { return false };
+            let pattern = pattern.trim();
+            let pattern = pattern.split(" if ").next().unwrap_or(pattern).trim();
+            !pattern.is_empty() && pattern.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+        assert!(wildcard.is_none(), "`{signature}` has a wildcard arm: {wildcard:?}");
         for k in &kinds {
             assert!(body.contains(&format!("P::{k}(")), "`{signature}` has no arm for {k}");
         }

@@ -158,8 +158,7 @@ impl ProcCluster {
     /// Stop member `id` with SIGTERM and wait for it to exit.
     pub fn stop(&mut self, id: u64) {
         if let Some(mut c) = self.children.remove(&id) {
-            // SAFETY: kill(2) with a pid we own.
-            unsafe { libc_kill(c.id() as i32, 15) };
+            signal(c.id(), 15);
             let _ = c.wait();
         }
     }
@@ -190,6 +189,12 @@ impl ProcCluster {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Send signal `sig` to process `pid` (kill(2)); whether it was delivered.
+pub fn signal(pid: u32, sig: i32) -> bool {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe { libc_kill(pid as i32, sig) == 0 }
 }
 
 impl Drop for ProcCluster {

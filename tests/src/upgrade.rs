@@ -78,8 +78,8 @@ impl Reopened {
     /// Stop the member with SIGTERM (a clean shutdown), wait for it, and start it again on the same data.
     pub async fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-            assert!(status.success());
+            const SIGTERM: i32 = 15;
+            assert!(crate::procs::signal(child.id(), SIGTERM), "the member could not be sent SIGTERM");
             let exit = child.wait().unwrap();
             assert!(exit.success(), "the member exited with {exit} on SIGTERM:\n{}", self.log());
         }

@@ -41,8 +41,8 @@ async fn started(flags: &[&str]) -> ProcCluster {
 /// Property: without a token only the netboot script and the probes answer (401 elsewhere); a bootstrap token
 /// phones home once (a second phone-home is 403), only with facts that carry the NIC it was issued for, may not
 /// phone home through `/v1/events`, reads nothing but its own plan, reports only its own node's install, and
-/// stops working (401) once exchanged for the node token; the node token it was exchanged for speaks for that
-/// node only (403 for anything else). No refusal changes the log.
+/// stops working once exchanged for the node token (403 naming the exchange, phone-home included); the node token
+/// it was exchanged for speaks for that node only (403 for anything else). No refusal changes the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_token_does_what_its_scope_allows_and_nothing_else() {
     let c = started(NETBOOT_FLAGS).await;
@@ -172,6 +172,7 @@ async fn each_token_does_what_its_scope_allows_and_nothing_else() {
     for r in [
         boot.get::<Value, _>("/v1/bootstrap/plan", &()).await,
         boot.post::<Value, _>("/v1/bootstrap/node-token", &exchange).await,
+        boot.post::<Value, _>("/v1/bootstrap/phone-home", &PhoneHome { facts: facts("qemu-vm") }).await,
     ] {
         let (s, m) = refused(r);
         assert_eq!(s, 403, "{m}");

@@ -70,11 +70,12 @@ async fn metric(c: &ProcCluster, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
 
-/// Finding 1 (node hijack), and threat-model claims 2 and 3. Property: a bootstrap token for one NIC cannot make
+/// Finding 1 (node hijack), and threat-model claims 1, 2 and 3. Property: a bootstrap token for one NIC cannot make
 /// a phone-home speak for a machine the log knows by other NICs — the answer is 403, nothing is recorded, the
 /// known machine is unchanged, and the refusal is counted, logged with its source address and listed for the
-/// operator — nor for a machine whose node is installed, even from its own NIC; a token that never phoned home
-/// gets neither a plan nor a node token.
+/// operator — nor for a machine whose node is installed, even from its own NIC, nor with a token handed out before
+/// the MAC last phoned home; a token that never phoned home gets neither a plan nor a node token; an installed,
+/// draining, failed or retired node is handed no token at all (threat-model claim 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_token_cannot_take_over_another_machine() {
     let c = started(&[]).await;
@@ -132,6 +133,19 @@ async fn a_bootstrap_token_cannot_take_over_another_machine() {
     let (status, _, _) = refused(boot.post::<Value, _>("/v1/bootstrap/node-token", &exchange).await);
     assert_eq!(status, 409);
 
+    // Claim 3: a token handed out before the victim's MAC last phoned home (epoch 0: when the MAC was unknown),
+    // validly signed and unexpired but never used, speaks for nothing: a script captured earlier cannot re-bind
+    // the machine.
+    let old = sendan_core::machines::netboot::StatelessToken {
+        mac: VM_MAC.into(),
+        expires: sendan_core::Timestamp(i64::MAX / 2),
+        epoch: 0,
+    };
+    let old = sendan_core::machines::netboot::bootstrap_token("proc-cluster-secret", &old);
+    let (status, _, message) = refused(phone_home(&c, &old, &victim).await);
+    assert_eq!(status, 401, "{message}");
+    assert!(message.contains(&format!("handed out before MAC {VM_MAC} last phoned home")), "{message}");
+
     // Once installed, the victim boots its disk (no token), and a token handed out while it was installing cannot
     // speak for it, even from its own NIC with its own facts.
     let stale = token_for(&c, VM_MAC).await;
@@ -154,6 +168,21 @@ async fn a_bootstrap_token_cannot_take_over_another_machine() {
     let m = admin.machines(None).await.unwrap().machines.into_iter().find(|m| m.machine.id.as_str() == VM).unwrap();
     assert_eq!(m.machine.facts.nics[0].mac, attacker);
     assert_eq!(seq(&c).await, before + 1);
+
+    // Claim 1: draining, failed and retired nodes boot their disks too; netboot hands out no token for them.
+    for (id, event, state) in [
+        (903, json!({"type": "NodeDrainRequested", "node": "vm-1"}), "draining"),
+        (904, json!({"type": "NodeFailed", "node": "vm-1", "reason": "psu"}), "failed"),
+        (905, json!({"type": "NodeRetired", "node": "vm-1"}), "retired"),
+    ] {
+        admin.submit(&mut [proposal(id, event)], LONG).await.unwrap();
+        let script = Client::new(&c.addrs[&1], None).ipxe(attacker).await.unwrap();
+        assert!(
+            script.contains(&format!("node vm-1 is `{state}`; boot from the local disk"))
+                && !script.contains("sendan.token"),
+            "{script}"
+        );
+    }
 }
 
 /// Finding 2 (unbounded facts) and claim 5. Property: a phone-home body past the bootstrap limit is refused
@@ -416,7 +445,7 @@ async fn an_event_id_names_one_event() {
     assert!(!message.contains(&original.hash.to_hex()), "{message}");
 }
 
-/// Finding 6 (terminal injection). Property: control characters in any text of an event or of phone-home facts
+/// Finding 6 (terminal injection). Property: control characters and invisible direction marks in any text of an event or of phone-home facts
 /// are refused at decode with the field named, and the CLI escapes anything non-printable it prints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_from_the_log_cannot_drive_a_terminal() {
@@ -433,23 +462,31 @@ async fn text_from_the_log_cannot_drive_a_terminal() {
             .await,
     );
     assert_eq!((status, code.as_str()), (400, "bad_event"));
-    assert!(message.contains("`reason` contains the control character U+001B"), "{message}");
+    assert!(message.contains("`reason` contains the unprintable character U+001B"), "{message}");
     let mut nul = proposal(4, json!({"type": "NodeRetired", "node": "n1"}));
     nul.comment = Some("gone\u{0}".into());
     let (status, _, message) = refused(admin.submit_once(&[nul]).await);
-    assert!(status == 400 && message.contains("`comment` contains the control character U+0000"), "{message}");
+    assert!(status == 400 && message.contains("`comment` contains the unprintable character U+0000"), "{message}");
     let mut vendor = facts("qemu-vm");
     vendor.dmi.vendor = Some("\u{1b}]0;owned\u{7}".into());
     let (status, _, message) = refused(phone_home(&c, &token_for(&c, VM_MAC).await, &vendor).await);
-    assert!(status == 400 && message.contains("`facts.dmi.vendor` contains the control character"), "{message}");
+    assert!(status == 400 && message.contains("`facts.dmi.vendor` contains the unprintable character"), "{message}");
 
     // What the server says back, quoting the caller, reaches the terminal escaped.
     let out = tokio::task::block_in_place(|| sendan(&c, 1, &["node", "show", "n\u{1b}[31mred"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(!stderr.contains('\u{1b}') && stderr.contains("\\u{1b}[31mred"), "{stderr}");
-    let listed = tokio::task::block_in_place(|| sendan_ok(&c, 1, &["events", "list", "--limit", "1000"]));
-    assert!(!listed.chars().any(|ch| ch.is_control() && ch != '\n'), "{listed:?}");
+    // Invisible direction marks ("Trojan Source") are refused like control characters: a reason cannot read
+    // differently on the operator's screen than in the log.
+    let (status, _, message) = refused(
+        node.submit_once(&[proposal(5, json!({"type": "NodeFailed", "node": "n1", "reason": "ok \u{202e}lanimret"}))])
+            .await,
+    );
+    assert!(status == 400 && message.contains("`reason` contains the unprintable character U+202E"), "{message}");
+    let out = tokio::task::block_in_place(|| sendan(&c, 1, &["node", "show", "n\u{202e}1"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains('\u{202e}') && stderr.contains("\\u{202e}"), "{stderr}");
 }
 
 /// Finding 7 (metrics cardinality). Property: request metrics are labelled from a fixed set — unknown methods

@@ -225,7 +225,7 @@ impl EventData for EnrollmentRefused {
 /// it is unexpired at the proposal's time and expires within 7 days; the MAC is a unicast MAC the facts list; the
 /// facts are within their caps and identify `machine`; and the machine is one the token may speak for — a new
 /// machine, or the one the log associates with that MAC, whose node (if any) is to be installed
-/// ([`crate::fleet::bootstrap::identity_refusal`]).
+/// ([`crate::machines::identity::identity_refusal`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachinePhonedHome {

@@ -336,9 +336,10 @@ impl DiskSelector {
     }
 }
 
-/// A layout disk resolved to a discovered one.
+/// A layout disk resolved to a discovered one. Sendan's own type (not part of a Nix document), so `snake_case`
+/// like every field the API defines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct ResolvedDisk {
     /// The kernel name, such as `nvme0n1`.
     pub name: String,

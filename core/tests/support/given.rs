@@ -24,11 +24,12 @@ pub struct Given {
     next: u128,
     time: i64,
     actor: Option<Actor>,
+    cause: Option<u64>,
 }
 
 /// A fleet after `history`, each event accepted as its natural actor.
 pub fn given(history: impl IntoIterator<Item = Payload>) -> Given {
-    let mut g = Given { state: FleetState::default(), next: 0, time: 1_000_000, actor: None };
+    let mut g = Given { state: FleetState::default(), next: 0, time: 1_000_000, actor: None, cause: None };
     for p in history {
         g.ok(p);
     }
@@ -56,6 +57,12 @@ impl Given {
         self
     }
 
+    /// The next proposal names `seq` as its cause.
+    pub fn caused_by(&mut self, seq: u64) -> &mut Self {
+        self.cause = Some(seq);
+        self
+    }
+
     pub fn proposal(&mut self, payload: impl Into<Payload>) -> Proposal {
         let payload = payload.into();
         self.next += 1;
@@ -65,7 +72,7 @@ impl Given {
             time: Timestamp(self.time),
             actor: self.actor.take().unwrap_or_else(|| natural_actor(&payload)),
             comment: None,
-            cause: None,
+            cause: self.cause.take(),
             payload,
         }
     }

@@ -96,6 +96,10 @@ fn setup() -> Result<(), String> {
     if !have("nix-instantiate") || !have("nix-build") {
         apt_install(&["nix-bin"], "nix-instantiate is missing (the Nix library and nix-agent tests need it)")?;
     }
+    // The installer generates the node's SSH host key with ssh-keygen.
+    if !have("ssh-keygen") {
+        apt_install(&["openssh-client"], "ssh-keygen is missing (the installer tests generate host keys with it)")?;
+    }
     let conf = Path::new("/etc/nix/nix.conf");
     let text = std::fs::read_to_string(conf).unwrap_or_default();
     let sandbox = text.lines().map(str::trim).filter(|l| l.starts_with("sandbox") && l.contains('=')).last();
