@@ -118,6 +118,10 @@ string_id!(
     /// A physical machine's key: its DMI system uuid, else its machine-id, else its first MAC.
     MachineId, "machine id", 128, &[':']
 );
+string_id!(
+    /// One placement of a service: `<service>.<number>` (`web.7`), numbered per service and never reused.
+    InstanceId, "instance id", 128, &[]
+);
 
 /// The client-chosen idempotency key of an event (a UUID).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]

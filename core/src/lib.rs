@@ -1,6 +1,7 @@
 //! Sendan's pure domain: the event envelope and catalogue, one module per aggregate — the node lifecycle
 //! (`nodes`), machines and bootstrap (`machines`), the live cluster spec (`specs`), per-node NixOS systems
-//! (`systems`) and pool rollouts (`rollouts`) — and `fleet`, which only composes them. No I/O, no clock, no
+//! (`systems`), pool rollouts (`rollouts`) and native services with their node agents (`services`) — and
+//! `fleet`, which only composes them. No I/O, no clock, no
 //! randomness: time and ids arrive in the input, so every replica computes the same log from the same proposals.
 //!
 //! Below the aggregates, and naming none of them: identifiers (`ids`), the catalogue of kinds (`kind`), who may
@@ -61,6 +62,18 @@ macro_rules! with_catalogue {
             56 => SystemConfirmed,
             57 => SystemRolledBack,
             58 => RolloutMemberLeft,
+            // Services and node agents (services/events.rs): 60–79.
+            60 => InstancePlaced,
+            61 => InstanceRescheduled,
+            62 => InstanceStopRequested,
+            63 => InstanceStarted,
+            64 => InstanceHealthy,
+            65 => InstanceUnhealthy,
+            66 => InstanceExited,
+            67 => InstanceStopped,
+            68 => NodeAgentStarted,
+            69 => NodeAgentLost,
+            70 => NodeAgentReturned,
         }
     };
 }
@@ -93,6 +106,7 @@ pub mod spec;
 pub mod machines;
 pub mod nodes;
 pub mod rollouts;
+pub mod services;
 pub mod specs;
 pub mod systems;
 
@@ -107,7 +121,7 @@ pub mod wire;
 
 pub use event::{Event, Payload, Proposal};
 pub use fleet::{FleetState, check, evolve};
-pub use ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
+pub use ids::{Actor, EventId, Hash, InstanceId, MachineId, NodeId, Timestamp};
 pub use kind::EventKind;
 pub use lifecycle::NodeState;
 pub use rejection::Rejection;

@@ -126,6 +126,19 @@ pub enum Rejection {
     #[error("the phone-home is refused: {refusal}")]
     IdentityRefused { refusal: IdentityRefusal },
 
+    // Services and node agents (services/).
+    #[error("`{event}` of service {service} on node {node} is refused: {}", reasons.join("; "))]
+    PlacementRefused { service: String, node: NodeId, event: EventKind, reasons: Vec<String> },
+
+    #[error("`{event}` for service {service} is refused: {reason}")]
+    ServiceRefused { service: String, event: EventKind, reason: String },
+
+    #[error("`{event}` for instance {instance} is refused: {reason}")]
+    InstanceRefused { instance: crate::ids::InstanceId, event: EventKind, reason: String },
+
+    #[error("`{event}` for node {node}'s agent is refused: {reason}")]
+    AgentRefused { node: NodeId, event: EventKind, reason: String },
+
     /// Answered with 409: an event id is an idempotency key for one event, not a name to reuse.
     #[error(
         "event id {id} was already applied at seq {seq} with different content; an id names one event — resend the original to get its receipt, or use a new id"
@@ -167,6 +180,10 @@ impl Rejection {
             Rejection::MalformedEvent { .. } => "malformed_event",
             Rejection::IdentityRefused { .. } => "identity_refused",
             Rejection::IdReused { .. } => "id_reused",
+            Rejection::PlacementRefused { .. } => "placement_refused",
+            Rejection::ServiceRefused { .. } => "service_refused",
+            Rejection::InstanceRefused { .. } => "instance_refused",
+            Rejection::AgentRefused { .. } => "agent_refused",
         }
     }
 }

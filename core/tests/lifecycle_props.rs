@@ -9,6 +9,8 @@ use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
 use sendan_core::lifecycle::{self, NodeState};
 use sendan_core::{log, record};
 
+#[path = "support/services_any.rs"]
+mod services_any;
 #[path = "support/systems.rs"]
 mod systems_support;
 
@@ -46,6 +48,12 @@ enum Step {
     Bootstrap {
         node: usize,
         machine: usize,
+        pick: prop::sample::Index,
+    },
+    /// A service or node-agent event that fits the state (see `support/services_any.rs`): the scheduler's
+    /// decisions and the node agents' reports.
+    Service {
+        node: usize,
         pick: prop::sample::Index,
     },
 }
@@ -140,6 +148,18 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Pa
             let (path, to) = (systems_support::SYSTEMS[1].into(), systems_support::SYSTEMS[0].into());
             SystemRolledBack { node, decision: mem, path, to, reason: "health".into(), exit_code: 0 }.into()
         }
+        EventKind::InstancePlaced
+        | EventKind::InstanceRescheduled
+        | EventKind::InstanceStopRequested
+        | EventKind::InstanceStarted
+        | EventKind::InstanceHealthy
+        | EventKind::InstanceUnhealthy
+        | EventKind::InstanceExited
+        | EventKind::InstanceStopped
+        | EventKind::NodeAgentStarted
+        | EventKind::NodeAgentLost
+        | EventKind::NodeAgentReturned => services_any::any_service_payload(kind, node, mem)
+            .unwrap_or_else(|| NodeAgentReturned { node: NodeId::new("n0").unwrap() }.into()),
     }
 }
 
@@ -169,7 +189,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
     let system = (0..NODES.len(), any::<prop::sample::Index>()).prop_map(|(node, pick)| Step::System { node, pick });
     let boot = (0..NODES.len(), 0..MACHINES.len(), any::<prop::sample::Index>())
         .prop_map(|(node, machine, pick)| Step::Bootstrap { node, machine, pick });
-    prop_oneof![2 => anything, 2 => legal, 1 => system, 1 => boot]
+    let service = (0..NODES.len(), any::<prop::sample::Index>()).prop_map(|(node, pick)| Step::Service { node, pick });
+    prop_oneof![2 => anything, 2 => legal, 1 => system, 1 => boot, 1 => service]
 }
 
 impl Step {
@@ -197,6 +218,12 @@ impl Step {
             Step::Bootstrap { node: n, machine: m, pick } => {
                 let pick = pick.index(1 << 16);
                 bootstrap_support::legal_bootstrap_move(state, &node(*n), &machine(*m), pick, state.last_time)
+            }
+            Step::Service { node: n, pick } => {
+                let pick = pick.index(1 << 16);
+                services_any::legal_service_move(state, &node(*n), pick, state.last_time).unwrap_or_else(|| {
+                    systems_support::legal_system_move(state, NODES, &node(*n), pick, state.last_time)
+                })
             }
         }
     }

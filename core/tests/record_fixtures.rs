@@ -9,7 +9,7 @@
 
 use sendan_core::event::*;
 use sendan_core::facts::{Cpu, Disk, HardwareFacts, LldpNeighbor, Nic};
-use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
+use sendan_core::ids::{Actor, EventId, Hash, InstanceId, MachineId, NodeId, Timestamp};
 use sendan_core::record;
 
 const FIXTURES_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/records-v1.txt");
@@ -165,6 +165,57 @@ fn sample(kind: EventKind) -> Payload {
         .into(),
         EventKind::RolloutNodesReverted => RolloutNodesReverted { rollout: 43, nodes: vec![node] }.into(),
         EventKind::RolloutReverted => RolloutReverted { rollout: 43 }.into(),
+        EventKind::InstancePlaced => InstancePlaced {
+            service: "web".into(),
+            instance: InstanceId::new("web.3").unwrap(),
+            node,
+            version: Hash::of(b"web task"),
+        }
+        .into(),
+        EventKind::InstanceRescheduled => InstanceRescheduled {
+            service: "web".into(),
+            instance: InstanceId::new("web.4").unwrap(),
+            node,
+            version: Hash::of(b"web task"),
+            replaces: InstanceId::new("web.1").unwrap(),
+            lost: false,
+            attempt: 2,
+        }
+        .into(),
+        EventKind::InstanceStopRequested => InstanceStopRequested {
+            instance: InstanceId::new("web.3").unwrap(),
+            node,
+            reason: "service web wants 2 replicas".into(),
+        }
+        .into(),
+        EventKind::InstanceStarted => InstanceStarted {
+            instance: InstanceId::new("web.3").unwrap(),
+            node,
+            address: "10.0.2.21".into(),
+            ports: [("http".to_owned(), 24_001u16), ("admin".to_owned(), 9901)].into_iter().collect(),
+            restarts: 1,
+        }
+        .into(),
+        EventKind::InstanceHealthy => InstanceHealthy { instance: InstanceId::new("web.3").unwrap(), node }.into(),
+        EventKind::InstanceUnhealthy => InstanceUnhealthy {
+            instance: InstanceId::new("web.3").unwrap(),
+            node,
+            reason: "GET http://127.0.0.1:24001/ready: 503 three times".into(),
+        }
+        .into(),
+        EventKind::InstanceExited => InstanceExited {
+            instance: InstanceId::new("web.3").unwrap(),
+            node,
+            exit_code: Some(1),
+            signal: None,
+            restarting: true,
+            reason: "exited with status 1".into(),
+        }
+        .into(),
+        EventKind::InstanceStopped => InstanceStopped { instance: InstanceId::new("web.3").unwrap(), node }.into(),
+        EventKind::NodeAgentStarted => NodeAgentStarted { node, address: "10.0.2.21".into() }.into(),
+        EventKind::NodeAgentLost => NodeAgentLost { node, silent_ms: 31_250 }.into(),
+        EventKind::NodeAgentReturned => NodeAgentReturned { node }.into(),
         EventKind::RolloutMemberLeft => {
             RolloutMemberLeft { rollout: 43, node, why: "pinned at seq 44 before its agent started".into() }.into()
         }

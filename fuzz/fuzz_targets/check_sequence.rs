@@ -241,7 +241,57 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             exit_code: 0,
         }
         .into(),
+        EventKind::InstancePlaced => InstancePlaced { service: "web".into(), instance: instance(variant), node, version: web_version() }.into(),
+        EventKind::InstanceRescheduled => InstanceRescheduled {
+            service: "web".into(),
+            instance: instance(variant),
+            node,
+            version: web_version(),
+            replaces: instance(variant / 4),
+            lost: variant % 2 == 0,
+            attempt: u32::from(variant % 3),
+        }
+        .into(),
+        EventKind::InstanceStopRequested => {
+            InstanceStopRequested { instance: instance(variant), node, reason: "surplus".into() }.into()
+        }
+        EventKind::InstanceStarted => InstanceStarted {
+            instance: instance(variant),
+            node,
+            address: "127.0.0.1".into(),
+            ports: [("http".to_owned(), 20_000 + u16::from(variant))].into_iter().collect(),
+            restarts: u32::from(variant % 3),
+        }
+        .into(),
+        EventKind::InstanceHealthy => InstanceHealthy { instance: instance(variant), node }.into(),
+        EventKind::InstanceUnhealthy => {
+            InstanceUnhealthy { instance: instance(variant), node, reason: "503".into() }.into()
+        }
+        EventKind::InstanceExited => InstanceExited {
+            instance: instance(variant),
+            node,
+            exit_code: Some(i32::from(variant % 3)),
+            signal: None,
+            restarting: variant % 2 == 1,
+            reason: "exited".into(),
+        }
+        .into(),
+        EventKind::InstanceStopped => InstanceStopped { instance: instance(variant), node }.into(),
+        EventKind::NodeAgentStarted => NodeAgentStarted { node, address: "127.0.0.1".into() }.into(),
+        EventKind::NodeAgentLost => NodeAgentLost { node, silent_ms: u64::from(variant) }.into(),
+        EventKind::NodeAgentReturned => NodeAgentReturned { node }.into(),
     })
+}
+
+/// One of the first instances of the fixture's service `web`.
+fn instance(variant: u8) -> sendan_core::ids::InstanceId {
+    sendan_core::ids::InstanceId::new(format!("web.{}", variant % 4 + 1)).unwrap()
+}
+
+/// The version of the fixture spec's `web` service, so that placements can be accepted.
+fn web_version() -> Hash {
+    let spec: ClusterSpec = ClusterSpec::from_json(include_str!("../../core/src/spec/fixture.json")).unwrap();
+    sendan_core::services::Task::of(&spec.services["web"]).version()
 }
 
 /// One of three fake systems.

@@ -299,12 +299,20 @@
     edge-proxy = {
       description = "TLS-terminating HTTP proxy in front of the internal APIs";
       package = "git+https://git.acme.internal/platform/edge-proxy?ref=v2.4.1#default";
-      command = [ "bin/edge-proxy" "--listen" "0.0.0.0:8443" "--admin" "127.0.0.1:9901" ];
+      command = [ "bin/edge-proxy" "--listen" "0.0.0.0:8443" "--admin" "0.0.0.0:$SENDAN_PORT_ADMIN" ];
       replicas = 4;
       pools = [ "workers" ];
       constraints = { maxPerNode = 1; spreadAcrossRacks = true; };
+      # What one instance reserves of a node's reported CPU threads and memory.
+      resources = { cpu = 2; memory = "1GiB"; };
+      # `https` is the same on every node (the load balancer's target); `admin` is allocated per instance.
+      ports = { https.static = 8443; admin = { }; };
+      # Restarted in place twice within 5 minutes, then replaced on another node (at most 3 times an hour).
+      restart = { attempts = 2; intervalSeconds = 300; delaySeconds = 2; };
+      reschedule = { attempts = 3; intervalSeconds = 3600; delaySeconds = 10; maxDelaySeconds = 300; };
+      placement = "spread";
       health = {
-        http = { port = 9901; path = "/ready"; };
+        http = { port = "admin"; path = "/ready"; };
         intervalSeconds = 5;
         timeoutSeconds = 2;
         unhealthyAfter = 3;
@@ -325,7 +333,9 @@
       replicas = 2;
       pools = [ "storage" ];
       constraints = { maxPerNode = 1; spreadAcrossRacks = true; };
-      health.tcp.port = 7480;
+      resources = { cpu = 4; memory = "8GiB"; };
+      ports.s3.static = 7480;
+      health.tcp.port = "s3";
       update = { maxParallel = 1; minHealthySeconds = 120; healthyDeadlineSeconds = 900; };
     };
   };

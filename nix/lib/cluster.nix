@@ -488,6 +488,34 @@ let
     ++ optional (svc.update.healthyDeadlineSeconds <= svc.update.minHealthySeconds)
       "${subject}: update.healthyDeadlineSeconds (${toString svc.update.healthyDeadlineSeconds}) must exceed minHealthySeconds (${toString svc.update.minHealthySeconds})"
     ++ b.concatMap (unknownRef subject "rack" d.racks) (if allowedRacks == null then [ ] else allowedRacks)
+    ++ b.concatMap (
+      p: optional (b.match "[a-z][a-z0-9_]*" p == null)
+        "${subject}: port name '${p}' must start with a lower-case letter and hold only lower-case letters, digits and '_'"
+    ) (names svc.ports)
+    ++ (
+      let
+        statics = b.filter (p: svc.ports.${p}.static != null) (names svc.ports);
+      in
+      b.concatLists (
+        b.genList (
+          i:
+          let
+            first = b.elemAt statics i;
+            n = svc.ports.${first}.static;
+            later = b.filter (p: svc.ports.${p}.static == n) (b.genList (j: b.elemAt statics (i + 1 + j)) (b.length statics - i - 1));
+          in
+          optional (later != [ ]) "${subject}: ports '${first}' and '${b.head later}' both use static port ${toString n}"
+        ) (b.length statics)
+      )
+    )
+    ++ optionals (h != null) (
+      b.concatMap (
+        probe: optional (probe != null && b.isString probe.port && !(svc.ports ? ${probe.port}))
+          "${subject}: the health check's port '${probe.port}' is not one of its ports"
+      ) [ h.http h.tcp ]
+    )
+    ++ optional (svc.reschedule.maxDelaySeconds < svc.reschedule.delaySeconds)
+      "${subject}: reschedule.maxDelaySeconds (${toString svc.reschedule.maxDelaySeconds}) must not be less than delaySeconds (${toString svc.reschedule.delaySeconds})"
     ++ poolErrs
     ++ optional (poolErrs == [ ] && capacity < svc.replicas)
       "${subject} wants ${toString svc.replicas} replicas but at most ${toString capacity} fit: ${toString (b.length eligible)} eligible nodes, at most ${toString svc.constraints.maxPerNode} per node"

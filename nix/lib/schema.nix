@@ -184,10 +184,10 @@ let
 
   healthCheck = record {
     http = opt (nullOr (record {
-      port = req t.port;
+      port = req t.portRef;
       path = opt t.nonEmptyStr "/";
     })) null;
-    tcp = opt (nullOr (record { port = req t.port; })) null;
+    tcp = opt (nullOr (record { port = req t.portRef; })) null;
     exec = opt (nullOr (t.nonEmptyListOf t.nonEmptyStr)) null;
     intervalSeconds = opt t.positive 10;
     timeoutSeconds = opt t.positive 2;
@@ -305,6 +305,27 @@ in
         healthyDeadlineSeconds = opt t.positive 300;
         autoRevert = opt t.bool true;
       }) { };
+      resources = opt (record {
+        cpu = opt t.nat 0;
+        memory = renamed "memoryBytes" (opt t.size 0);
+      }) { };
+      ports = opt (attrsOf (record {
+        static = opt (nullOr t.port) null;
+      })) { };
+      restart = opt (record {
+        attempts = opt t.nat 2;
+        intervalSeconds = opt t.positive 300;
+        delaySeconds = opt t.nat 1;
+      }) { };
+      reschedule = opt (record {
+        attempts = opt t.nat 3;
+        intervalSeconds = opt t.positive 3600;
+        delaySeconds = opt t.nat 5;
+        maxDelaySeconds = opt t.nat 300;
+        backoff = opt (t.enum [ "constant" "exponential" ]) "exponential";
+        unlimited = opt t.bool false;
+      }) { };
+      placement = opt (t.enum [ "binpack" "spread" ]) "binpack";
     })) { };
 
     bootstrap = req (record {

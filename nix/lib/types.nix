@@ -60,6 +60,10 @@ rec {
   positive = simple "a positive integer" (v: b.isInt v && v > 0);
   between = lo: hi: simple "an integer from ${toString lo} to ${toString hi}" (v: b.isInt v && v >= lo && v <= hi);
   port = between 1 65535;
+  # A health probe's port: a number, or the name of one of the service's ports.
+  portRef = simple "a port number from 1 to 65535 or a port name" (
+    v: b.isInt v && v >= 1 && v <= 65535 || b.isString v && v != ""
+  );
   asn = between 1 4294967295;
   anything = {
     name = "anything";

@@ -18,6 +18,7 @@ pub use crate::machines::events::*;
 pub use crate::nixos::{SwitchAction, SystemKind, switch_succeeded, system_kind};
 pub use crate::nodes::events::*;
 pub use crate::rollouts::events::*;
+pub use crate::services::events::*;
 pub use crate::specs::events::*;
 pub use crate::systems::events::*;
 
@@ -161,6 +162,17 @@ impl From<crate::rollouts::planner::RolloutMove> for Payload {
             M::NodesReverted(e) => e.into(),
             M::Reverted(e) => e.into(),
             M::MemberLeft(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::services::planner::Decision> for Payload {
+    fn from(d: crate::services::planner::Decision) -> Payload {
+        use crate::services::planner::Decision as D;
+        match d {
+            D::Place(p) => p.into(),
+            D::Reschedule(r) => r.into(),
+            D::Stop(s) => s.into(),
         }
     }
 }

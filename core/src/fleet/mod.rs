@@ -22,11 +22,12 @@ use crate::read::{Ctx, DecisionFacts, FleetRead, MachineFacts, NodeFacts};
 use crate::rejection::Rejection;
 use crate::rollouts::fold::Decided;
 use crate::rollouts::{MemberOutcome, Rollout, RolloutsState};
+use crate::services::{ServicesState, Task};
 use crate::spec::LiveSpec;
 use crate::specs::SpecState;
 use crate::systems::fold::Settled;
 use crate::systems::{Desired, NodeSystem, Source, SystemsState};
-use crate::{machines, nodes, rollouts, specs, systems};
+use crate::{machines, nodes, rollouts, services, specs, systems};
 
 /// The state after some prefix of the log. Clones are cheap — persistent maps of shared records, so a clone
 /// copies no record and a change copies only the records it touches — which is what makes a batch atomic (it is
@@ -45,6 +46,7 @@ pub struct FleetState {
     pub specs: SpecState,
     pub systems: SystemsState,
     pub rollouts: RolloutsState,
+    pub services: ServicesState,
 }
 
 impl FleetState {
@@ -193,7 +195,7 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
     }
     let read: &dyn FleetRead = state;
     let ctx = Ctx { now: proposal.time.max(state.last_time), actor: &proposal.actor };
-    let (ms, sys, ro) = (&state.machines, &state.systems, &state.rollouts);
+    let (ms, sys, ro, sv) = (&state.machines, &state.systems, &state.rollouts, &state.services);
     use Payload as P;
     match &proposal.payload {
         P::MachineDiscovered(p) => machines::rules::machine_discovered(p),
@@ -238,6 +240,17 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::RolloutNodesReverted(p) => rollouts::rules::nodes_reverted(ro, read, &ctx, p),
         P::RolloutReverted(p) => rollouts::rules::reverted(ro, read, &ctx, p),
         P::RolloutMemberLeft(p) => rollouts::rules::member_left(ro, read, p),
+        P::InstancePlaced(p) => services::rules::placed(sv, read, p),
+        P::InstanceRescheduled(p) => services::rules::rescheduled(sv, read, &ctx, p),
+        P::InstanceStopRequested(p) => services::rules::stop_requested(sv, p),
+        P::InstanceStarted(p) => services::rules::started(sv, p),
+        P::InstanceHealthy(p) => services::rules::healthy(sv, p),
+        P::InstanceUnhealthy(p) => services::rules::unhealthy(sv, p),
+        P::InstanceExited(p) => services::rules::exited(sv, p),
+        P::InstanceStopped(p) => services::rules::stopped(sv, p),
+        P::NodeAgentStarted(p) => services::rules::agent_started(read, p),
+        P::NodeAgentLost(p) => services::rules::agent_lost(sv, p),
+        P::NodeAgentReturned(p) => services::rules::agent_returned(sv, p),
     }
 }
 
@@ -324,7 +337,10 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         P::NodeReprovisionRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
         P::NodeRescueRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
         P::NodeFailed(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), Some(&p.reason)),
-        P::NodeRetired(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeRetired(p) => {
+            nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None);
+            services::fold::node_retired(&mut state.services, &p.node);
+        }
         P::NodeTokenIssued(p) => nodes::fold::node_token_issued(&mut state.nodes, seq, p),
         P::SpecApplied(p) => {
             let before = specs::fold::applied(&mut state.specs, seq, p);
@@ -418,6 +434,28 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         }
         P::RolloutReverted(p) => rollouts::fold::reverted(&mut state.rollouts, seq, p),
         P::RolloutMemberLeft(p) => rollouts::fold::member_left(&mut state.rollouts, seq, p),
+        P::InstancePlaced(p) => {
+            let task = live_task(state, &p.service);
+            services::fold::placed(&mut state.services, seq, time, p, task);
+        }
+        P::InstanceRescheduled(p) => {
+            let task = live_task(state, &p.service);
+            services::fold::rescheduled(&mut state.services, seq, time, p, task);
+        }
+        P::InstanceStopRequested(p) => services::fold::stop_requested(&mut state.services, seq, p),
+        P::InstanceStarted(p) => services::fold::started(&mut state.services, seq, time, p),
+        P::InstanceHealthy(p) => services::fold::healthy(&mut state.services, seq, time, p),
+        P::InstanceUnhealthy(p) => services::fold::unhealthy(&mut state.services, seq, time, p),
+        P::InstanceExited(p) => services::fold::exited(&mut state.services, seq, time, p),
+        P::InstanceStopped(p) => services::fold::stopped(&mut state.services, p),
+        P::NodeAgentStarted(p) => services::fold::agent_started(&mut state.services, seq, p),
+        P::NodeAgentLost(p) => services::fold::agent_lost(&mut state.services, seq, p),
+        P::NodeAgentReturned(p) => services::fold::agent_returned(&mut state.services, seq, p),
     }
     index
+}
+
+/// What the live spec's declaration of `service` runs (the version `check` accepted a placement at).
+fn live_task(state: &FleetState, service: &str) -> Option<Task> {
+    state.live().and_then(|l| l.spec.services.get(service)).map(Task::of)
 }

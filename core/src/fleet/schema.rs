@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use super::FleetState;
 use crate::event::*;
 use crate::facts::{Cpu, Disk, Dmi, HardwareFacts, LldpNeighbor, Nic};
-use crate::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
+use crate::ids::{Actor, EventId, Hash, InstanceId, MachineId, NodeId, Timestamp};
 
 fn n(s: &str) -> Option<NodeId> {
     NodeId::new(s).ok()
@@ -62,6 +62,8 @@ fn probe_events() -> Option<Vec<Payload>> {
     let spec = crate::spec::fixture::parsed()?;
     let (w1, w2) = (n("worker-01")?, n("worker-02")?);
     let (m1, m2, m3) = (m("m1")?, m("m2")?, m("m3")?);
+    let i = |s: &str| InstanceId::new(s).ok();
+    let version = crate::services::Task::of(spec.services.get("web")?).version();
     Some(vec![
         MachineDiscovered { machine: m1.clone(), facts: facts("m1", "52:54:00:00:00:01") }.into(),
         SpecApplied { digest: spec.digest(), document: spec.canonical_json() }.into(),
@@ -153,6 +155,38 @@ fn probe_events() -> Option<Vec<Payload>> {
         .into(),
         RolloutMemberLeft { rollout: 22, node: w1.clone(), why: "w".into() }.into(),
         RolloutReverted { rollout: 22 }.into(),
+        NodeAgentStarted { node: w1.clone(), address: "10.0.0.1".into() }.into(),
+        InstancePlaced { service: "web".into(), instance: i("web.1")?, node: w1.clone(), version }.into(),
+        InstanceStarted {
+            instance: i("web.1")?,
+            node: w1.clone(),
+            address: "10.0.0.1".into(),
+            ports: [("http".to_owned(), 20_001u16)].into_iter().collect(),
+            restarts: 1,
+        }
+        .into(),
+        InstancePlaced { service: "web".into(), instance: i("web.2")?, node: w1.clone(), version }.into(),
+        InstanceExited {
+            instance: i("web.2")?,
+            node: w1.clone(),
+            exit_code: Some(1),
+            signal: None,
+            restarting: false,
+            reason: "r".into(),
+        }
+        .into(),
+        InstanceRescheduled {
+            service: "web".into(),
+            instance: i("web.3")?,
+            node: w1.clone(),
+            version,
+            replaces: i("web.2")?,
+            lost: false,
+            attempt: 1,
+        }
+        .into(),
+        InstanceStopRequested { instance: i("web.1")?, node: w1.clone(), reason: "r".into() }.into(),
+        NodeAgentLost { node: w1.clone(), silent_ms: 1 }.into(),
     ])
 }
 
@@ -206,6 +240,14 @@ mod tests {
         assert!(s.systems.get(&n("worker-02").unwrap()).unwrap().pinned.is_some());
         let r = s.rollouts.get(22).expect("the probe's rollout");
         assert!(!r.waves.is_empty() && r.waves[0].nodes[0].revert.is_some() && r.ended.is_some());
+        let sv = &s.services;
+        let web1 = sv.instance(&InstanceId::new("web.1").unwrap()).unwrap();
+        assert!(web1.stop.is_some() && web1.address.is_some() && !web1.ports.is_empty());
+        let web3 = sv.instance(&InstanceId::new("web.3").unwrap()).unwrap();
+        assert!(web3.replaces.is_some() && !web3.reschedules.is_empty());
+        assert!(sv.instance(&InstanceId::new("web.2").unwrap()).is_none(), "a replaced failed instance leaves");
+        assert!(!sv.versions.is_empty() && !sv.by_node.is_empty() && !sv.next.is_empty());
+        assert!(sv.agents.values().any(|a| !a.running));
     }
 
     /// A changed fingerprint means checkpoints of older builds are refolded from the events: update the pinned
@@ -215,5 +257,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "dc49844c92fde7f1f0cf3c775e973ec9f01ecb938b8e43f3d4a10d227010503e";
+    const PINNED: &str = "c9b633367840d38d614ac83123e0efe547f79982a2719100f286fdf83cf99d36";
 }

@@ -410,6 +410,150 @@ pub struct Service {
     pub health: Option<HealthCheck>,
     #[serde(default)]
     pub update: UpdatePolicy,
+    /// What one instance reserves on its node, compared with the node's reported facts minus what is placed.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Named ports: a static number, or (no number) one the node-agent allocates from its range. Each reaches the
+    /// instance as `SENDAN_PORT_<NAME>` (upper-cased), and `$SENDAN_PORT_<NAME>` in `command` is replaced by it.
+    #[serde(default)]
+    pub ports: BTreeMap<String, PortSpec>,
+    /// What the node-agent does when an instance exits or fails its health check.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// What the scheduler does when an instance failed for good (its restarts used up): place a replacement on
+    /// another node, after a delay that grows, a bounded number of times within an interval.
+    #[serde(default)]
+    pub reschedule: ReschedulePolicy,
+    /// How the scheduler ranks the nodes that fit: `binpack` fills nodes up, `spread` evens them out.
+    #[serde(default)]
+    pub placement: PlacementStrategy,
+}
+
+/// What one instance reserves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// CPU threads.
+    #[serde(default)]
+    pub cpu: u32,
+    #[serde(default)]
+    pub memory_bytes: u64,
+}
+
+/// A named port of a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// The port every instance listens on; none: the node-agent allocates one per instance.
+    #[serde(default, rename = "static")]
+    pub static_port: Option<u16>,
+}
+
+/// A health probe's port: a number, or the name of one of the service's ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+impl PortRef {
+    /// The port number, given the instance's allocated ports by name.
+    pub fn resolve(&self, ports: &BTreeMap<String, u16>) -> Option<u16> {
+        match self {
+            PortRef::Number(n) => Some(*n),
+            PortRef::Name(name) => ports.get(name).copied(),
+        }
+    }
+}
+
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => write!(f, "'{name}'"),
+        }
+    }
+}
+
+/// Restarts on the node: at most `attempts` within `intervalSeconds`, each after `delaySeconds`; past that the
+/// instance has failed and the scheduler's reschedule policy takes over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartPolicy {
+    #[serde(default = "two")]
+    pub attempts: u32,
+    #[serde(default = "three_hundred")]
+    pub interval_seconds: u32,
+    #[serde(default = "one")]
+    pub delay_seconds: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy { attempts: 2, interval_seconds: 300, delay_seconds: 1 }
+    }
+}
+
+/// Replacements of failed instances on other nodes: at most `attempts` within `intervalSeconds` (or without end
+/// when `unlimited`), the first after `delaySeconds`, each next one after twice the last (`exponential`) or the
+/// same (`constant`), never more than `maxDelaySeconds`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReschedulePolicy {
+    #[serde(default = "three")]
+    pub attempts: u32,
+    #[serde(default = "hour")]
+    pub interval_seconds: u32,
+    #[serde(default = "five")]
+    pub delay_seconds: u32,
+    #[serde(default = "three_hundred")]
+    pub max_delay_seconds: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default)]
+    pub unlimited: bool,
+}
+
+impl Default for ReschedulePolicy {
+    fn default() -> Self {
+        ReschedulePolicy {
+            attempts: 3,
+            interval_seconds: 3600,
+            delay_seconds: 5,
+            max_delay_seconds: 300,
+            backoff: Backoff::Exponential,
+            unlimited: false,
+        }
+    }
+}
+
+impl ReschedulePolicy {
+    /// The delay before the reschedule that follows `earlier` reschedules, in milliseconds.
+    pub fn delay_ms(&self, earlier: u32) -> i64 {
+        let base = i64::from(self.delay_seconds) * 1000;
+        let max = i64::from(self.max_delay_seconds.max(self.delay_seconds)) * 1000;
+        match self.backoff {
+            Backoff::Constant => base,
+            Backoff::Exponential => base.saturating_mul(1i64 << earlier.min(30)).min(max),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    Constant,
+    #[default]
+    Exponential,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementStrategy {
+    #[default]
+    Binpack,
+    Spread,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -453,7 +597,7 @@ pub struct HealthCheck {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpProbe {
-    pub port: u16,
+    pub port: PortRef,
     #[serde(default = "root_path")]
     pub path: String,
 }
@@ -461,7 +605,7 @@ pub struct HttpProbe {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TcpProbe {
-    pub port: u16,
+    pub port: PortRef,
 }
 
 /// How a new version rolls out: `canary` instances first, then at most `maxParallel` at a time; each must stay
@@ -515,8 +659,14 @@ fn two() -> u32 {
 fn three() -> u32 {
     3
 }
+fn five() -> u32 {
+    5
+}
 fn ten() -> u32 {
     10
+}
+fn hour() -> u32 {
+    3600
 }
 fn three_hundred() -> u32 {
     300
@@ -603,6 +753,13 @@ impl ClusterSpec {
             .map(|(name, _)| name.as_str())
             .collect()
     }
+}
+
+/// `value` as canonical JSON: object keys sorted, no whitespace — what `builtins.toJSON` writes.
+pub fn canonical(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
 }
 
 fn write_canonical(value: &serde_json::Value, out: &mut String) {

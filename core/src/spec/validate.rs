@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::disk::DeviceKind;
 use super::net::covered;
-use super::{ClusterSpec, Service, SystemTarget};
+use super::{ClusterSpec, PortRef, Service, SystemTarget};
 
 /// What an error is about, as messages name it: nodes bare (`node cp-1`), everything else quoted
 /// (`pool 'workers'`).
@@ -173,6 +173,22 @@ pub enum SpecError {
         "service '{service}' wants {replicas} replicas but at most {capacity} fit: {eligible} eligible nodes, at most {max_per_node} per node"
     )]
     ServiceDoesNotFit { service: String, replicas: u32, capacity: u64, eligible: usize, max_per_node: u32 },
+    #[error(
+        "service '{service}': port name '{port}' must start with a lower-case letter and hold only lower-case letters, digits and '_'"
+    )]
+    ServicePortName { service: String, port: String },
+    #[error("service '{service}': ports '{first}' and '{second}' both use static port {number}")]
+    ServiceStaticPortTwice { service: String, first: String, second: String, number: u16 },
+    #[error("service '{service}': the health check's port '{port}' is not one of its ports")]
+    HealthPortUnknown { service: String, port: String },
+    #[error("service '{service}': reschedule.maxDelaySeconds ({max}) must not be less than delaySeconds ({delay})")]
+    RescheduleDelay { service: String, delay: u32, max: u32 },
+}
+
+/// Whether `name` may name a service's port: it becomes the suffix of `SENDAN_PORT_<NAME>`.
+pub fn port_name_ok(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn times(n: usize) -> String {
@@ -808,9 +824,16 @@ impl Checker<'_> {
                     interval: h.interval_seconds,
                 });
             }
-            let ports = h.http.as_ref().map(|p| p.port).into_iter().chain(h.tcp.as_ref().map(|p| p.port));
-            if ports.into_iter().any(|p| p == 0) {
-                self.invalid(subject.clone(), "health check port must be from 1 to 65535");
+            let ports = h.http.as_ref().map(|p| &p.port).into_iter().chain(h.tcp.as_ref().map(|p| &p.port));
+            for port in ports {
+                match port {
+                    PortRef::Number(0) => self.invalid(subject.clone(), "health check port must be from 1 to 65535"),
+                    PortRef::Number(_) => {}
+                    PortRef::Name(name) if !svc.ports.contains_key(name) => {
+                        self.push(SpecError::HealthPortUnknown { service: service.clone(), port: name.clone() })
+                    }
+                    PortRef::Name(_) => {}
+                }
             }
             if h.exec.as_ref().is_some_and(|c| c.is_empty() || c.iter().any(String::is_empty)) {
                 self.invalid(subject.clone(), "health.exec must be a non-empty list of non-empty strings");
@@ -824,6 +847,42 @@ impl Checker<'_> {
                     self.invalid(subject.clone(), format!("health.{field} must be at least 1"));
                 }
             }
+        }
+        let mut statics: BTreeMap<u16, &str> = BTreeMap::new();
+        for (port, p) in &svc.ports {
+            if !port_name_ok(port) {
+                self.push(SpecError::ServicePortName { service: service.clone(), port: port.clone() });
+            }
+            match p.static_port {
+                Some(0) => self.invalid(subject.clone(), format!("ports.{port}.static must be from 1 to 65535")),
+                Some(number) => {
+                    if let Some(first) = statics.insert(number, port) {
+                        self.push(SpecError::ServiceStaticPortTwice {
+                            service: service.clone(),
+                            first: first.to_owned(),
+                            second: port.clone(),
+                            number,
+                        });
+                    }
+                }
+                None => {}
+            }
+        }
+        for (field, v) in [
+            ("restart.intervalSeconds", svc.restart.interval_seconds),
+            ("reschedule.intervalSeconds", svc.reschedule.interval_seconds),
+        ] {
+            if v == 0 {
+                self.invalid(subject.clone(), format!("{field} must be at least 1"));
+            }
+        }
+        let r = &svc.reschedule;
+        if r.max_delay_seconds < r.delay_seconds {
+            self.push(SpecError::RescheduleDelay {
+                service: service.clone(),
+                delay: r.delay_seconds,
+                max: r.max_delay_seconds,
+            });
         }
         let u = &svc.update;
         if u.canary > svc.replicas {

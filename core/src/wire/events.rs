@@ -340,11 +340,11 @@ mod tests {
             (br#"{"type":"NodeRetired","node":"a","id":"x"}"#, "must be a UUID"),
             (
                 br#"{"type":"NodeFailed","node":"a","reason":"\u001b[2Jgone"}"#,
-                "`reason` contains the control character U+001B",
+                "`reason` contains the unprintable character U+001B",
             ),
             (
                 br#"{"type":"NodeRetired","node":"a","comment":"\u0007"}"#,
-                "`comment` contains the control character U+0007",
+                "`comment` contains the unprintable character U+0007",
             ),
             (
                 br#"[{"type":"NodeRetired","node":"a","id":"0190f5a4-7c1e-7a4b-9d3e-5f0c2b1a9e77"},

@@ -39,6 +39,11 @@ pub fn systems_spec(nodes: &[&str], variant: usize) -> Payload {
             "system": { "flake": null, "storePath": SYSTEMS[variant % SYSTEMS.len()] }
         });
     }
+    // A service on the pool, so that the scheduler and the node agents have something to place and run.
+    doc["services"]["edge-web"] = serde_json::json!({
+        "package": "/nix/store/3c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-edge-web", "pools": [POOL],
+        "replicas": nodes.len().min(2), "ports": { "http": {} }
+    });
     let spec = sendan_core::spec::ClusterSpec::from_json(&doc.to_string()).unwrap();
     if let Err(e) = spec.validate() {
         panic!("the systems test spec is invalid: {e}");

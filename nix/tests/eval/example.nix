@@ -168,7 +168,7 @@ in
       };
       blob = {
         http = null;
-        tcp.port = 7480;
+        tcp.port = "s3";
         exec = null;
         intervalSeconds = 10;
         timeoutSeconds = 2;

@@ -1,0 +1,206 @@
+//! How `evolve` records the service and node-agent events: instances are added, moved through their statuses,
+//! replaced and removed; agents start, are lost and return. Rule-free: every decision is in the event (a
+//! reschedule names the instance it replaces and whether it was lost), and `check` accepted it.
+
+use std::sync::Arc;
+
+use super::events::*;
+use super::{AgentRecord, Instance, InstanceStatus, ServicesState, StoredTask, Task};
+use crate::ids::{Hash, InstanceId, NodeId, Timestamp};
+
+/// How many reschedule times an instance's line keeps: more than any policy's attempts need.
+const RESCHEDULES_KEPT: usize = 64;
+
+fn insert(s: &mut ServicesState, i: Instance, task: Option<Task>) {
+    if let Some(n) = i.id.as_str().rsplit('.').next().and_then(|n| n.parse::<u64>().ok()) {
+        let next = s.next.entry(i.service.clone()).or_insert(1);
+        *next = (*next).max(n + 1);
+    }
+    let entry = s.versions.entry(i.version).or_insert_with(|| (StoredTask(Arc::new(task.unwrap_or_default())), 0));
+    entry.1 += 1;
+    s.by_service.entry(i.service.clone()).or_default().insert(i.id.clone());
+    s.by_node.entry(i.node.clone()).or_default().insert(i.id.clone());
+    s.instances.insert(i.id.clone(), Arc::new(i));
+}
+
+fn remove(s: &mut ServicesState, id: &InstanceId) {
+    let Some(i) = s.instances.remove(id) else { return };
+    if let Some(set) = s.by_service.get_mut(&i.service) {
+        set.remove(id);
+        if set.is_empty() {
+            s.by_service.remove(&i.service);
+        }
+    }
+    if let Some(set) = s.by_node.get_mut(&i.node) {
+        set.remove(id);
+        if set.is_empty() {
+            s.by_node.remove(&i.node);
+        }
+    }
+    let gone = match s.versions.get_mut(&i.version) {
+        Some(entry) => {
+            entry.1 = entry.1.saturating_sub(1);
+            entry.1 == 0
+        }
+        None => false,
+    };
+    if gone {
+        s.versions.remove(&i.version);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_instance(
+    seq: u64,
+    time: Timestamp,
+    service: &str,
+    id: &InstanceId,
+    node: &NodeId,
+    version: Hash,
+    task: Option<&Task>,
+    replaces: Option<InstanceId>,
+    reschedules: Vec<Timestamp>,
+) -> Instance {
+    Instance {
+        id: id.clone(),
+        service: service.to_owned(),
+        node: node.clone(),
+        version,
+        cpu: task.map_or(0, |t| t.resources.cpu),
+        memory_bytes: task.map_or(0, |t| t.resources.memory_bytes),
+        static_ports: task.map(Task::static_ports).unwrap_or_default(),
+        placed: seq,
+        placed_at: time,
+        status: InstanceStatus::Pending,
+        since: seq,
+        since_at: time,
+        address: None,
+        ports: Default::default(),
+        restarts: 0,
+        reason: None,
+        stop: None,
+        replaces,
+        replaced_by: None,
+        reschedules,
+    }
+}
+
+/// A placement, with what the live spec says its version runs.
+pub fn placed(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstancePlaced, task: Option<Task>) {
+    let i = new_instance(seq, time, &p.service, &p.instance, &p.node, p.version, task.as_ref(), None, Vec::new());
+    insert(s, i, task);
+}
+
+/// A replacement: the new instance takes the old one's place; a failed one (nothing runs) leaves the state, a
+/// lost one stays until its agent reports it stopped.
+pub fn rescheduled(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceRescheduled, task: Option<Task>) {
+    let mut line = Vec::new();
+    let mut failed = false;
+    if let Some(old) = s.instance_mut(&p.replaces) {
+        old.replaced_by = Some(p.instance.clone());
+        line = old.reschedules.clone();
+        failed = old.status == InstanceStatus::Failed;
+    }
+    if !p.lost {
+        line.push(time);
+    }
+    if line.len() > RESCHEDULES_KEPT {
+        line.drain(..line.len() - RESCHEDULES_KEPT);
+    }
+    let i = new_instance(
+        seq,
+        time,
+        &p.service,
+        &p.instance,
+        &p.node,
+        p.version,
+        task.as_ref(),
+        Some(p.replaces.clone()),
+        line,
+    );
+    insert(s, i, task);
+    if failed {
+        remove(s, &p.replaces);
+    }
+}
+
+pub fn stop_requested(s: &mut ServicesState, seq: u64, p: &InstanceStopRequested) {
+    if let Some(i) = s.instance_mut(&p.instance) {
+        i.stop = Some((seq, p.reason.clone()));
+    }
+}
+
+fn set_status<'a>(
+    s: &'a mut ServicesState,
+    id: &InstanceId,
+    seq: u64,
+    time: Timestamp,
+    status: InstanceStatus,
+) -> Option<&'a mut Instance> {
+    let i = s.instance_mut(id)?;
+    i.status = status;
+    i.since = seq;
+    i.since_at = time;
+    Some(i)
+}
+
+pub fn started(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceStarted) {
+    if let Some(i) = set_status(s, &p.instance, seq, time, InstanceStatus::Running) {
+        i.address = Some(p.address.clone());
+        i.ports = p.ports.clone();
+        i.restarts = p.restarts;
+        i.reason = None;
+    }
+}
+
+pub fn healthy(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceHealthy) {
+    if let Some(i) = set_status(s, &p.instance, seq, time, InstanceStatus::Healthy) {
+        i.reason = None;
+    }
+}
+
+pub fn unhealthy(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceUnhealthy) {
+    if let Some(i) = set_status(s, &p.instance, seq, time, InstanceStatus::Unhealthy) {
+        i.reason = Some(p.reason.clone());
+    }
+}
+
+pub fn exited(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceExited) {
+    let status = if p.restarting { InstanceStatus::Restarting } else { InstanceStatus::Failed };
+    if let Some(i) = set_status(s, &p.instance, seq, time, status) {
+        i.reason = Some(p.reason.clone());
+    }
+}
+
+pub fn stopped(s: &mut ServicesState, p: &InstanceStopped) {
+    remove(s, &p.instance);
+}
+
+pub fn agent_started(s: &mut ServicesState, seq: u64, p: &NodeAgentStarted) {
+    s.agents
+        .insert(p.node.clone(), AgentRecord { running: true, since: seq, started: seq, address: p.address.clone() });
+}
+
+pub fn agent_lost(s: &mut ServicesState, seq: u64, p: &NodeAgentLost) {
+    if let Some(a) = s.agents.get_mut(&p.node) {
+        a.running = false;
+        a.since = seq;
+    }
+}
+
+pub fn agent_returned(s: &mut ServicesState, seq: u64, p: &NodeAgentReturned) {
+    if let Some(a) = s.agents.get_mut(&p.node) {
+        a.running = true;
+        a.since = seq;
+    }
+}
+
+/// The node was retired: its machine is gone, so nothing of it reports again. Its agent and the instances it
+/// held that were already replaced or asked to stop leave the state; live ones stay, lost, until replaced.
+pub fn node_retired(s: &mut ServicesState, node: &NodeId) {
+    s.agents.remove(node);
+    let gone: Vec<InstanceId> = s.on_node(node).filter(|i| !i.is_assigned()).map(|i| i.id.clone()).collect();
+    for id in gone {
+        remove(s, &id);
+    }
+}

@@ -1,0 +1,720 @@
+//! The scheduler: a pure planner over the live spec's services, the fleet and the instances the log holds.
+//! [`plan`] returns what the scheduler should propose now — replacements of lost and failed instances (by the
+//! reschedule policy), stops of instances a service no longer wants or may no longer run where they are, and
+//! placements of missing replicas — and, per service, what could not be done and why. [`explain`] is the same
+//! planning for one service with every node's verdict: each filter that excluded it (all of them, not the first),
+//! and for nodes that fit but got nothing, their rank.
+//!
+//! A node fits an instance when it passes every filter ([`filters`]): the live spec declares it in one of the
+//! service's pools and allowed racks, it is `active`, its `sendan-agent node` runs, the service has fewer than
+//! `maxPerNode` instances on it, its reported CPU threads and memory minus what its instances reserve cover the
+//! instance's, and no instance there holds one of the instance's static ports. `check` applies the same
+//! [`filters`] to every placement, so a stale leader cannot overcommit a node.
+//!
+//! Among the nodes that fit, the planner picks by rank: with `spreadAcrossRacks`, the rack with the fewest of the
+//! service's instances first; then the node with the fewest of them; then not the node a failed instance is
+//! replaced from; then `binpack` (the node left fullest) or `spread` (the emptiest); then the node id. Everything
+//! is ordered, so every replica computes the same plan from the same log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::events::{InstancePlaced, InstanceRescheduled, InstanceStopRequested};
+use super::{Instance, InstanceStatus, ServicesState, Task};
+use crate::ids::{EventId, InstanceId, NodeId, Timestamp};
+use crate::lifecycle::NodeState;
+use crate::read::{FleetRead, NodeFacts};
+use crate::spec::{ClusterSpec, PlacementStrategy, Service};
+
+/// Why a node cannot take an instance of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "filter", rename_all = "snake_case")]
+pub enum Filter {
+    /// The live spec does not declare the node.
+    NotDeclared,
+    /// No machine is bound to the declared node yet.
+    NotBound,
+    /// The node is in none of the service's pools.
+    Pool { pool: Option<String>, wants: Vec<String> },
+    /// The node's rack is not one the service allows.
+    Rack { rack: String, wants: Vec<String> },
+    /// The node is not `active`.
+    State { state: crate::lifecycle::NodeState },
+    /// No `sendan-agent node` has started on the node.
+    AgentNotStarted,
+    /// The node's agent went silent past its deadline.
+    AgentLost,
+    /// The service already has `maxPerNode` instances there.
+    MaxPerNode { count: u32, max: u32 },
+    /// Not enough CPU threads free.
+    Cpu { need: u32, free: u32, total: u32 },
+    /// Not enough memory free.
+    Memory { need: u64, free: u64, total: u64 },
+    /// A static port of the service is taken there.
+    Port { port: u16, taken_by: InstanceId },
+}
+
+impl Filter {
+    /// A stable name for counting nodes by reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Filter::NotDeclared => "not_declared",
+            Filter::NotBound => "not_bound",
+            Filter::Pool { .. } => "pool",
+            Filter::Rack { .. } => "rack",
+            Filter::State { .. } => "state",
+            Filter::AgentNotStarted => "agent_not_started",
+            Filter::AgentLost => "agent_lost",
+            Filter::MaxPerNode { .. } => "max_per_node",
+            Filter::Cpu { .. } => "cpu",
+            Filter::Memory { .. } => "memory",
+            Filter::Port { .. } => "port",
+        }
+    }
+
+    /// It excludes the node whatever else runs there (the node's declaration or state), rather than for what
+    /// is placed on it now.
+    fn structural(&self) -> bool {
+        matches!(self, Filter::NotDeclared | Filter::Pool { .. } | Filter::Rack { .. })
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+        match self {
+            Filter::NotDeclared => f.write_str("the live spec does not declare it"),
+            Filter::NotBound => f.write_str("no machine is bound to it yet"),
+            Filter::Pool { pool, wants } => write!(
+                f,
+                "it is in {}, not in {}",
+                pool.as_deref().map_or("no pool".to_owned(), |p| format!("pool {p}")),
+                wants.join(" or ")
+            ),
+            Filter::Rack { rack, wants } => write!(f, "its rack {rack} is not one of {}", wants.join(", ")),
+            Filter::State { state } => write!(f, "it is `{state}`, not `active`"),
+            Filter::AgentNotStarted => f.write_str("no sendan-agent node has started on it"),
+            Filter::AgentLost => f.write_str("its sendan-agent node is lost (no heartbeat within the deadline)"),
+            Filter::MaxPerNode { count, max } => write!(f, "it already runs {count} of at most {max} per node"),
+            Filter::Cpu { need, free, total } => {
+                write!(f, "CPU: {need} thread(s) needed, {free} of {total} free")
+            }
+            Filter::Memory { need, free, total } => {
+                write!(f, "memory: {} needed, {} of {} free", gib(*need), gib(*free), gib(*total))
+            }
+            Filter::Port { port, taken_by } => write!(f, "static port {port} is taken by {taken_by}"),
+        }
+    }
+}
+
+/// What the instances on one node reserve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeUse {
+    pub cpu: u64,
+    pub memory: u64,
+    pub ports: BTreeMap<u16, InstanceId>,
+    /// Live instances per service.
+    pub per_service: BTreeMap<String, u32>,
+}
+
+impl NodeUse {
+    fn add(&mut self, i: &Instance) {
+        // A failed instance runs nothing; every other one holds what it reserved until its agent reports it
+        // stopped.
+        if i.status == InstanceStatus::Failed {
+            return;
+        }
+        self.cpu += u64::from(i.cpu);
+        self.memory += i.memory_bytes;
+        for p in &i.static_ports {
+            self.ports.entry(*p).or_insert_with(|| i.id.clone());
+        }
+        if i.is_live() {
+            *self.per_service.entry(i.service.clone()).or_default() += 1;
+        }
+    }
+}
+
+/// What the instances on `node` reserve now.
+pub fn node_use(services: &ServicesState, node: &NodeId) -> NodeUse {
+    let mut u = NodeUse::default();
+    for i in services.on_node(node) {
+        u.add(i);
+    }
+    u
+}
+
+/// Every filter that excludes `node` from running one more instance of service `name` (`task` is what the
+/// instance runs), given what is placed there (`usage`). Empty: the node fits.
+pub fn filters(
+    read: &dyn FleetRead,
+    services: &ServicesState,
+    spec: &ClusterSpec,
+    name: &str,
+    service: &Service,
+    task: &Task,
+    node: &NodeFacts<'_>,
+    usage: &NodeUse,
+) -> Vec<Filter> {
+    let mut out = Vec::new();
+    match spec.nodes.get(node.id.as_str()) {
+        None => out.push(Filter::NotDeclared),
+        Some(decl) => {
+            if !decl.pool.as_ref().is_some_and(|p| service.pools.contains(p)) {
+                out.push(Filter::Pool { pool: decl.pool.clone(), wants: service.pools.clone() });
+            }
+            if let Some(racks) = &service.constraints.racks
+                && !racks.contains(&decl.rack)
+            {
+                out.push(Filter::Rack { rack: decl.rack.clone(), wants: racks.clone() });
+            }
+        }
+    }
+    if node.state != NodeState::Active {
+        out.push(Filter::State { state: node.state });
+    }
+    match services.agent(node.id) {
+        None => out.push(Filter::AgentNotStarted),
+        Some(a) if !a.running => out.push(Filter::AgentLost),
+        Some(_) => {}
+    }
+    let count = usage.per_service.get(name).copied().unwrap_or(0);
+    if count >= service.constraints.max_per_node {
+        out.push(Filter::MaxPerNode { count, max: service.constraints.max_per_node });
+    }
+    let facts = read.machine(node.machine).map(|m| m.facts);
+    let (cpus, memory) = facts.map_or((0, 0), |f| (f.cpu.threads, f.memory_bytes));
+    let need = &task.resources;
+    let free_cpu = u64::from(cpus).saturating_sub(usage.cpu);
+    if u64::from(need.cpu) > free_cpu {
+        out.push(Filter::Cpu { need: need.cpu, free: free_cpu as u32, total: cpus });
+    }
+    let free_memory = memory.saturating_sub(usage.memory);
+    if need.memory_bytes > free_memory {
+        out.push(Filter::Memory { need: need.memory_bytes, free: free_memory, total: memory });
+    }
+    for port in task.static_ports() {
+        if let Some(by) = usage.ports.get(&port) {
+            out.push(Filter::Port { port, taken_by: by.clone() });
+        }
+    }
+    out
+}
+
+/// Whether an instance is lost: its node left `active` (and is not draining), is gone, or its agent is lost.
+pub fn lost(read: &dyn FleetRead, services: &ServicesState, i: &Instance) -> Option<(String, u64)> {
+    match read.node(&i.node) {
+        None => return Some((format!("node {} is gone", i.node), i.since)),
+        Some(n) if !matches!(n.state, NodeState::Active | NodeState::Draining) => {
+            return Some((format!("node {} is `{}`", i.node, n.state), n.since));
+        }
+        Some(_) => {}
+    }
+    match services.agent(&i.node) {
+        Some(a) if !a.running => Some((format!("node {}'s agent is lost", i.node), a.since)),
+        _ => None,
+    }
+}
+
+/// Where a failed instance stands with its service's reschedule policy at `now`: the attempt its replacement
+/// would be, and the time from which it may be made — or why it will not be.
+pub fn reschedule_due(service: &Service, i: &Instance, now: Timestamp) -> Result<(u32, Timestamp), String> {
+    let policy = &service.reschedule;
+    let window = i64::from(policy.interval_seconds) * 1000;
+    let earlier = i.reschedules.iter().filter(|t| t.0 > now.0 - window).count() as u32;
+    if !policy.unlimited && earlier >= policy.attempts {
+        return Err(format!(
+            "its reschedule attempts are used up: {earlier} of {} within {} s",
+            policy.attempts, policy.interval_seconds
+        ));
+    }
+    Ok((earlier + 1, Timestamp(i.since_at.0.saturating_add(policy.delay_ms(earlier)))))
+}
+
+/// A decision of the scheduler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Place(InstancePlaced),
+    Reschedule(InstanceRescheduled),
+    Stop(InstanceStopRequested),
+}
+
+/// A decision with its id (derived from the instance it concerns, so deciding again on another pass or another
+/// leader is answered with the original seq), the seq of the event it was decided on, and a comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceDecision {
+    pub id: EventId,
+    pub decision: Decision,
+    pub cause: u64,
+    pub comment: String,
+}
+
+/// What the planner could not do for a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Shortfall {
+    /// Replicas that fit on no node now.
+    pub unplaced: u32,
+    /// Why, by filter: how many nodes each filter excluded (a node may count under several).
+    pub filtered: BTreeMap<String, u32>,
+    /// Failed or lost instances waiting for their replacement, and why they wait.
+    pub waiting: Vec<(InstanceId, String)>,
+}
+
+/// Everything the scheduler should propose now, and what it could not do, per service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub decisions: Vec<ServiceDecision>,
+    pub shortfalls: BTreeMap<String, Shortfall>,
+}
+
+/// A node's verdict for one service in an [`explain`]ed plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeVerdict {
+    pub node: NodeId,
+    /// Every filter that excluded it, before this plan placed anything.
+    pub filters: Vec<Filter>,
+    /// Instances of the service it runs now (live) and gets from this plan.
+    pub running: u32,
+    pub placed: u32,
+    /// For a node that fit: its rank among those that fit, best first (1-based), before this plan placed
+    /// anything.
+    pub rank: Option<u32>,
+}
+
+/// One service's plan, explained.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub service: String,
+    pub replicas: u32,
+    pub live: u32,
+    pub decisions: Vec<ServiceDecision>,
+    pub shortfall: Shortfall,
+    /// Every node the fleet knows, and the pools' declared nodes no machine is bound to.
+    pub nodes: Vec<NodeVerdict>,
+}
+
+/// The rank of a node that fits, best first (smaller sorts first).
+type Rank = (u32, u32, i64, NodeId);
+
+struct Planner<'a> {
+    read: &'a dyn FleetRead,
+    services: &'a ServicesState,
+    spec: &'a ClusterSpec,
+    spec_seq: u64,
+    now: Timestamp,
+    usage: BTreeMap<NodeId, NodeUse>,
+    next: BTreeMap<String, u64>,
+    out: Vec<ServiceDecision>,
+}
+
+static NO_USE: NodeUse = NodeUse { cpu: 0, memory: 0, ports: BTreeMap::new(), per_service: BTreeMap::new() };
+
+impl<'a> Planner<'a> {
+    fn new(
+        read: &'a dyn FleetRead,
+        services: &'a ServicesState,
+        spec: &'a ClusterSpec,
+        spec_seq: u64,
+        now: Timestamp,
+    ) -> Self {
+        let usage = services.by_node.keys().map(|n| (n.clone(), node_use(services, n))).collect();
+        Planner { read, services, spec, spec_seq, now, usage, next: BTreeMap::new(), out: Vec::new() }
+    }
+
+    fn usage_of(&self, node: &NodeId) -> &NodeUse {
+        self.usage.get(node).unwrap_or(&NO_USE)
+    }
+
+    fn usage(&mut self, node: &NodeId) -> &mut NodeUse {
+        self.usage.entry(node.clone()).or_default()
+    }
+
+    fn next_id(&mut self, service: &str) -> Option<InstanceId> {
+        let n = self
+            .next
+            .entry(service.to_owned())
+            .or_insert_with(|| self.services.next.get(service).copied().unwrap_or(1));
+        let id = InstanceId::new(format!("{service}.{n}")).ok()?;
+        *n += 1;
+        Some(id)
+    }
+
+    fn rank(&self, name: &str, service: &Service, task: &Task, node: &NodeFacts<'_>, avoid: Option<&NodeId>) -> Rank {
+        let machine = self.read.machine(node.machine).map(|m| (m.facts.cpu.threads, m.facts.memory_bytes));
+        let (cpus, memory) = machine.unwrap_or((0, 0));
+        let u = self.usage_of(node.id);
+        let same = u.per_service.get(name).copied().unwrap_or(0);
+        let ratio =
+            |used: u64, total: u64| if total == 0 { 0 } else { (used.saturating_mul(1_000_000) / total) as i64 };
+        let after = ratio(u.cpu + u64::from(task.resources.cpu), u64::from(cpus))
+            + ratio(u.memory + task.resources.memory_bytes, memory);
+        let fill = match service.placement {
+            PlacementStrategy::Binpack => -after,
+            PlacementStrategy::Spread => after,
+        };
+        (same, u32::from(avoid == Some(node.id)), fill, node.id.clone())
+    }
+
+    fn rack_of(&self, node: &NodeId) -> String {
+        self.spec.nodes.get(node.as_str()).map(|d| d.rack.clone()).unwrap_or_default()
+    }
+
+    /// The nodes that fit one more instance now, by rack, each rack's nodes in rank order.
+    fn candidates(
+        &self,
+        name: &str,
+        service: &Service,
+        task: &Task,
+        avoid: Option<&NodeId>,
+    ) -> BTreeMap<String, BTreeSet<Rank>> {
+        let read = self.read;
+        let mut out: BTreeMap<String, BTreeSet<Rank>> = BTreeMap::new();
+        for node in self.spec.eligible_nodes(service) {
+            let Ok(id) = NodeId::new(node) else { continue };
+            let Some(facts) = read.node(&id) else { continue };
+            if filters(read, self.services, self.spec, name, service, task, &facts, self.usage_of(&id)).is_empty() {
+                let rank = self.rank(name, service, task, &facts, avoid);
+                out.entry(self.rack_of(&id)).or_default().insert(rank);
+            }
+        }
+        out
+    }
+
+    /// Live instances of the service per rack.
+    fn rack_counts(&self, name: &str) -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        for i in self.services.of_service(name).filter(|i| i.is_live()) {
+            *out.entry(self.rack_of(&i.node)).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Choose nodes for `count` more instances, best first, each with the id it gets, reserving each on its node
+    /// as it goes. Fewer when fewer fit.
+    fn choose(
+        &mut self,
+        name: &str,
+        service: &Service,
+        task: &Task,
+        count: u32,
+        avoid: Option<&NodeId>,
+    ) -> Vec<(InstanceId, NodeId)> {
+        if count == 0 {
+            return Vec::new();
+        }
+        let mut racks = self.candidates(name, service, task, avoid);
+        let mut counts = self.rack_counts(name);
+        let spread = service.constraints.spread_across_racks;
+        let mut chosen = Vec::new();
+        while (chosen.len() as u32) < count {
+            let best = racks
+                .iter()
+                .filter_map(|(rack, ranks)| ranks.first().map(|r| (rack, r)))
+                .min_by(|(ra, a), (rb, b)| {
+                    let ca = if spread { counts.get(*ra).copied().unwrap_or(0) } else { 0 };
+                    let cb = if spread { counts.get(*rb).copied().unwrap_or(0) } else { 0 };
+                    (ca, *a).cmp(&(cb, *b))
+                })
+                .map(|(rack, r)| (rack.clone(), r.clone()));
+            let Some((rack, rank)) = best else { break };
+            let Some(id) = self.next_id(name) else { break };
+            let node = rank.3.clone();
+            if let Some(set) = racks.get_mut(&rack) {
+                set.remove(&rank);
+            }
+            let u = self.usage(&node);
+            u.cpu += u64::from(task.resources.cpu);
+            u.memory += task.resources.memory_bytes;
+            *u.per_service.entry(name.to_owned()).or_default() += 1;
+            for p in task.static_ports() {
+                u.ports.entry(p).or_insert_with(|| id.clone());
+            }
+            *counts.entry(rack.clone()).or_insert(0) += 1;
+            chosen.push((id, node.clone()));
+            let read = self.read;
+            if let Some(facts) = read.node(&node) {
+                if filters(read, self.services, self.spec, name, service, task, &facts, self.usage_of(&node)).is_empty()
+                {
+                    let again = self.rank(name, service, task, &facts, avoid);
+                    racks.entry(rack).or_default().insert(again);
+                }
+            }
+        }
+        chosen
+    }
+}
+
+/// The number in an instance id (`web.7` → 7).
+fn number(id: &InstanceId) -> u64 {
+    id.as_str().rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+impl Planner<'_> {
+    fn push(&mut self, decision: Decision, cause: u64, comment: String) {
+        let id = match &decision {
+            Decision::Place(p) => EventId::derive(&[b"service-place", p.instance.as_str().as_bytes()]),
+            Decision::Reschedule(r) => EventId::derive(&[b"service-reschedule", r.replaces.as_str().as_bytes()]),
+            Decision::Stop(s) => EventId::derive(&[b"service-stop", s.instance.as_str().as_bytes()]),
+        };
+        self.out.push(ServiceDecision { id, decision, cause, comment });
+    }
+
+    fn stop(&mut self, i: &Instance, reason: String, cause: u64) {
+        let comment = format!("stop {} on {}: {reason}", i.id, i.node);
+        self.push(
+            Decision::Stop(InstanceStopRequested { instance: i.id.clone(), node: i.node.clone(), reason }),
+            cause,
+            comment,
+        );
+    }
+
+    /// The seq that made placing on `node` possible now: the spec, or the node's agent starting or returning.
+    fn place_cause(&self, node: &NodeId) -> u64 {
+        self.spec_seq.max(self.services.agent(node).map_or(0, |a| a.since))
+    }
+
+    /// Plan service `name`: stops, replacements, placements. What could not be done.
+    fn service(&mut self, name: &str, service: &Service) -> Shortfall {
+        let task = Task::of(service);
+        let version = task.version();
+        let mut short = Shortfall::default();
+        let services = self.services;
+        let read = self.read;
+        let mut live: Vec<&Instance> = services.of_service(name).filter(|i| i.is_live()).collect();
+
+        // Instances on nodes the service may no longer use (the spec changed): stopped, and placed anew below.
+        let mut kept = Vec::new();
+        for i in live {
+            let misfit = match read.node(&i.node) {
+                Some(facts) => {
+                    let all = filters(read, services, self.spec, name, service, &task, &facts, &NO_USE);
+                    all.into_iter().filter(Filter::structural).map(|f| f.to_string()).collect::<Vec<_>>()
+                }
+                None => Vec::new(),
+            };
+            if misfit.is_empty() {
+                kept.push(i);
+            } else {
+                self.stop(i, format!("node {} may no longer run it: {}", i.node, misfit.join("; ")), self.spec_seq);
+            }
+        }
+        live = kept;
+
+        // Surplus replicas: the lost first, then those not healthy, then the newest.
+        let lost_of = |i: &Instance| lost(read, services, i);
+        if live.len() as u32 > service.replicas {
+            live.sort_by_key(|i| {
+                let healthy = i.status == InstanceStatus::Healthy;
+                (lost_of(i).is_none(), healthy, std::cmp::Reverse(number(&i.id)))
+            });
+            let surplus = live.len() - service.replicas as usize;
+            for i in live.drain(..surplus) {
+                self.stop(i, format!("service {name} wants {} replicas", service.replicas), self.spec_seq);
+            }
+        }
+
+        // Lost instances are replaced at once; no reschedule attempt is counted for them.
+        for i in &live {
+            let Some((why, cause)) = lost_of(i) else { continue };
+            match self.choose(name, service, &task, 1, None).pop() {
+                Some((instance, node)) => {
+                    let comment = format!("replace {} on {} with {instance} on {node}: {why}", i.id, i.node);
+                    let r = InstanceRescheduled {
+                        service: name.to_owned(),
+                        instance,
+                        node,
+                        version,
+                        replaces: i.id.clone(),
+                        lost: true,
+                        attempt: 0,
+                    };
+                    self.push(Decision::Reschedule(r), cause, comment);
+                }
+                None => short.waiting.push((i.id.clone(), format!("{why}; no node fits a replacement now"))),
+            }
+        }
+
+        // Failed instances keep their place: replaced by the reschedule policy, or waiting.
+        let mut slots = live.len() as u32;
+        let failed: Vec<&Instance> =
+            services.of_service(name).filter(|i| i.status == InstanceStatus::Failed && i.is_assigned()).collect();
+        for i in failed {
+            if slots >= service.replicas {
+                let reason = format!("it failed, and service {name} has its {} replicas", service.replicas);
+                self.stop(i, reason, i.since);
+                continue;
+            }
+            slots += 1;
+            match reschedule_due(service, i, self.now) {
+                Err(why) => short.waiting.push((i.id.clone(), why)),
+                Ok((attempt, at)) if at > self.now => {
+                    let why = format!("attempt {attempt} is due at {at} (reschedule backoff)");
+                    short.waiting.push((i.id.clone(), why));
+                }
+                Ok((attempt, _)) => match self.choose(name, service, &task, 1, Some(&i.node)).pop() {
+                    Some((instance, node)) => {
+                        let comment = format!(
+                            "reschedule failed {} from {} to {node} as {instance} (attempt {attempt})",
+                            i.id, i.node
+                        );
+                        let r = InstanceRescheduled {
+                            service: name.to_owned(),
+                            instance,
+                            node,
+                            version,
+                            replaces: i.id.clone(),
+                            lost: false,
+                            attempt,
+                        };
+                        self.push(Decision::Reschedule(r), i.since, comment);
+                    }
+                    None => short.waiting.push((i.id.clone(), "it failed; no node fits a replacement now".into())),
+                },
+            }
+        }
+
+        // Missing replicas.
+        let missing = service.replicas.saturating_sub(slots);
+        let placed = self.choose(name, service, &task, missing, None);
+        for (k, (instance, node)) in placed.iter().enumerate() {
+            let comment = format!(
+                "place {instance} of {name} on {node} (replica {} of {})",
+                slots + k as u32 + 1,
+                service.replicas
+            );
+            let cause = self.place_cause(node);
+            let p =
+                InstancePlaced { service: name.to_owned(), instance: instance.clone(), node: node.clone(), version };
+            self.push(Decision::Place(p), cause, comment);
+        }
+        short.unplaced = missing - placed.len() as u32;
+        if short.unplaced > 0 {
+            for v in self.verdicts(name, service, &task) {
+                for f in &v.filters {
+                    *short.filtered.entry(f.code().to_owned()).or_default() += 1;
+                }
+            }
+        }
+        short
+    }
+
+    /// Every node's filters for one more instance of the service, as the planning now stands.
+    fn verdicts(&self, name: &str, service: &Service, task: &Task) -> Vec<NodeVerdict> {
+        let read = self.read;
+        let mut out = Vec::new();
+        for node in read.nodes() {
+            let usage = self.usage_of(node.id);
+            out.push(NodeVerdict {
+                node: node.id.clone(),
+                filters: filters(read, self.services, self.spec, name, service, task, &node, usage),
+                running: usage.per_service.get(name).copied().unwrap_or(0),
+                placed: 0,
+                rank: None,
+            });
+        }
+        // Declared members of the service's pools that no machine is bound to yet.
+        for node in self.spec.eligible_nodes(service) {
+            let Ok(id) = NodeId::new(node) else { continue };
+            if read.node(&id).is_none() {
+                out.push(NodeVerdict { node: id, filters: vec![Filter::NotBound], running: 0, placed: 0, rank: None });
+            }
+        }
+        out
+    }
+
+    /// Stop every instance of services the live spec no longer declares.
+    fn undeclared(&mut self) {
+        let services = self.services;
+        for (name, ids) in services.by_service.iter() {
+            if self.spec.services.contains_key(name) {
+                continue;
+            }
+            for i in ids.iter().filter_map(|id| services.instance(id)).filter(|i| i.is_assigned()) {
+                self.stop(i, format!("the live spec no longer declares service {name}"), self.spec_seq);
+            }
+        }
+    }
+}
+
+/// Everything the scheduler should propose now (`now`: the leader's clock), given the services' instances and
+/// the fleet. Empty when no spec is live.
+pub fn plan(services: &ServicesState, read: &dyn FleetRead, now: Timestamp) -> Plan {
+    let Some(live) = read.live_spec() else { return Plan::default() };
+    let mut p = Planner::new(read, services, &live.spec, live.seq, now);
+    p.undeclared();
+    let mut shortfalls = BTreeMap::new();
+    for (name, service) in &live.spec.services {
+        let short = p.service(name, service);
+        if short != Shortfall::default() {
+            shortfalls.insert(name.clone(), short);
+        }
+    }
+    Plan { decisions: p.out, shortfalls }
+}
+
+/// The plan of one service, explained: the decisions [`plan`] would make for it now, and every node's verdict.
+/// `declared` plans a declaration other than the live one (a dry run of a changed spec); `None` for the live.
+pub fn explain(
+    services: &ServicesState,
+    read: &dyn FleetRead,
+    now: Timestamp,
+    name: &str,
+    declared: Option<(&ClusterSpec, u64)>,
+) -> Option<Explanation> {
+    let live = read.live_spec();
+    let (spec, seq) = match declared {
+        Some(d) => d,
+        None => (live.map(|l| l.spec.as_ref())?, live.map_or(0, |l| l.seq)),
+    };
+    let service = spec.services.get(name)?;
+    let task = Task::of(service);
+    let mut p = Planner::new(read, services, spec, seq, now);
+    // The verdicts and ranks before anything is placed.
+    let mut nodes = p.verdicts(name, service, &task);
+    let candidates = p.candidates(name, service, &task, None);
+    let counts = p.rack_counts(name);
+    let spread = service.constraints.spread_across_racks;
+    let mut ranked: Vec<(u32, &Rank)> = candidates
+        .iter()
+        .flat_map(|(rack, ranks)| {
+            let c = if spread { counts.get(rack).copied().unwrap_or(0) } else { 0 };
+            ranks.iter().map(move |r| (c, r))
+        })
+        .collect();
+    ranked.sort();
+    let live_count = services.of_service(name).filter(|i| i.is_live()).count() as u32;
+    let shortfall = p.service(name, service);
+    for v in &mut nodes {
+        v.rank = ranked.iter().position(|(_, r)| r.3 == v.node).map(|i| i as u32 + 1);
+        v.placed = p
+            .out
+            .iter()
+            .filter(|d| match &d.decision {
+                Decision::Place(x) => x.node == v.node,
+                Decision::Reschedule(x) => x.node == v.node,
+                Decision::Stop(_) => false,
+            })
+            .count() as u32;
+    }
+    Some(Explanation {
+        service: name.to_owned(),
+        replicas: service.replicas,
+        live: live_count,
+        decisions: p.out,
+        shortfall,
+        nodes,
+    })
+}
+
+impl Decision {
+    pub fn instance(&self) -> &InstanceId {
+        match self {
+            Decision::Place(p) => &p.instance,
+            Decision::Reschedule(r) => &r.instance,
+            Decision::Stop(s) => &s.instance,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! What `check` asks of the service and node-agent events. A placement or a replacement must pass the planner's
+//! own [`filters`] on the node as the log stands, for the live version of a declared service, with the service's
+//! next instance id — so two leaders, or a stale one, cannot place a replica twice or overcommit a node. Agent
+//! reports must be about an instance the log assigns to the reporting node, in a state the report can follow.
+
+use super::events::*;
+use super::planner::{filters, lost, node_use, reschedule_due};
+use super::{Instance, InstanceStatus, ServicesState, Task};
+use crate::ids::{Hash, InstanceId, NodeId};
+use crate::kind::EventKind;
+use crate::read::{Ctx, FleetRead};
+use crate::rejection::Rejection;
+use crate::spec::Service;
+
+/// The checks every new instance passes: a declared service at its live version, the service's next id, and a
+/// node that passes every filter now.
+fn placement<'a>(
+    services: &ServicesState,
+    read: &'a dyn FleetRead,
+    event: EventKind,
+    name: &str,
+    instance: &InstanceId,
+    node: &NodeId,
+    version: &Hash,
+) -> Result<&'a Service, Rejection> {
+    let refuse = |reason: String| Rejection::ServiceRefused { service: name.to_owned(), event, reason };
+    let live = read.live_spec().ok_or_else(|| refuse("no spec is live".into()))?;
+    let service = live
+        .spec
+        .services
+        .get(name)
+        .ok_or_else(|| refuse(format!("the live spec (seq {}) does not declare service {name}", live.seq)))?;
+    let task = Task::of(service);
+    let want = task.version();
+    if *version != want {
+        return Err(refuse(format!(
+            "version {version} is not the live version {want} of service {name}; it was decided on another spec"
+        )));
+    }
+    match services.next_id(name) {
+        Some(next) if next == *instance => {}
+        Some(next) => return Err(refuse(format!("the next instance of service {name} is {next}, not {instance}"))),
+        None => return Err(refuse(format!("service name {name} cannot name instances"))),
+    }
+    let facts = read.node(node).ok_or(Rejection::UnknownNode { node: node.clone(), event })?;
+    let usage = node_use(services, node);
+    let why = filters(read, services, &live.spec, name, service, &task, &facts, &usage);
+    if !why.is_empty() {
+        return Err(Rejection::PlacementRefused {
+            service: name.to_owned(),
+            node: node.clone(),
+            event,
+            reasons: why.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(service)
+}
+
+pub fn placed(services: &ServicesState, read: &dyn FleetRead, p: &InstancePlaced) -> Result<(), Rejection> {
+    let event = EventKind::InstancePlaced;
+    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.version)?;
+    let live = services.of_service(&p.service).filter(|i| i.is_live()).count() as u32;
+    if live >= service.replicas {
+        return Err(Rejection::ServiceRefused {
+            service: p.service.clone(),
+            event,
+            reason: format!("it already has {live} live instances of {} replicas", service.replicas),
+        });
+    }
+    Ok(())
+}
+
+pub fn rescheduled(
+    services: &ServicesState,
+    read: &dyn FleetRead,
+    ctx: &Ctx,
+    p: &InstanceRescheduled,
+) -> Result<(), Rejection> {
+    let event = EventKind::InstanceRescheduled;
+    let old = services.instance(&p.replaces).ok_or_else(|| Rejection::InstanceRefused {
+        instance: p.replaces.clone(),
+        event,
+        reason: "the log holds no such instance that may still run".into(),
+    })?;
+    let refuse = |reason: String| Rejection::InstanceRefused { instance: p.replaces.clone(), event, reason };
+    if old.service != p.service {
+        return Err(refuse(format!("it is an instance of service {}, not {}", old.service, p.service)));
+    }
+    if !old.is_assigned() {
+        return Err(refuse("it was already replaced or asked to stop".into()));
+    }
+    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.version)?;
+    if p.lost {
+        if lost(read, services, old).is_none() {
+            return Err(refuse(format!("it is not lost: node {} is up and its agent runs", old.node)));
+        }
+        if p.attempt != 0 {
+            return Err(refuse("replacing a lost instance counts no attempt (attempt must be 0)".into()));
+        }
+        return Ok(());
+    }
+    if old.status != InstanceStatus::Failed {
+        return Err(refuse(format!("it is {}, not failed", old.status.name())));
+    }
+    let (attempt, at) = reschedule_due(service, old, ctx.now).map_err(refuse)?;
+    if p.attempt != attempt {
+        return Err(refuse(format!("this would be reschedule attempt {attempt}, not {}", p.attempt)));
+    }
+    if ctx.now < at {
+        return Err(refuse(format!("its reschedule policy holds it until {at}")));
+    }
+    Ok(())
+}
+
+/// The instance `id`, which must run on `node`.
+fn on_node<'s>(
+    services: &'s ServicesState,
+    event: EventKind,
+    id: &InstanceId,
+    node: &NodeId,
+) -> Result<&'s Instance, Rejection> {
+    let refuse = |reason: String| Rejection::InstanceRefused { instance: id.clone(), event, reason };
+    let i = services
+        .instance(id)
+        .ok_or_else(|| refuse("the log holds no such instance that may still run (never placed, or stopped)".into()))?;
+    if i.node != *node {
+        return Err(refuse(format!("it is assigned to node {}, not {node}", i.node)));
+    }
+    Ok(i)
+}
+
+pub fn stop_requested(services: &ServicesState, p: &InstanceStopRequested) -> Result<(), Rejection> {
+    let i = on_node(services, EventKind::InstanceStopRequested, &p.instance, &p.node)?;
+    if let Some((seq, _)) = &i.stop {
+        return Err(Rejection::InstanceRefused {
+            instance: p.instance.clone(),
+            event: EventKind::InstanceStopRequested,
+            reason: format!("it was asked to stop at seq {seq}"),
+        });
+    }
+    Ok(())
+}
+
+pub fn started(services: &ServicesState, p: &InstanceStarted) -> Result<(), Rejection> {
+    let event = EventKind::InstanceStarted;
+    let i = on_node(services, event, &p.instance, &p.node)?;
+    let refuse = |reason: String| Rejection::InstanceRefused { instance: p.instance.clone(), event, reason };
+    if i.status == InstanceStatus::Failed {
+        return Err(refuse("it failed for good; the scheduler replaces it".into()));
+    }
+    if p.address.is_empty() {
+        return Err(refuse("the address it is reached at is empty".into()));
+    }
+    let task = services.task(&i.version).ok_or_else(|| refuse(format!("its version {} is unknown", i.version)))?;
+    let declared: Vec<&String> = task.ports.keys().collect();
+    let reported: Vec<&String> = p.ports.keys().collect();
+    if declared != reported {
+        return Err(refuse(format!(
+            "it reports ports [{}], and its service declares [{}]",
+            reported.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    for (name, spec) in &task.ports {
+        let got = p.ports.get(name).copied().unwrap_or(0);
+        match spec.static_port {
+            Some(want) if want != got => {
+                return Err(refuse(format!("port {name} is static {want}, not {got}")));
+            }
+            _ if got == 0 => return Err(refuse(format!("port {name} is 0"))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub fn healthy(services: &ServicesState, p: &InstanceHealthy) -> Result<(), Rejection> {
+    let event = EventKind::InstanceHealthy;
+    let i = on_node(services, event, &p.instance, &p.node)?;
+    match i.status {
+        InstanceStatus::Running | InstanceStatus::Unhealthy => Ok(()),
+        other => Err(Rejection::InstanceRefused {
+            instance: p.instance.clone(),
+            event,
+            reason: format!("it is {}; only a running instance becomes healthy", other.name()),
+        }),
+    }
+}
+
+pub fn unhealthy(services: &ServicesState, p: &InstanceUnhealthy) -> Result<(), Rejection> {
+    let event = EventKind::InstanceUnhealthy;
+    let i = on_node(services, event, &p.instance, &p.node)?;
+    match i.status {
+        InstanceStatus::Running | InstanceStatus::Healthy => Ok(()),
+        other => Err(Rejection::InstanceRefused {
+            instance: p.instance.clone(),
+            event,
+            reason: format!("it is {}; only a running instance becomes unhealthy", other.name()),
+        }),
+    }
+}
+
+pub fn exited(services: &ServicesState, p: &InstanceExited) -> Result<(), Rejection> {
+    let event = EventKind::InstanceExited;
+    let i = on_node(services, event, &p.instance, &p.node)?;
+    if i.status == InstanceStatus::Failed {
+        return Err(Rejection::InstanceRefused {
+            instance: p.instance.clone(),
+            event,
+            reason: "it already failed for good".into(),
+        });
+    }
+    Ok(())
+}
+
+pub fn stopped(services: &ServicesState, p: &InstanceStopped) -> Result<(), Rejection> {
+    let event = EventKind::InstanceStopped;
+    let i = on_node(services, event, &p.instance, &p.node)?;
+    if i.is_assigned() {
+        return Err(Rejection::InstanceRefused {
+            instance: p.instance.clone(),
+            event,
+            reason: format!("it is still assigned to node {}: nothing asked it to stop", i.node),
+        });
+    }
+    Ok(())
+}
+
+pub fn agent_started(read: &dyn FleetRead, p: &NodeAgentStarted) -> Result<(), Rejection> {
+    let event = EventKind::NodeAgentStarted;
+    let n = read.node(&p.node).ok_or(Rejection::UnknownNode { node: p.node.clone(), event })?;
+    if n.state.is_terminal() {
+        return Err(Rejection::NodeRetired { node: p.node.clone(), event });
+    }
+    if p.address.is_empty() {
+        return Err(Rejection::AgentRefused { node: p.node.clone(), event, reason: "its address is empty".into() });
+    }
+    Ok(())
+}
+
+pub fn agent_lost(services: &ServicesState, p: &NodeAgentLost) -> Result<(), Rejection> {
+    match services.agent(&p.node) {
+        Some(a) if a.running => Ok(()),
+        other => Err(Rejection::AgentRefused {
+            node: p.node.clone(),
+            event: EventKind::NodeAgentLost,
+            reason: if other.is_some() { "it is already lost".into() } else { "no agent ever started on it".into() },
+        }),
+    }
+}
+
+pub fn agent_returned(services: &ServicesState, p: &NodeAgentReturned) -> Result<(), Rejection> {
+    match services.agent(&p.node) {
+        Some(a) if !a.running => Ok(()),
+        other => Err(Rejection::AgentRefused {
+            node: p.node.clone(),
+            event: EventKind::NodeAgentReturned,
+            reason: if other.is_some() { "it is not lost".into() } else { "no agent ever started on it".into() },
+        }),
+    }
+}
