@@ -44,7 +44,7 @@ fn missing_replicas_go_to_nodes_that_fit_and_the_rest_is_explained_by_every_filt
     assert_eq!(short.filtered.get("pool"), Some(&1));
 
     // Every reason, not the first: node a is full on CPU and at maxPerNode; c is in the wrong pool.
-    let e = planner::explain(&f.state.services, &f.state, f.now(), "web", None).unwrap();
+    let e = planner::explain_placement(&f.state.services, &f.state, f.now(), "web", None).unwrap();
     let a = e.nodes.iter().find(|v| v.node == n("a")).unwrap();
     assert_eq!(a.filters.iter().map(Filter::code).collect::<Vec<_>>(), ["max_per_node", "cpu"]);
     assert_eq!(a.running, 1);
@@ -93,7 +93,7 @@ fn nodes_that_are_not_active_or_have_no_running_agent_get_nothing() {
     f.fold(NodeAgentLost { node: n("b"), silent_ms: 30_000 }.into());
     let d = f.schedule();
     assert_eq!(placed_on(&d), [("web.1".into(), "c".into())]);
-    let e = planner::explain(&f.state.services, &f.state, f.now(), "web", None).unwrap();
+    let e = planner::explain_placement(&f.state.services, &f.state, f.now(), "web", None).unwrap();
     let codes = |name: &str| {
         e.nodes.iter().find(|v| v.node == n(name)).unwrap().filters.iter().map(Filter::code).collect::<Vec<_>>()
     };
@@ -112,7 +112,7 @@ fn static_ports_conflict_across_services_on_one_node() {
     );
     let d = f.schedule();
     assert_eq!(placed_on(&d), [("api.1".into(), "a".into())]);
-    let e = planner::explain(&f.state.services, &f.state, f.now(), "web", None).unwrap();
+    let e = planner::explain_placement(&f.state.services, &f.state, f.now(), "web", None).unwrap();
     assert_eq!(e.nodes[0].filters, [Filter::Port { port: 8080, taken_by: id("api.1") }]);
 }
 

@@ -243,7 +243,7 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::InstancePlaced(p) => services::rules::placed(sv, read, p),
         P::InstanceRescheduled(p) => services::rules::rescheduled(sv, read, &ctx, p),
         P::InstanceStopRequested(p) => services::rules::stop_requested(sv, p),
-        P::InstanceStarted(p) => services::rules::started(sv, p),
+        P::InstanceStarted(p) => services::rules::instance_started(sv, p),
         P::InstanceHealthy(p) => services::rules::healthy(sv, p),
         P::InstanceUnhealthy(p) => services::rules::unhealthy(sv, p),
         P::InstanceExited(p) => services::rules::exited(sv, p),
@@ -443,7 +443,7 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
             services::fold::rescheduled(&mut state.services, seq, time, p, task);
         }
         P::InstanceStopRequested(p) => services::fold::stop_requested(&mut state.services, seq, p),
-        P::InstanceStarted(p) => services::fold::started(&mut state.services, seq, time, p),
+        P::InstanceStarted(p) => services::fold::instance_started(&mut state.services, seq, time, p),
         P::InstanceHealthy(p) => services::fold::healthy(&mut state.services, seq, time, p),
         P::InstanceUnhealthy(p) => services::fold::unhealthy(&mut state.services, seq, time, p),
         P::InstanceExited(p) => services::fold::exited(&mut state.services, seq, time, p),

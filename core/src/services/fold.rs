@@ -144,7 +144,7 @@ fn set_status<'a>(
     Some(i)
 }
 
-pub fn started(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceStarted) {
+pub fn instance_started(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceStarted) {
     if let Some(i) = set_status(s, &p.instance, seq, time, InstanceStatus::Running) {
         i.address = Some(p.address.clone());
         i.ports = p.ports.clone();

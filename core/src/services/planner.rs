@@ -1,7 +1,7 @@
 //! The scheduler: a pure planner over the live spec's services, the fleet and the instances the log holds.
 //! [`plan`] returns what the scheduler should propose now — replacements of lost and failed instances (by the
 //! reschedule policy), stops of instances a service no longer wants or may no longer run where they are, and
-//! placements of missing replicas — and, per service, what could not be done and why. [`explain`] is the same
+//! placements of missing replicas — and, per service, what could not be done and why. [`explain_placement`] is the same
 //! planning for one service with every node's verdict: each filter that excluded it (all of them, not the first),
 //! and for nodes that fit but got nothing, their rank.
 //!
@@ -270,7 +270,7 @@ pub struct Plan {
     pub shortfalls: BTreeMap<String, Shortfall>,
 }
 
-/// A node's verdict for one service in an [`explain`]ed plan.
+/// A node's verdict for one service in an [`explain_placement`]ed plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeVerdict {
     pub node: NodeId,
@@ -286,7 +286,7 @@ pub struct NodeVerdict {
 
 /// One service's plan, explained.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Explanation {
+pub struct PlacementExplanation {
     pub service: String,
     pub replicas: u32,
     pub live: u32,
@@ -657,13 +657,13 @@ pub fn plan(services: &ServicesState, read: &dyn FleetRead, now: Timestamp) -> P
 
 /// The plan of one service, explained: the decisions [`plan`] would make for it now, and every node's verdict.
 /// `declared` plans a declaration other than the live one (a dry run of a changed spec); `None` for the live.
-pub fn explain(
+pub fn explain_placement(
     services: &ServicesState,
     read: &dyn FleetRead,
     now: Timestamp,
     name: &str,
     declared: Option<(&ClusterSpec, u64)>,
-) -> Option<Explanation> {
+) -> Option<PlacementExplanation> {
     let live = read.live_spec();
     let (spec, seq) = match declared {
         Some(d) => d,
@@ -699,7 +699,7 @@ pub fn explain(
             })
             .count() as u32;
     }
-    Some(Explanation {
+    Some(PlacementExplanation {
         service: name.to_owned(),
         replicas: service.replicas,
         live: live_count,

@@ -141,7 +141,7 @@ pub fn stop_requested(services: &ServicesState, p: &InstanceStopRequested) -> Re
     Ok(())
 }
 
-pub fn started(services: &ServicesState, p: &InstanceStarted) -> Result<(), Rejection> {
+pub fn instance_started(services: &ServicesState, p: &InstanceStarted) -> Result<(), Rejection> {
     let event = EventKind::InstanceStarted;
     let i = on_node(services, event, &p.instance, &p.node)?;
     let refuse = |reason: String| Rejection::InstanceRefused { instance: p.instance.clone(), event, reason };
