@@ -38,6 +38,8 @@ pub struct App {
     pub bootstrap_limiter: crate::guard::RateLimiter,
     /// Recent phone-homes refused for claiming an identity their token does not prove.
     pub refusals: std::sync::Mutex<crate::guard::Refusals>,
+    /// Node agents' heartbeats (meaningful on the leader).
+    pub liveness: crate::liveness::Liveness,
 }
 
 /// Largest body a peer may send (Raft entries carry whole client batches).
@@ -96,6 +98,7 @@ pub async fn open(
     let app = App {
         bootstrap_limiter: crate::guard::RateLimiter::new(config.bootstrap_rate_limit),
         refusals: std::sync::Mutex::new(crate::guard::Refusals::new(crate::guard::Refusals::MAX)),
+        liveness: crate::liveness::Liveness::default(),
         conns: Arc::default(),
         config,
         proposer: crate::write::Proposer::start(node.clone()),

@@ -320,6 +320,24 @@ impl Client {
         }
         Ok(sse_events(url, resp.bytes_stream()))
     }
+
+    /// Follow `GET /v1/services/{name}/endpoints/watch`: the endpoints now, then each time they change.
+    pub async fn watch_endpoints(
+        &self,
+        name: &str,
+    ) -> Result<impl Stream<Item = Result<sendan_core::wire::EndpointsView, ClientError>> + use<>, ClientError> {
+        let (url, b) = self.req(reqwest::Method::GET, &format!("/v1/services/{name}/endpoints/watch"));
+        let resp = b.send().await.map_err(|e| transport(&url, e))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap_or_default();
+            let (code, message) = serde_json::from_str::<ErrorBody>(&body)
+                .map(|b| (b.error.code, b.error.message))
+                .unwrap_or(("http".into(), body));
+            return Err(ClientError::Api { status, code, message, index: None });
+        }
+        Ok(sse_data(url, resp.bytes_stream(), "endpoints"))
+    }
 }
 
 /// Parse a Server-Sent Events byte stream into events; an `error` event or a broken stream is an error.
@@ -327,8 +345,18 @@ fn sse_events(
     url: String,
     bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, ClientError>> {
+    sse_data(url, bytes, "event")
+}
+
+/// Parse a Server-Sent Events byte stream: the data of every message named `wanted`, decoded; an `error`
+/// message or a broken stream is an error; keep-alives and other messages are skipped.
+fn sse_data<T: DeserializeOwned + Send + 'static>(
+    url: String,
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+    wanted: &'static str,
+) -> impl Stream<Item = Result<T, ClientError>> {
     let state = (Box::pin(bytes), Vec::<u8>::new(), url, false);
-    futures_util::stream::unfold(state, |(mut bytes, mut buf, url, done)| async move {
+    futures_util::stream::unfold(state, move |(mut bytes, mut buf, url, done)| async move {
         if done {
             return None;
         }
@@ -336,33 +364,24 @@ fn sse_events(
             if let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
                 let raw: Vec<u8> = buf.drain(..end + 2).collect();
                 let block = String::from_utf8_lossy(&raw);
-                let (mut kind, mut data) = ("message", String::new());
+                let (mut kind, mut data) = (String::from("message"), String::new());
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
-                        kind = if v.trim() == "error" {
-                            "error"
-                        } else if v.trim() == "event" {
-                            "event"
-                        } else {
-                            "other"
-                        };
+                        kind = v.trim().to_owned();
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.strip_prefix(' ').unwrap_or(v));
                     }
                 }
-                match kind {
-                    "event" => {
-                        let item = serde_json::from_str::<Event>(&data)
-                            .map_err(|e| ClientError::Decode { url: url.clone(), reason: e.to_string() });
-                        return Some((item, (bytes, buf, url, false)));
-                    }
-                    "error" => {
-                        let err =
-                            ClientError::Api { status: 500, code: "watch_failed".into(), message: data, index: None };
-                        return Some((Err(err), (bytes, buf, url, true)));
-                    }
-                    _ => continue, // keep-alive comments and unknown events
+                if kind == wanted {
+                    let item = serde_json::from_str::<T>(&data)
+                        .map_err(|e| ClientError::Decode { url: url.clone(), reason: e.to_string() });
+                    return Some((item, (bytes, buf, url, false)));
                 }
+                if kind == "error" {
+                    let err = ClientError::Api { status: 500, code: "watch_failed".into(), message: data, index: None };
+                    return Some((Err(err), (bytes, buf, url, true)));
+                }
+                continue; // keep-alive comments and other messages
             }
             match bytes.next().await {
                 Some(Ok(chunk)) => buf.extend(chunk.iter().filter(|b| **b != b'\r')),

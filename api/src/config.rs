@@ -30,6 +30,8 @@ pub struct ConfigFile {
     pub http_body_timeout_secs: Option<u64>,
     /// Netboot and installer requests per second per source address (0: no limit).
     pub bootstrap_rate_limit: Option<u32>,
+    /// Seconds without a heartbeat after which the leader declares a node's agent lost.
+    pub agent_deadline_secs: Option<u64>,
     pub snapshot_every: Option<u64>,
     pub keep_after_snapshot: Option<u64>,
     pub checkpoint_every: Option<u64>,
@@ -88,6 +90,8 @@ pub struct ServerConfig {
     pub http: crate::serve::HttpLimits,
     /// Netboot and installer requests per second per source address (0: no limit).
     pub bootstrap_rate_limit: u32,
+    /// How long the leader waits for a node agent's heartbeat before it declares the agent lost.
+    pub agent_deadline: std::time::Duration,
     pub raft: sendan_raft::ClusterOptions,
     pub netboot: crate::bootstrap::NetbootConfig,
     /// `None`: plain HTTP.
@@ -116,6 +120,8 @@ pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 /// Netboot and installer requests per second per source address: a machine asks for its script once and its
 /// installer polls for its plan every few seconds, so ten a second (bursts of a hundred) is plenty.
 pub const DEFAULT_BOOTSTRAP_RATE: u32 = 10;
+/// A node agent silent this long is lost, and its instances are placed elsewhere.
+pub const DEFAULT_AGENT_DEADLINE_SECS: u64 = 30;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -160,6 +166,7 @@ impl ConfigFile {
             http_header_timeout_secs: over.http_header_timeout_secs.or(self.http_header_timeout_secs),
             http_body_timeout_secs: over.http_body_timeout_secs.or(self.http_body_timeout_secs),
             bootstrap_rate_limit: over.bootstrap_rate_limit.or(self.bootstrap_rate_limit),
+            agent_deadline_secs: over.agent_deadline_secs.or(self.agent_deadline_secs),
             snapshot_every: over.snapshot_every.or(self.snapshot_every),
             keep_after_snapshot: over.keep_after_snapshot.or(self.keep_after_snapshot),
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
@@ -273,6 +280,8 @@ impl ConfigFile {
                     .unwrap_or(crate::serve::HttpLimits::DEFAULT_BODY_TIMEOUT),
             },
             bootstrap_rate_limit: self.bootstrap_rate_limit.unwrap_or(DEFAULT_BOOTSTRAP_RATE),
+            agent_deadline: secs("agent-deadline-secs", self.agent_deadline_secs)?
+                .unwrap_or(std::time::Duration::from_secs(DEFAULT_AGENT_DEADLINE_SECS)),
             raft,
             netboot,
             tls,

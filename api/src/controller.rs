@@ -8,7 +8,9 @@
 //! being recorded twice. The pure deciding lives in `sendan-core`; this module only runs it.
 
 mod enrollment;
+mod liveness;
 mod rollout;
+mod scheduler;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,12 +35,18 @@ pub trait Controller: Send + 'static {
     fn period(&self) -> Duration {
         Duration::from_secs(1)
     }
+
+    /// Told before every pass whether this member leads (a controller that keeps memory of its own resets it
+    /// when leadership changes hands).
+    fn leading(&mut self, _leading: bool) {}
 }
 
 /// Every controller a member runs (each acts only while the member leads).
 pub fn spawn_all(app: &Arc<App>) {
     spawn(app.clone(), rollout::RolloutController);
     spawn(app.clone(), enrollment::EnrollmentController);
+    spawn(app.clone(), scheduler::SchedulerController);
+    spawn(app.clone(), liveness::LivenessController::new(app.clone()));
 }
 
 /// Run `c` on `app` until the member shuts down.
@@ -49,6 +57,7 @@ pub fn spawn(app: Arc<App>, mut c: impl Controller) {
         let principal = Principal::System(c.name());
         loop {
             let leading = app.node.raft.metrics().borrow().state == ServerState::Leader;
+            c.leading(leading);
             if leading {
                 let fleet = app.node.reader.fleet();
                 for events in c.reconcile(&fleet, crate::write::now()) {

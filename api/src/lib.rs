@@ -13,6 +13,7 @@ pub mod controller;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod liveness;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

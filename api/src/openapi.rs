@@ -41,6 +41,8 @@ pub enum Access {
     Admin,
     /// The admin token, or the token of the node the path names.
     AdminOrNode,
+    /// The admin token, or any node's token.
+    AdminOrAnyNode,
     /// The admin token, a node token, or an installer's bootstrap token, each for what it may emit or read.
     Any,
     /// An installer's bootstrap token.
@@ -144,7 +146,7 @@ impl Route {
 
 /// Every route, in the order the document lists them.
 pub fn routes() -> Vec<Route> {
-    use Access::{Admin, AdminOrNode, Any, Installer, Public};
+    use Access::{Admin, AdminOrAnyNode, AdminOrNode, Any, Installer, Public};
     use Group::{Api, Bootstrap};
     use Method::*;
     vec![
@@ -209,6 +211,56 @@ pub fn routes() -> Vec<Route> {
         })
         .body::<wire::AbortRequest>()
         .answers::<wire::SubmitResponse>(),
+        // Services.
+        route(Get, "/v1/services", Api, Admin, "Every declared service: replicas, live and healthy instances", |m| {
+            on(m, routes::services::list)
+        })
+        .answers::<wire::ServicesView>(),
+        route(
+            Get,
+            "/v1/services/{name}",
+            Api,
+            Admin,
+            "One service: its instances per node, health, and what waits",
+            |m| on(m, routes::services::show),
+        )
+        .answers::<wire::ServiceView>(),
+        route(
+            Get,
+            "/v1/services/{name}/endpoints",
+            Api,
+            AdminOrAnyNode,
+            "Where a service's healthy instances are reached",
+            |m| on(m, routes::services::endpoints),
+        )
+        .answers::<wire::EndpointsView>(),
+        route(
+            Get,
+            "/v1/services/{name}/endpoints/watch",
+            Api,
+            AdminOrAnyNode,
+            "The endpoints now, then each time they change",
+            |m| on(m, routes::services::watch_endpoints),
+        )
+        .answers_raw(Content::EventStream(schema::<wire::EndpointsView>)),
+        route(
+            Post,
+            "/v1/services/plan",
+            Api,
+            Admin,
+            "The scheduler's dry run for one service, every node explained",
+            |m| on(m, routes::services::plan),
+        )
+        .body::<wire::ServicePlanRequest>()
+        .answers::<wire::ServicePlanView>(),
+        route(Get, "/v1/nodes/{id}/instances", Api, AdminOrNode, "The instances the log holds on a node", |m| {
+            on(m, routes::services::node_instances)
+        })
+        .answers::<wire::NodeInstancesView>(),
+        route(Post, "/v1/nodes/{id}/heartbeat", Api, AdminOrNode, "A node agent is alive (not an event)", |m| {
+            on(m, routes::services::heartbeat)
+        })
+        .answers::<wire::HeartbeatAck>(),
         // Machines and enrollment.
         route(
             Get,
@@ -334,6 +386,16 @@ pub fn routes() -> Vec<Route> {
         })
         .raw_body(Content::Postcard)
         .answers_raw(Content::Postcard),
+        route(
+            Post,
+            "/raft/heartbeat",
+            Group::Peer,
+            Access::Peer,
+            "A node agent's heartbeat, passed on to the leader",
+            |m| on(m, routes::services::peer_heartbeat),
+        )
+        .raw_body(Content::Postcard)
+        .answers_raw(Content::Postcard),
     ]
 }
 
@@ -353,7 +415,7 @@ fn security(access: Access) -> Value {
     match access {
         Access::Public => json!([]),
         Access::Admin => one(&["admin"]),
-        Access::AdminOrNode => one(&["admin", "node"]),
+        Access::AdminOrNode | Access::AdminOrAnyNode => one(&["admin", "node"]),
         Access::Any => one(&["admin", "node", "installer"]),
         Access::Installer => one(&["installer"]),
         Access::Peer => one(&["peer"]),

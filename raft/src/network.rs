@@ -32,6 +32,8 @@ pub enum PeerPath {
     Membership,
     /// A member's own view of itself, for `GET /v1/cluster`.
     Status,
+    /// A follower passing a node agent's heartbeat on to the leader.
+    Heartbeat,
 }
 
 impl PeerPath {
@@ -43,6 +45,7 @@ impl PeerPath {
             PeerPath::Submit => "/raft/submit",
             PeerPath::Membership => "/raft/membership",
             PeerPath::Status => "/raft/status",
+            PeerPath::Heartbeat => "/raft/heartbeat",
         }
     }
 }

@@ -25,6 +25,7 @@ mod events;
 mod nodes;
 pub mod output;
 mod server;
+pub mod services;
 pub mod spec;
 pub mod systems;
 
@@ -102,6 +103,9 @@ pub enum Command {
     /// Roll a pool out to a new NixOS system in waves, and follow or abort it.
     #[command(subcommand)]
     Rollout(systems::RolloutCmd),
+    /// Native services: where their instances run, their health and endpoints, and the scheduler's dry run.
+    #[command(subcommand)]
+    Service(services::ServiceCmd),
     /// Benchmark a 3-member loopback cluster (and etcd from bench/etcd3.sh, side by side, when it answers).
     Bench(bench::BenchArgs),
     /// Make a small CA and member certificates for `sendan server --tls-*` (works offline; any PKI will do).
@@ -144,6 +148,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Nodes(args) => nodes::list(&client()?, args, json).await,
         Command::Node(cmd) => nodes::run(&client()?, cmd, json).await,
         Command::Rollout(cmd) => systems::run(&client()?, cmd, json).await,
+        Command::Service(cmd) => match client() {
+            Ok(c) => services::run(&c, cmd, json).await,
+            // `sendan service plan` exits 2 on any error, like `nomad job plan`.
+            Err(e) if matches!(cmd, services::ServiceCmd::Plan { .. }) => {
+                eprintln!("sendan: {e:#}");
+                Ok(ExitCode::from(2))
+            }
+            Err(e) => Err(e),
+        },
         Command::Plan { file } => spec::plan_cmd(&client()?, file, json).await,
         Command::Apply { file } => spec::apply_cmd(&client()?, file, json).await,
         Command::Spec(cmd) => spec::show(&client()?, cmd, json).await,

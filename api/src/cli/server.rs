@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// of ten seconds' worth; past it a request is answered 429 with Retry-After (0: no limit) [default: 10].
     #[arg(long, help_heading = "Netboot")]
     pub bootstrap_rate_limit: Option<u32>,
+    /// Seconds without a heartbeat from a node's `sendan-agent node` before the leader declares it lost and
+    /// places its instances elsewhere; a new leader waits this long before declaring anything [default: 30].
+    #[arg(long, help_heading = "Services")]
+    pub agent_deadline_secs: Option<u64>,
     /// Take a Raft snapshot (and compact the Raft log) every this many entries [default: 20000].
     #[arg(long)]
     pub snapshot_every: Option<u64>,
@@ -123,6 +127,7 @@ impl ServerArgs {
             http_header_timeout_secs: self.http_header_timeout_secs,
             http_body_timeout_secs: self.http_body_timeout_secs,
             bootstrap_rate_limit: self.bootstrap_rate_limit,
+            agent_deadline_secs: self.agent_deadline_secs,
             snapshot_every: self.snapshot_every,
             keep_after_snapshot: self.keep_after_snapshot,
             checkpoint_every: self.checkpoint_every,

@@ -8,5 +8,6 @@ pub mod events;
 pub mod health;
 pub mod nodes;
 pub mod peer;
+pub mod services;
 pub mod spec;
 pub mod systems;

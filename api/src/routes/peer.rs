@@ -21,7 +21,7 @@ fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     postcard::from_bytes(body).map_err(|e| ApiError::bad_request(format!("the peer request does not decode: {e}")))
 }
 
-fn reply<T: Serialize>(v: &T) -> Response {
+pub fn reply<T: Serialize>(v: &T) -> Response {
     match postcard::to_allocvec(v) {
         Ok(bytes) => ([("content-type", "application/x-postcard")], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -14,6 +14,8 @@
 //! - `events.rs`: submissions going in; events, receipts, pages and errors coming out.
 //! - `nodes.rs`: nodes, machines, declared nodes, installs and node tokens.
 //! - `systems.rs`: a node's NixOS system and rollouts.
+//! - `services.rs`: services, instances, endpoints, the scheduler's dry run, a node agent's instances and
+//!   heartbeats. A task (what an instance runs) is part of the service's Nix declaration and keeps its names.
 //! - `cluster.rs`: the audit, cluster membership and applied specs.
 //! - The bootstrap edge (`/v1/bootstrap/*`) answers with [`ServedPlan`], [`PhoneHomeView`] and [`Exchanged`],
 //!   computed by `machines::install`.
@@ -21,11 +23,13 @@
 mod cluster;
 mod events;
 mod nodes;
+mod services;
 mod systems;
 
 pub use cluster::*;
 pub use events::*;
 pub use nodes::*;
+pub use services::*;
 pub use systems::*;
 
 pub use crate::machines::enrollment::{DeclaredNode, Explanation};

@@ -1,0 +1,322 @@
+//! Services on the wire: what runs where and how it is doing, the published endpoints, a dry run of the
+//! scheduler with every node's verdict, what a node's agent is to run, and heartbeats.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Hash, InstanceId, NodeId, Timestamp};
+use crate::read::FleetRead;
+use crate::services::planner::{Decision, NodeVerdict, PlacementExplanation, ServiceDecision, Shortfall};
+use crate::services::{Instance, InstanceStatus, ServicesState, Task, view};
+use crate::spec::ClusterSpec;
+
+/// One instance as `sendan service status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceView {
+    pub id: InstanceId,
+    pub service: String,
+    pub node: NodeId,
+    pub status: InstanceStatus,
+    /// The seq and time of the event that set `status`.
+    pub since: u64,
+    pub since_time: Timestamp,
+    /// The seq of its placement.
+    pub placed: u64,
+    pub version: Hash,
+    pub address: Option<String>,
+    pub ports: BTreeMap<String, u16>,
+    pub restarts: u32,
+    /// Why it last exited or was unhealthy.
+    pub reason: Option<String>,
+    /// Why it was asked to stop, once it was.
+    pub stopping: Option<String>,
+    pub replaces: Option<InstanceId>,
+    pub replaced_by: Option<InstanceId>,
+    /// Why it is lost (its node left `active`, or its agent went silent), while it is.
+    pub lost: Option<String>,
+}
+
+impl InstanceView {
+    pub fn of(read: &dyn FleetRead, services: &ServicesState, i: &Instance) -> InstanceView {
+        InstanceView {
+            id: i.id.clone(),
+            service: i.service.clone(),
+            node: i.node.clone(),
+            status: i.status,
+            since: i.since,
+            since_time: i.since_at,
+            placed: i.placed,
+            version: i.version,
+            address: i.address.clone(),
+            ports: i.ports.clone(),
+            restarts: i.restarts,
+            reason: i.reason.clone(),
+            stopping: i.stop.as_ref().map(|(_, r)| r.clone()),
+            replaces: i.replaces.clone(),
+            replaced_by: i.replaced_by.clone(),
+            lost: crate::services::planner::lost(read, services, i).map(|(why, _)| why),
+        }
+    }
+}
+
+/// A service at a glance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub replicas: u32,
+    /// Instances counting toward the replicas (not failed, not asked to stop, not replaced).
+    pub live: u32,
+    /// Instances published in the endpoints.
+    pub healthy: u32,
+    /// Replicas that fit on no node now.
+    pub unplaced: u32,
+}
+
+/// `GET /v1/services`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServicesView {
+    pub seq: u64,
+    pub services: Vec<ServiceSummary>,
+}
+
+/// What the scheduler could not do for a service, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShortfallView {
+    pub unplaced: u32,
+    /// How many nodes each filter excluded (a node may count under several).
+    pub filtered: BTreeMap<String, u32>,
+    /// Failed or lost instances waiting for a replacement, and why each waits.
+    pub waiting: Vec<WaitingInstance>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WaitingInstance {
+    pub instance: InstanceId,
+    pub why: String,
+}
+
+impl From<&Shortfall> for ShortfallView {
+    fn from(s: &Shortfall) -> Self {
+        ShortfallView {
+            unplaced: s.unplaced,
+            filtered: s.filtered.clone(),
+            waiting: s
+                .waiting
+                .iter()
+                .map(|(i, why)| WaitingInstance { instance: i.clone(), why: why.clone() })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /v1/services/{name}`: the service's instances per node, its health, and what is pending and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceView {
+    pub seq: u64,
+    pub summary: ServiceSummary,
+    /// Every instance that may still run, in id order.
+    pub instances: Vec<InstanceView>,
+    pub shortfall: ShortfallView,
+}
+
+/// Where a load balancer reaches one healthy instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Endpoint {
+    pub instance: InstanceId,
+    pub node: NodeId,
+    pub address: String,
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// `GET /v1/services/{name}/endpoints`: healthy instances only, in instance order, as of `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointsView {
+    pub service: String,
+    pub seq: u64,
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl EndpointsView {
+    pub fn of(services: &ServicesState, service: &str, seq: u64) -> EndpointsView {
+        let endpoints = view::endpoints(services, service)
+            .into_iter()
+            .map(|i| Endpoint {
+                instance: i.id.clone(),
+                node: i.node.clone(),
+                address: i.address.clone().unwrap_or_default(),
+                ports: i.ports.clone(),
+            })
+            .collect();
+        EndpointsView { service: service.to_owned(), seq, endpoints }
+    }
+}
+
+/// `POST /v1/services/plan`: a dry run of the scheduler for one service against the live log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePlanRequest {
+    pub service: String,
+    /// Plan this declaration instead of the live one (a changed spec, before `sendan apply`).
+    #[serde(default)]
+    pub spec: Option<ClusterSpec>,
+}
+
+/// One change a plan makes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlannedChange {
+    /// `place`, `reschedule` or `stop`.
+    pub action: String,
+    pub instance: InstanceId,
+    pub node: NodeId,
+    /// The instance a reschedule replaces.
+    pub replaces: Option<InstanceId>,
+    pub why: String,
+}
+
+impl From<&ServiceDecision> for PlannedChange {
+    fn from(d: &ServiceDecision) -> Self {
+        let (action, node, replaces) = match &d.decision {
+            Decision::Place(p) => ("place", p.node.clone(), None),
+            Decision::Reschedule(r) => ("reschedule", r.node.clone(), Some(r.replaces.clone())),
+            Decision::Stop(s) => ("stop", s.node.clone(), None),
+        };
+        PlannedChange {
+            action: action.into(),
+            instance: d.decision.instance().clone(),
+            node,
+            replaces,
+            why: d.comment.clone(),
+        }
+    }
+}
+
+/// Why a node was filtered: the filter's code and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FilterView {
+    pub filter: String,
+    pub message: String,
+}
+
+/// One node's verdict in a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeVerdictView {
+    pub node: NodeId,
+    /// Every filter that excluded it (empty: it fits).
+    pub filters: Vec<FilterView>,
+    /// Live instances of the service it runs, and how many this plan gives it.
+    pub running: u32,
+    pub placed: u32,
+    /// Its rank among the nodes that fit, best first.
+    pub rank: Option<u32>,
+}
+
+impl From<&NodeVerdict> for NodeVerdictView {
+    fn from(v: &NodeVerdict) -> Self {
+        NodeVerdictView {
+            node: v.node.clone(),
+            filters: v.filters.iter().map(|f| FilterView { filter: f.code().into(), message: f.to_string() }).collect(),
+            running: v.running,
+            placed: v.placed,
+            rank: v.rank,
+        }
+    }
+}
+
+/// A dry run's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServicePlanView {
+    pub service: String,
+    /// The log position it was planned at.
+    pub seq: u64,
+    pub replicas: u32,
+    pub live: u32,
+    /// The plan changes something (`sendan service plan` exits 1).
+    pub changes: bool,
+    pub decisions: Vec<PlannedChange>,
+    pub shortfall: ShortfallView,
+    /// Every node, with every filter that excluded it.
+    pub nodes: Vec<NodeVerdictView>,
+}
+
+impl ServicePlanView {
+    pub fn of(e: &PlacementExplanation, seq: u64) -> ServicePlanView {
+        ServicePlanView {
+            service: e.service.clone(),
+            seq,
+            replicas: e.replicas,
+            live: e.live,
+            changes: !e.decisions.is_empty(),
+            decisions: e.decisions.iter().map(PlannedChange::from).collect(),
+            shortfall: ShortfallView::from(&e.shortfall),
+            nodes: e.nodes.iter().map(NodeVerdictView::from).collect(),
+        }
+    }
+}
+
+/// An instance a node's agent is to run or to stop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AssignedInstance {
+    pub id: InstanceId,
+    pub service: String,
+    pub version: Hash,
+    /// What it runs (the service's declaration, as written in Nix).
+    pub task: Task,
+    /// The log keeps it on this node. `false`: it was asked to stop, or replaced while the node was away — stop
+    /// it and report `InstanceStopped`. An assigned instance whose status is `failed` is not run either: it
+    /// waits for its replacement.
+    pub assigned: bool,
+    pub status: InstanceStatus,
+    /// The ports it reported when it last started.
+    pub ports: BTreeMap<String, u16>,
+    pub restarts: u32,
+}
+
+/// `GET /v1/nodes/{id}/instances`: every instance the log holds on the node, as of `seq`, and where closures
+/// are fetched from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeInstancesView {
+    pub node: NodeId,
+    pub seq: u64,
+    /// Whether the log has recorded this node's agent as running.
+    pub agent_running: Option<bool>,
+    pub instances: Vec<AssignedInstance>,
+    pub substituters: Vec<String>,
+    pub trusted_public_keys: Vec<String>,
+}
+
+impl NodeInstancesView {
+    pub fn of(services: &ServicesState, node: &NodeId, seq: u64, caches: (Vec<String>, Vec<String>)) -> Self {
+        let instances = services
+            .on_node(node)
+            .map(|i| AssignedInstance {
+                id: i.id.clone(),
+                service: i.service.clone(),
+                version: i.version,
+                task: services.task(&i.version).cloned().unwrap_or_default(),
+                assigned: i.is_assigned(),
+                status: i.status,
+                ports: i.ports.clone(),
+                restarts: i.restarts,
+            })
+            .collect();
+        NodeInstancesView {
+            node: node.clone(),
+            seq,
+            agent_running: services.agent(node).map(|a| a.running),
+            instances,
+            substituters: caches.0,
+            trusted_public_keys: caches.1,
+        }
+    }
+}
+
+/// `POST /v1/nodes/{id}/heartbeat`'s answer: how often to send the next ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HeartbeatAck {
+    /// The leader declares the agent lost after this long without a heartbeat.
+    pub deadline_ms: u64,
+    /// Send the next heartbeat within this long.
+    pub interval_ms: u64,
+}
