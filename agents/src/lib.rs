@@ -6,3 +6,4 @@ pub mod facts;
 pub mod install;
 pub mod lldp;
 pub mod nix;
+pub mod node;

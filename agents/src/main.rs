@@ -27,6 +27,45 @@ enum Command {
     /// Keep this node on its desired NixOS system: fetch, activate, health-gate, confirm or roll back, and
     /// report every step. Runs until stopped.
     Nix(NixArgs),
+    /// Run the service instances the scheduler places on this node: fetch, start (a transient systemd unit, or a
+    /// supervised process group), health-check, restart by policy, stop what moved away, report transitions and
+    /// heartbeat the leader. Runs until stopped.
+    Node(NodeArgs),
+}
+
+/// Flags of `sendan-agent node`; each has the same key in the `--config` file (TOML, or JSON by extension).
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// A TOML or JSON file with these settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Any Sendan member's API address.
+    #[arg(long)]
+    server: Option<String>,
+    /// The node token (`sendan node token ID`); default `<state-dir>/token`.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM certificates an `https://` server's certificate must chain to (the cluster's CA).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// This node's id; default the hostname.
+    #[arg(long)]
+    node: Option<String>,
+    /// Where the agent records what it runs, and the instances' logs (default /var/lib/sendan-agent-node).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The IP address instances are published and health-checked at (default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    advertise: Option<String>,
+    /// Dynamic ports come from this range (default 20000-32000).
+    #[arg(long, value_name = "FROM-TO")]
+    port_range: Option<String>,
+    /// Run instances with systemd-run: auto (when systemd runs the machine), always, never.
+    #[arg(long, value_name = "WHEN")]
+    systemd_run: Option<sendan_agents::nix::config::SystemdRun>,
+    /// Re-read the node's instances at least this often, in milliseconds (default 5000).
+    #[arg(long, value_name = "MS")]
+    poll_interval_ms: Option<u64>,
 }
 
 /// Flags of `sendan-agent nix`; each has the same key in the `--config` file (TOML, or JSON by extension).
@@ -140,6 +179,7 @@ fn main() -> ExitCode {
         Command::Install(args) => install(&args),
         Command::Checkin(args) => checkin(&args),
         Command::Nix(args) => nix(args),
+        Command::Node(args) => node(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +211,29 @@ fn nix(args: NixArgs) -> anyhow::Result<()> {
     };
     let config = file.overlay(flags).validate(sendan_agents::nix::config::hostname())?;
     sendan_agents::nix::run(config, args.once)?;
+    Ok(())
+}
+
+fn node(args: NodeArgs) -> anyhow::Result<()> {
+    use sendan_agents::node::ConfigFile;
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let flags = ConfigFile {
+        server: args.server,
+        token_file: args.token_file,
+        ca_file: args.ca_file,
+        node: args.node,
+        state_dir: args.state_dir,
+        advertise: args.advertise,
+        port_range: args.port_range,
+        systemd_run: args.systemd_run,
+        poll_interval_ms: args.poll_interval_ms,
+        ..ConfigFile::default()
+    };
+    let config = file.overlay(flags).validate(sendan_agents::node::config::hostname())?;
+    sendan_agents::node::run(config)?;
     Ok(())
 }
 

@@ -92,6 +92,50 @@ impl RealHost {
     }
 }
 
+/// Fetch a store path's closure (from `substituters` only, signed by one of `keys`, no negative cache) or
+/// build a flake reference; the store path. What `sendan-agent nix` fetches systems with and `sendan-agent node`
+/// fetches services' packages with.
+pub fn realise(
+    nix_bin_dir: Option<&Path>,
+    what: &str,
+    substituters: &[String],
+    keys: &[String],
+    timeout: Duration,
+) -> Result<String, String> {
+    let nix = |program: &str| {
+        let mut c = Command::new(nix_bin_dir.map_or_else(|| PathBuf::from(program), |d| d.join(program)));
+        c.stdin(Stdio::null());
+        c
+    };
+    let options = RealHost::fetch_options(substituters, keys);
+    match system_kind(what)? {
+        SystemKind::StorePath => {
+            let mut cmd = nix("nix-store");
+            cmd.arg("--realise").arg(what).args(&options);
+            run_captured(cmd, timeout, "nix-store --realise")?;
+            Ok(what.to_owned())
+        }
+        SystemKind::Flake => {
+            let mut cmd = nix("nix");
+            cmd.args([
+                "--extra-experimental-features",
+                "nix-command flakes",
+                "build",
+                "--no-link",
+                "--print-out-paths",
+            ])
+            .arg(what)
+            .args(&options);
+            let out = run_captured(cmd, timeout, "nix build")?;
+            let path = out.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_owned();
+            match system_kind(&path) {
+                Ok(SystemKind::StorePath) => Ok(path),
+                _ => Err(format!("nix build printed no store path for {what}")),
+            }
+        }
+    }
+}
+
 /// Run `cmd` to completion within `timeout`, killing it past that; its stdout, or why it failed.
 fn run_captured(mut cmd: Command, timeout: Duration, what: &str) -> Result<String, String> {
     let out = tempfile_pair().map_err(|e| format!("{what}: cannot capture output: {e}"))?;
@@ -199,37 +243,14 @@ impl Host for RealHost {
     }
 
     fn realise(&self, system: &str, substituters: &[String], keys: &[String]) -> Result<String, String> {
-        let options = Self::fetch_options(substituters, keys);
-        let timeout = self.config.prefetch_timeout;
-        match system_kind(system)? {
-            SystemKind::StorePath => {
-                let mut cmd = self.nix("nix-store");
-                cmd.arg("--realise").arg(system).args(&options);
-                run_captured(cmd, timeout, "nix-store --realise")?;
-                if !Path::new(system).join("bin/switch-to-configuration").exists() {
-                    return Err(format!("{system} is not a NixOS system: it has no bin/switch-to-configuration"));
-                }
-                Ok(system.to_owned())
-            }
-            SystemKind::Flake => {
-                let mut cmd = self.nix("nix");
-                cmd.args([
-                    "--extra-experimental-features",
-                    "nix-command flakes",
-                    "build",
-                    "--no-link",
-                    "--print-out-paths",
-                ])
-                .arg(system)
-                .args(&options);
-                let out = run_captured(cmd, timeout, "nix build")?;
-                let path = out.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_owned();
-                match system_kind(&path) {
-                    Ok(SystemKind::StorePath) => Ok(path),
-                    _ => Err(format!("nix build printed no store path for {system}")),
-                }
-            }
+        let path =
+            realise(self.config.nix_bin_dir.as_deref(), system, substituters, keys, self.config.prefetch_timeout)?;
+        if system_kind(system)? == SystemKind::StorePath
+            && !Path::new(&path).join("bin/switch-to-configuration").exists()
+        {
+            return Err(format!("{system} is not a NixOS system: it has no bin/switch-to-configuration"));
         }
+        Ok(path)
     }
 
     fn set_profile(&self, path: &str) -> Result<(), String> {

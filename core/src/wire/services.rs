@@ -268,6 +268,9 @@ pub struct AssignedInstance {
     /// waits for its replacement.
     pub assigned: bool,
     pub status: InstanceStatus,
+    /// The seq of the event that set `status` (an agent's reports name it in their ids, so a retry is never a
+    /// second event).
+    pub since: u64,
     /// The ports it reported when it last started.
     pub ports: BTreeMap<String, u16>,
     pub restarts: u32,
@@ -297,6 +300,7 @@ impl NodeInstancesView {
                 task: services.task(&i.version).cloned().unwrap_or_default(),
                 assigned: i.is_assigned(),
                 status: i.status,
+                since: i.since,
                 ports: i.ports.clone(),
                 restarts: i.restarts,
             })
