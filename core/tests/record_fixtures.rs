@@ -169,14 +169,14 @@ fn sample(kind: EventKind) -> Payload {
             service: "web".into(),
             instance: InstanceId::new("web.3").unwrap(),
             node,
-            version: Hash::of(b"web task"),
+            task_digest: Hash::of(b"web task"),
         }
         .into(),
         EventKind::InstanceRescheduled => InstanceRescheduled {
             service: "web".into(),
             instance: InstanceId::new("web.4").unwrap(),
             node,
-            version: Hash::of(b"web task"),
+            task_digest: Hash::of(b"web task"),
             replaces: InstanceId::new("web.1").unwrap(),
             lost: false,
             attempt: 2,

@@ -54,7 +54,7 @@ fn missing_replicas_go_to_nodes_that_fit_and_the_rest_is_explained_by_every_filt
 
     // A stale leader placing the third replica on a full node is refused with every reason.
     let version = f.state.services.instance(&id("web.1")).unwrap().version;
-    let forged = InstancePlaced { service: "web".into(), instance: id("web.3"), node: n("a"), version };
+    let forged = InstancePlaced { service: "web".into(), instance: id("web.3"), node: n("a"), task_digest: version };
     let err = f.submit(Actor::System("scheduler".into()), forged.into(), None).unwrap_err();
     assert_eq!(err.code(), "placement_refused");
     let text = err.to_string();
@@ -75,10 +75,10 @@ fn a_replica_is_never_placed_twice_and_ids_are_never_reused() {
     let version = f.state.services.instance(&id("web.1")).unwrap().version;
     // A second leader that did not see the first placement proposes the same decision: the same id, deduplicated
     // by the log; a different one for another node is refused by the replica count.
-    let again = InstancePlaced { service: "web".into(), instance: id("web.2"), node: n("b"), version };
+    let again = InstancePlaced { service: "web".into(), instance: id("web.2"), node: n("b"), task_digest: version };
     let err = f.submit(Actor::System("scheduler".into()), again.into(), None).unwrap_err();
     assert!(err.to_string().contains("already has 1 live instances of 1 replicas"), "{err}");
-    let reused = InstancePlaced { service: "web".into(), instance: id("web.1"), node: n("b"), version };
+    let reused = InstancePlaced { service: "web".into(), instance: id("web.1"), node: n("b"), task_digest: version };
     let err = f.submit(Actor::System("scheduler".into()), reused.into(), None).unwrap_err();
     assert!(err.to_string().contains("the next instance of service web is web.2, not web.1"), "{err}");
 }
@@ -166,7 +166,7 @@ fn a_failed_instance_is_rescheduled_elsewhere_by_its_policy_with_backoff_until_a
         service: "web".into(),
         instance: id("web.2"),
         node: n("b"),
-        version,
+        task_digest: version,
         replaces: id("web.1"),
         lost: false,
         attempt: 1,

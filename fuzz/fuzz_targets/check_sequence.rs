@@ -241,12 +241,12 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             exit_code: 0,
         }
         .into(),
-        EventKind::InstancePlaced => InstancePlaced { service: "web".into(), instance: instance(variant), node, version: web_version() }.into(),
+        EventKind::InstancePlaced => InstancePlaced { service: "web".into(), instance: instance(variant), node, task_digest: web_version() }.into(),
         EventKind::InstanceRescheduled => InstanceRescheduled {
             service: "web".into(),
             instance: instance(variant),
             node,
-            version: web_version(),
+            task_digest: web_version(),
             replaces: instance(variant / 4),
             lost: variant % 2 == 0,
             attempt: u32::from(variant % 3),

@@ -6,6 +6,7 @@ pub mod contract;
 pub mod inproc;
 pub mod nixfake;
 pub mod procs;
+pub mod services;
 pub mod upgrade;
 
 use std::future::Future;
@@ -112,12 +113,18 @@ fn subjects(e: &sendan_core::Event) -> std::collections::BTreeSet<String> {
     if let Some(d) = json["decision"].as_u64() {
         out.insert(format!("decision:{d}"));
     }
+    for key in ["instance", "replaces"] {
+        if let Some(i) = json[key].as_str() {
+            out.insert(format!("instance:{i}"));
+        }
+    }
     out
 }
 
 /// Check the causes of a whole log (`events`, from seq 1, in order): every event a controller emitted
 /// (`system:*`) names a cause, an earlier event, that is the live spec or shares a subject with it (the same node,
-/// machine or rollout, or a report on a decision about one of them). Panics naming each event that does not.
+/// machine, rollout or instance, a report on a decision about one of them, or the node an instance it replaces
+/// ran on). Panics naming each event that does not.
 pub fn assert_causes(events: &[sendan_core::Event]) {
     use sendan_core::{Actor, EventKind};
     let by_seq: std::collections::BTreeMap<u64, &sendan_core::Event> = events.iter().map(|e| (e.seq, e)).collect();
@@ -141,6 +148,21 @@ pub fn assert_causes(events: &[sendan_core::Event]) {
             for d in events.iter().filter(|d| subjects(d).contains(&format!("rollout:{r}"))) {
                 about.extend(subjects(d).into_iter().filter(|s| s.starts_with("node:")));
                 about.insert(format!("decision:{}", d.seq));
+            }
+        }
+        // An instance is also about the node it was placed on (its node's loss caused its replacement).
+        let instances: std::collections::BTreeSet<String> =
+            about.iter().filter_map(|s| s.strip_prefix("instance:")).map(str::to_owned).collect();
+        for d in events.iter().filter(|d| d.seq < e.seq) {
+            let placed = match &d.payload {
+                sendan_core::Payload::InstancePlaced(p) => Some((&p.instance, &p.node)),
+                sendan_core::Payload::InstanceRescheduled(r) => Some((&r.instance, &r.node)),
+                _ => None,
+            };
+            if let Some((i, n)) = placed
+                && instances.contains(i.as_str())
+            {
+                about.insert(format!("node:{n}"));
             }
         }
         // A node is also about the machines bound to it.

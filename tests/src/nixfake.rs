@@ -450,7 +450,10 @@ pub async fn enroll(admin: &sendan_api::client::Client, nodes: &[&str]) -> Vec<S
         let machine = format!("52:54:00:00:10:{:02x}", i + 1);
         let mut events: Vec<sendan_core::wire::ProposalIn> = [
             // One disk, so the spec's disk layout fits the machine when its install is requested.
+            // Four CPU threads and 8 GiB, so services that reserve some fit.
             serde_json::json!({"type": "MachineDiscovered", "machine": machine, "facts": {
+                "cpu": { "model": "fake", "sockets": 1, "cores": 4, "threads": 4, "virtualization": [] },
+                "memory_bytes": 8u64 << 30,
                 "disks": [{ "name": "nvme0n1", "size_bytes": 1_000_204_886_016u64, "rotational": false,
                             "by_id": format!("/dev/disk/by-id/nvme-fake-{i}") }]
             }}),

@@ -277,4 +277,20 @@ mod tests {
         let err = serde_json::from_str::<Payload>(r#"{"type":"NodeExploded","node":"n1"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown variant `NodeExploded`"), "{err}");
     }
+
+    /// A payload travels flat beside the envelope's fields in JSON, so no kind may have a field the envelope
+    /// has: it would be overwritten (or make the event undecodable).
+    #[test]
+    fn no_payload_field_shares_a_name_with_the_envelope() {
+        const ENVELOPE: [&str; 9] = ["seq", "id", "time", "actor", "comment", "cause", "version", "prev", "hash"];
+        let schema = schemars::SchemaGenerator::default().into_root_schema_for::<Payload>().to_value();
+        let variants = schema["oneOf"].as_array().expect("one schema per kind");
+        assert_eq!(variants.len(), EventKind::ALL.len());
+        for v in variants {
+            let kind = &v["properties"]["type"]["const"];
+            for field in v["properties"].as_object().into_iter().flatten().map(|(k, _)| k.as_str()) {
+                assert!(!ENVELOPE.contains(&field), "{kind}'s field `{field}` is also an envelope field");
+            }
+        }
+    }
 }

@@ -156,7 +156,7 @@ fn probe_events() -> Option<Vec<Payload>> {
         RolloutMemberLeft { rollout: 22, node: w1.clone(), why: "w".into() }.into(),
         RolloutReverted { rollout: 22 }.into(),
         NodeAgentStarted { node: w1.clone(), address: "10.0.0.1".into() }.into(),
-        InstancePlaced { service: "web".into(), instance: i("web.1")?, node: w1.clone(), version }.into(),
+        InstancePlaced { service: "web".into(), instance: i("web.1")?, node: w1.clone(), task_digest: version }.into(),
         InstanceStarted {
             instance: i("web.1")?,
             node: w1.clone(),
@@ -165,7 +165,7 @@ fn probe_events() -> Option<Vec<Payload>> {
             restarts: 1,
         }
         .into(),
-        InstancePlaced { service: "web".into(), instance: i("web.2")?, node: w1.clone(), version }.into(),
+        InstancePlaced { service: "web".into(), instance: i("web.2")?, node: w1.clone(), task_digest: version }.into(),
         InstanceExited {
             instance: i("web.2")?,
             node: w1.clone(),
@@ -179,7 +179,7 @@ fn probe_events() -> Option<Vec<Payload>> {
             service: "web".into(),
             instance: i("web.3")?,
             node: w1.clone(),
-            version,
+            task_digest: version,
             replaces: i("web.2")?,
             lost: false,
             attempt: 1,

@@ -16,7 +16,7 @@ use crate::emitters::{Emitters, EventData};
 use crate::ids::{Hash, InstanceId, NodeId};
 
 /// The scheduler placed a new instance of a service on a node (a missing replica). System (the scheduler) or
-/// operator. Keeps: the live spec declares the service and `version` is its task's digest; the instance id is the
+/// operator. Keeps: the live spec declares the service and `task_digest` is its task's digest; the instance id is the
 /// service's next (`<service>.<number>`); the service has fewer live instances than its replicas; the node passes
 /// every filter the planner applies — active, its agent running, in the service's pools and racks, under
 /// `maxPerNode`, CPU and memory free, no static port taken (`services::planner::filters`). So a stale leader
@@ -27,8 +27,9 @@ pub struct InstancePlaced {
     pub service: String,
     pub instance: InstanceId,
     pub node: NodeId,
-    /// The digest of what the instance runs (package, command, environment, resources, ports, health, restart).
-    pub version: Hash,
+    /// The digest of what the instance runs (package, command, environment, resources, ports, health, restart):
+    /// its version.
+    pub task_digest: Hash,
 }
 
 impl EventData for InstancePlaced {
@@ -52,7 +53,7 @@ pub struct InstanceRescheduled {
     pub service: String,
     pub instance: InstanceId,
     pub node: NodeId,
-    pub version: Hash,
+    pub task_digest: Hash,
     pub replaces: InstanceId,
     /// The replaced instance was lost (not failed): its node's agent went silent or the node left `active`.
     pub lost: bool,

@@ -87,7 +87,7 @@ fn new_instance(
 
 /// A placement, with what the live spec says its version runs.
 pub fn placed(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstancePlaced, task: Option<Task>) {
-    let i = new_instance(seq, time, &p.service, &p.instance, &p.node, p.version, task.as_ref(), None, Vec::new());
+    let i = new_instance(seq, time, &p.service, &p.instance, &p.node, p.task_digest, task.as_ref(), None, Vec::new());
     insert(s, i, task);
 }
 
@@ -113,7 +113,7 @@ pub fn rescheduled(s: &mut ServicesState, seq: u64, time: Timestamp, p: &Instanc
         &p.service,
         &p.instance,
         &p.node,
-        p.version,
+        p.task_digest,
         task.as_ref(),
         Some(p.replaces.clone()),
         line,

@@ -526,7 +526,7 @@ impl Planner<'_> {
                         service: name.to_owned(),
                         instance,
                         node,
-                        version,
+                        task_digest: version,
                         replaces: i.id.clone(),
                         lost: true,
                         attempt: 0,
@@ -564,7 +564,7 @@ impl Planner<'_> {
                             service: name.to_owned(),
                             instance,
                             node,
-                            version,
+                            task_digest: version,
                             replaces: i.id.clone(),
                             lost: false,
                             attempt,
@@ -586,8 +586,12 @@ impl Planner<'_> {
                 service.replicas
             );
             let cause = self.place_cause(node);
-            let p =
-                InstancePlaced { service: name.to_owned(), instance: instance.clone(), node: node.clone(), version };
+            let p = InstancePlaced {
+                service: name.to_owned(),
+                instance: instance.clone(),
+                node: node.clone(),
+                task_digest: version,
+            };
             self.push(Decision::Place(p), cause, comment);
         }
         short.unplaced = missing - placed.len() as u32;

@@ -58,7 +58,7 @@ fn placement<'a>(
 
 pub fn placed(services: &ServicesState, read: &dyn FleetRead, p: &InstancePlaced) -> Result<(), Rejection> {
     let event = EventKind::InstancePlaced;
-    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.version)?;
+    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.task_digest)?;
     let live = services.of_service(&p.service).filter(|i| i.is_live()).count() as u32;
     if live >= service.replicas {
         return Err(Rejection::ServiceRefused {
@@ -89,7 +89,7 @@ pub fn rescheduled(
     if !old.is_assigned() {
         return Err(refuse("it was already replaced or asked to stop".into()));
     }
-    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.version)?;
+    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.task_digest)?;
     if p.lost {
         if lost(read, services, old).is_none() {
             return Err(refuse(format!("it is not lost: node {} is up and its agent runs", old.node)));

@@ -10,12 +10,14 @@ pub fn any_service_payload(kind: EventKind, node: NodeId, n: u64) -> Option<Payl
     let instance = InstanceId::new(format!("web.{}", n % 4 + 1)).unwrap();
     let version = Hash::of(&n.to_be_bytes());
     Some(match kind {
-        EventKind::InstancePlaced => InstancePlaced { service: "web".into(), instance, node, version }.into(),
+        EventKind::InstancePlaced => {
+            InstancePlaced { service: "web".into(), instance, node, task_digest: version }.into()
+        }
         EventKind::InstanceRescheduled => InstanceRescheduled {
             service: "web".into(),
             instance,
             node,
-            version,
+            task_digest: version,
             replaces: InstanceId::new("web.1").unwrap(),
             lost: n % 2 == 0,
             attempt: (n % 3) as u32,
