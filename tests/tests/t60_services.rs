@@ -187,3 +187,61 @@ async fn services_run_fail_over_restart_and_scale() {
     let events = log(&admin).await;
     sendan_tests::assert_causes(&events);
 }
+
+/// Property: killing the leader while the scheduler places a service's replicas places nothing twice — every
+/// instance id is placed once, the service ends with exactly its replicas live, and no node holds more than
+/// `maxPerNode` of them — because decisions carry ids derived from the instance and `check` refuses a replica
+/// past the count or a node past its limit, whichever leader proposes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_during_placement_places_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcCluster::start(3, &["--agent-deadline-secs", "600"]).await;
+    let admin = cluster.client(1);
+    let tokens = sendan_tests::nixfake::enroll(&admin, &sendan_tests::services::WORKERS).await;
+    // The agents announce themselves (no processes: nothing is run, only placed).
+    for (node, token) in sendan_tests::services::WORKERS.iter().zip(&tokens) {
+        let agent = sendan_api::client::Client::new(&cluster.addrs[&1], Some(token.clone()));
+        let mut p = vec![sendan_tests::proposal(
+            u128::from(node.as_bytes()[node.len() - 1]),
+            serde_json::json!({"type": "NodeAgentStarted", "node": node, "address": "127.0.0.1"}),
+        )];
+        agent.submit(&mut p, PATIENCE).await.unwrap();
+    }
+    let services: String = (0..8)
+        .map(|k| {
+            format!(
+                r#"s{k} = {{ package = "/nix/store/0c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-web-1.0"; replicas = 12; pools = [ "workers" ];
+                     constraints.maxPerNode = 3; resources = {{ cpu = 0; memory = 0; }}; }};"#
+            )
+        })
+        .collect();
+    let spec = declaration(dir.path(), "many", &format!("{{ {services} }}"));
+    let leader = cluster.leader().await;
+    let other = (1..=3).find(|m| *m != leader).unwrap();
+    tokio::task::block_in_place(|| sendan_ok(&cluster, leader, &["apply", spec.to_str().unwrap()]));
+    cluster.kill9(leader);
+    let admin = cluster.client(other);
+    wait_until("every replica is placed after the leader's death", PATIENCE, || async {
+        let v: sendan_core::wire::ServicesView = admin.get("/v1/services", &()).await.ok()?;
+        // The fixture's own `web` (2 replicas) is declared too.
+        let ours: Vec<_> = v.services.iter().filter(|s| s.name != "web").collect();
+        (ours.len() == 8 && ours.iter().all(|s| s.live == 12)).then_some(())
+    })
+    .await;
+    cluster.restart(leader);
+    let events = log(&admin).await;
+    let mut placed = std::collections::BTreeMap::new();
+    let mut per_node = std::collections::BTreeMap::new();
+    for e in &events {
+        if let Payload::InstancePlaced(p) = &e.payload
+            && p.service != "web"
+        {
+            *placed.entry(p.instance.to_string()).or_insert(0) += 1;
+            *per_node.entry((p.service.clone(), p.node.to_string())).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(placed.len(), 96, "8 services × 12 replicas");
+    assert!(placed.values().all(|n| *n == 1), "an instance was placed twice: {placed:?}");
+    assert!(per_node.values().all(|n| *n <= 3), "maxPerNode broken: {per_node:?}");
+    sendan_tests::assert_causes(&events);
+}
