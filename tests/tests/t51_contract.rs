@@ -54,6 +54,9 @@ async fn every_read_endpoint_answers_what_its_schema_says() {
         "/v1/cluster",
         "/v1/cluster/local",
         "/v1/openapi.json",
+        "/v1/services",
+        "/v1/services/edge-proxy",
+        "/v1/services/edge-proxy/endpoints",
     ] {
         let (status, body) = get(base, token, path).await;
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -68,6 +71,7 @@ async fn every_read_endpoint_answers_what_its_schema_says() {
             format!("/v1/nodes/{id}/system"),
             format!("/v1/nodes/{id}/install"),
             format!("/v1/nodes/{id}/plan"),
+            format!("/v1/nodes/{id}/instances"),
         ] {
             // A retired node has no plan (409); that answer is checked against ErrorBody.
             get(base, token, &path).await;
@@ -96,6 +100,11 @@ async fn every_read_endpoint_answers_what_its_schema_says() {
     assert_eq!(status, 200);
     let (status, _) = send(Method::POST, base, token, "/v1/spec/plan", Some(&spec["spec"])).await;
     assert_eq!(status, 200);
+    let (status, body) = send(Method::POST, base, token, "/v1/services/plan", Some(&json!({"service": "edge-proxy"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        send(Method::POST, base, token, "/v1/nodes/worker-01/heartbeat", Some(&json!({}))).await;
+    assert!(status == 200 || status == 404, "{status} {body}");
     let drain = json!({ "type": "NodeDrainRequested", "node": node_ids[0], "comment": "contract test" });
     let (status, body) = send(Method::POST, base, token, "/v1/events", Some(&drain)).await;
     assert!(status == 200 || status == 409, "{status} {body}");
