@@ -100,10 +100,10 @@ async fn every_read_endpoint_answers_what_its_schema_says() {
     assert_eq!(status, 200);
     let (status, _) = send(Method::POST, base, token, "/v1/spec/plan", Some(&spec["spec"])).await;
     assert_eq!(status, 200);
-    let (status, body) = send(Method::POST, base, token, "/v1/services/plan", Some(&json!({"service": "edge-proxy"}))).await;
-    assert_eq!(status, 200, "{body}");
     let (status, body) =
-        send(Method::POST, base, token, "/v1/nodes/worker-01/heartbeat", Some(&json!({}))).await;
+        send(Method::POST, base, token, "/v1/services/plan", Some(&json!({"service": "edge-proxy"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(Method::POST, base, token, "/v1/nodes/worker-01/heartbeat", Some(&json!({}))).await;
     assert!(status == 200 || status == 404, "{status} {body}");
     let drain = json!({ "type": "NodeDrainRequested", "node": node_ids[0], "comment": "contract test" });
     let (status, body) = send(Method::POST, base, token, "/v1/events", Some(&drain)).await;

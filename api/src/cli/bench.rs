@@ -49,6 +49,14 @@ pub struct BenchArgs {
     /// Cluster members (3 for the comparison with etcd; 1 isolates the cost of replication).
     #[arg(long, default_value_t = 3)]
     pub members: usize,
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BenchWhat {
+    /// The scheduler: the pure planner on a large synthetic fleet, and placements committed through the log.
+    Scheduler(super::bench_scheduler::SchedulerArgs),
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -78,7 +86,7 @@ struct Report {
     history_p99_ms: f64,
 }
 
-struct Members {
+pub(super) struct Members {
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     addrs: Vec<String>,
@@ -87,7 +95,7 @@ struct Members {
 }
 
 impl Members {
-    fn start(dir: Option<PathBuf>, n: usize) -> Result<Members> {
+    pub(super) fn start(dir: Option<PathBuf>, n: usize) -> Result<Members> {
         let (tmp, dir) = match dir {
             Some(d) => (None, d),
             None => {
@@ -130,11 +138,11 @@ impl Members {
             .context("starting a member")
     }
 
-    fn client(&self, i: usize) -> Client {
+    pub(super) fn client(&self, i: usize) -> Client {
         Client::new(&self.addrs[i], Some(self.token.clone()))
     }
 
-    async fn leader(&self) -> Result<usize> {
+    pub(super) async fn leader(&self) -> Result<usize> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for i in 0..self.addrs.len() {
@@ -274,6 +282,9 @@ fn synthetic_log(total: u64, nodes: u64) -> Vec<Event> {
 }
 
 pub async fn run(args: BenchArgs) -> Result<std::process::ExitCode> {
+    if let Some(BenchWhat::Scheduler(s)) = args.what {
+        return super::bench_scheduler::run(s).await;
+    }
     let mut report = Report {
         machine: machine_description(),
         members: args.members.max(1),
@@ -467,7 +478,7 @@ fn b64(bytes: &[u8]) -> String {
     out
 }
 
-fn machine_description() -> String {
+pub(super) fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

@@ -19,6 +19,7 @@ macro_rules! eprintln {
 }
 
 mod bench;
+mod bench_scheduler;
 pub mod bootstrap;
 mod cluster;
 mod events;
@@ -106,7 +107,8 @@ pub enum Command {
     /// Native services: where their instances run, their health and endpoints, and the scheduler's dry run.
     #[command(subcommand)]
     Service(services::ServiceCmd),
-    /// Benchmark a 3-member loopback cluster (and etcd from bench/etcd3.sh, side by side, when it answers).
+    /// Benchmark a 3-member loopback cluster (and etcd from bench/etcd3.sh, side by side, when it answers);
+    /// `sendan bench scheduler` measures the scheduler.
     Bench(bench::BenchArgs),
     /// Make a small CA and member certificates for `sendan server --tls-*` (works offline; any PKI will do).
     #[command(subcommand)]
