@@ -43,6 +43,12 @@
             imports = [ ./nix/modules/nix-agent.nix ];
             services.sendan.nix-agent.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
           };
+        node-agent =
+          { lib, pkgs, ... }:
+          {
+            imports = [ ./nix/modules/node-agent.nix ];
+            services.sendan.node-agent.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          };
         default = self.nixosModules.server;
       };
 

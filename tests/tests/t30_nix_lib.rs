@@ -321,7 +321,7 @@ fn flake_lib_evaluates_without_nixpkgs() {
     let out = nix_json(&["-E", expr]);
     let direct = nix_json(&["nix/examples/spec.nix"]);
     assert_eq!(out["spec"], direct);
-    assert_eq!(out["modules"], serde_json::json!(["default", "nix-agent", "server"]));
+    assert_eq!(out["modules"], serde_json::json!(["default", "nix-agent", "node-agent", "server"]));
     assert_eq!(out["systems"], serde_json::json!(["aarch64-linux", "x86_64-linux"]));
 }
 
@@ -349,4 +349,11 @@ fn the_modules_render_config_files_the_binaries_accept() {
     std::fs::write(&path, agent.to_string()).unwrap();
     let config = sendan_agents::nix::ConfigFile::load(&path).expect("the agent reads the rendered file");
     config.validate(Some("fallback-host".into())).expect("the rendered agent settings validate");
+
+    let node = nix_json(&["-E", "(import ./nix/tests/eval/node-agent-module.nix).tokenIsACredential.expr.rendered"]);
+    let path = dir.path().join("sendan-node-agent.json");
+    std::fs::write(&path, node.to_string()).unwrap();
+    let config = sendan_agents::node::ConfigFile::load(&path).expect("the node agent reads the rendered file");
+    let config = config.validate(Some("fallback-host".into())).expect("the rendered node-agent settings validate");
+    assert_eq!((config.node.as_str(), config.advertise.to_string().as_str()), ("worker-01", "10.20.1.21"));
 }

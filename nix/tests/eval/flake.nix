@@ -22,6 +22,7 @@ in
     expected = {
       default = true;
       nix-agent = true;
+      node-agent = true;
       server = true;
     };
   };
