@@ -46,7 +46,7 @@ impl Controller for LivenessController {
         }
     }
 
-    fn reconcile(&mut self, fleet: &FleetState, _now: Timestamp) -> Vec<Vec<ProposalIn>> {
+    fn reconcile(&mut self, fleet: &FleetState, now_log: Timestamp) -> Vec<Vec<ProposalIn>> {
         let Some(since) = self.leading_since else { return Vec::new() };
         let deadline = self.app.config.agent_deadline;
         let now = Instant::now();
@@ -55,7 +55,10 @@ impl Controller for LivenessController {
             let heard = self.app.liveness.last(node);
             if agent.running {
                 let last = heard.map_or(since, |h| h.max(since));
-                let silent = now.saturating_duration_since(last);
+                // An agent that started (or returned) recently is given its deadline from then: its first
+                // heartbeat follows its announcement.
+                let since_event = Duration::from_millis(now_log.0.saturating_sub(agent.since_at.0).max(0) as u64);
+                let silent = now.saturating_duration_since(last).min(since_event);
                 if silent > deadline {
                     self.lost_at.insert(node.clone(), now);
                     let id = EventId::derive(&[b"agent-lost", node.as_str().as_bytes(), &agent.since.to_be_bytes()]);

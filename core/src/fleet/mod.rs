@@ -448,9 +448,9 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         P::InstanceUnhealthy(p) => services::fold::unhealthy(&mut state.services, seq, time, p),
         P::InstanceExited(p) => services::fold::exited(&mut state.services, seq, time, p),
         P::InstanceStopped(p) => services::fold::stopped(&mut state.services, p),
-        P::NodeAgentStarted(p) => services::fold::agent_started(&mut state.services, seq, p),
-        P::NodeAgentLost(p) => services::fold::agent_lost(&mut state.services, seq, p),
-        P::NodeAgentReturned(p) => services::fold::agent_returned(&mut state.services, seq, p),
+        P::NodeAgentStarted(p) => services::fold::agent_started(&mut state.services, seq, time, p),
+        P::NodeAgentLost(p) => services::fold::agent_lost(&mut state.services, seq, time, p),
+        P::NodeAgentReturned(p) => services::fold::agent_returned(&mut state.services, seq, time, p),
     }
     index
 }

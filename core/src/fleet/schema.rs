@@ -257,5 +257,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "c9b633367840d38d614ac83123e0efe547f79982a2719100f286fdf83cf99d36";
+    const PINNED: &str = "0804f1c8f106ddae5b71c7111262bed9bf17ba3416a1e09f16fe524677b5be89";
 }

@@ -176,22 +176,24 @@ pub fn stopped(s: &mut ServicesState, p: &InstanceStopped) {
     remove(s, &p.instance);
 }
 
-pub fn agent_started(s: &mut ServicesState, seq: u64, p: &NodeAgentStarted) {
-    s.agents
-        .insert(p.node.clone(), AgentRecord { running: true, since: seq, started: seq, address: p.address.clone() });
+pub fn agent_started(s: &mut ServicesState, seq: u64, time: Timestamp, p: &NodeAgentStarted) {
+    let record = AgentRecord { running: true, since: seq, since_at: time, started: seq, address: p.address.clone() };
+    s.agents.insert(p.node.clone(), record);
 }
 
-pub fn agent_lost(s: &mut ServicesState, seq: u64, p: &NodeAgentLost) {
+pub fn agent_lost(s: &mut ServicesState, seq: u64, time: Timestamp, p: &NodeAgentLost) {
     if let Some(a) = s.agents.get_mut(&p.node) {
         a.running = false;
         a.since = seq;
+        a.since_at = time;
     }
 }
 
-pub fn agent_returned(s: &mut ServicesState, seq: u64, p: &NodeAgentReturned) {
+pub fn agent_returned(s: &mut ServicesState, seq: u64, time: Timestamp, p: &NodeAgentReturned) {
     if let Some(a) = s.agents.get_mut(&p.node) {
         a.running = true;
         a.since = seq;
+        a.since_at = time;
     }
 }
 

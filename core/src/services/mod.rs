@@ -155,8 +155,10 @@ impl InstanceStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub running: bool,
-    /// The seq of the event that set `running` (its start, loss or return), and of its last start.
+    /// The seq and time of the event that set `running` (its start, loss or return), and the seq of its last
+    /// start.
     pub since: u64,
+    pub since_at: Timestamp,
     pub started: u64,
     pub address: String,
 }
