@@ -1,7 +1,7 @@
 //! Tidy tests, rust-analyzer style: rules about the shape of the code, checked by reading the source with plain
 //! `cargo test`.
 //!
-//! - No import cycle between aggregate folders (`nodes`, `machines`, `specs`, `systems`, `rollouts`): each reads
+//! - No import cycle between aggregate folders (`nodes`, `machines`, `specs`, `systems`, `rollouts`, `services`): each reads
 //!   the others only through `crate::read`, below them, and names another only to propose its events.
 //! - `fleet::check` and `fleet::fold` are exhaustive matches over `Payload` with no wildcard arm.
 //! - Nothing reachable from applying a committed entry panics: no `unwrap()`, `expect(`, `panic!`,
@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const AGGREGATES: [&str; 5] = ["nodes", "machines", "specs", "systems", "rollouts"];
+const AGGREGATES: [&str; 6] = ["nodes", "machines", "specs", "systems", "rollouts", "services"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
