@@ -56,8 +56,7 @@ fn help_lists_exactly_the_implemented_subcommands() {
         .take_while(|line| !line.is_empty())
         .filter_map(|line| line.split_whitespace().next())
         .collect();
-    // `node` joins this list when it is implemented, and not before.
-    assert_eq!(commands, ["facts", "install", "checkin", "nix", "help"], "{help}");
+    assert_eq!(commands, ["facts", "install", "checkin", "nix", "node", "help"], "{help}");
     let facts_help = text(&sendan_agent(&["facts", "--help"]).stdout);
     assert!(facts_help.contains("--root <DIR>"), "{facts_help}");
     assert!(facts_help.contains("[default: /]"), "{facts_help}");

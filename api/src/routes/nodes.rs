@@ -27,6 +27,10 @@ pub async fn fleet_at(app: &App, at: Option<u64>) -> Result<Arc<FleetState>, Api
     match at {
         None => Ok(app.node.reader.fleet()),
         Some(seq) => {
+            // A client reading right after its own write may ask this member for a seq it is about to apply:
+            // give it a moment (a seq past the head is answered after that, as before).
+            let mut applied = app.node.reader.subscribe();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), applied.wait_for(|s| *s >= seq)).await;
             app.node.reader.caught_up().await?;
             app.node.reader.fleet_at(seq).map_err(ApiError::from)
         }
