@@ -33,6 +33,10 @@ macro_rules! with_catalogue {
             14 => SpecApplied,
             // Node access (nodes/events.rs).
             15 => NodeTokenIssued,
+            // Cordons and drains (nodes/events.rs).
+            16 => NodeCordoned,
+            17 => NodeDrainStarted,
+            18 => NodeDrained,
             // Machines and bootstrap (machines/events.rs): 20–39.
             20 => BootstrapTokenIssued,
             21 => BootstrapTokenClaimed,
@@ -74,6 +78,7 @@ macro_rules! with_catalogue {
             68 => NodeAgentStarted,
             69 => NodeAgentLost,
             70 => NodeAgentReturned,
+            71 => InstanceMigrated,
         }
     };
 }

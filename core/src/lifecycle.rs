@@ -1,4 +1,5 @@
-//! The node lifecycle: ten states and the one table of legal moves between them.
+//! The node lifecycle: ten states and the one table of legal moves between them. (A cordon is not a state: a
+//! cordoned node is `active` and takes no new instances.)
 //!
 //! `discovered` is the state of a machine that no node is bound to yet; `NodeCommissioned` is the only
 //! way out of it, and from there on the state belongs to the node id. `retired` is terminal.
@@ -86,7 +87,9 @@ pub const TRANSITIONS: &[Transition] = &[
     Transition { event: EventKind::NodeInstallFailed, from: &[S::InstallPending, S::Installing], to: S::Failed },
     Transition { event: EventKind::NodeActivated, from: &[S::Installing, S::Rescue], to: S::Active },
     Transition { event: EventKind::NodeDrainRequested, from: &[S::Active], to: S::Draining },
-    Transition { event: EventKind::NodeUncordoned, from: &[S::Draining], to: S::Active },
+    // A drain's terms may change while it runs; uncordoning an `active` node clears its cordon.
+    Transition { event: EventKind::NodeDrainStarted, from: &[S::Active, S::Draining], to: S::Draining },
+    Transition { event: EventKind::NodeUncordoned, from: &[S::Active, S::Draining], to: S::Active },
     Transition {
         event: EventKind::NodeReprovisionRequested,
         from: &[S::Commissioned, S::Draining, S::Failed, S::Rescue],

@@ -4,11 +4,11 @@
 //! aggregate's state, so no aggregate imports another (`core/tests/tidy.rs` fails on an import cycle between
 //! aggregate folders).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::facts::HardwareFacts;
-use crate::ids::{Hash, MachineId, NodeId, Timestamp};
+use crate::ids::{Hash, InstanceId, MachineId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
 use crate::nixos::SwitchAction;
 use crate::spec::{LiveSpec, ResolvedDisk};
@@ -22,6 +22,31 @@ pub struct NodeFacts<'a> {
     pub pool: Option<&'a str>,
     /// The seq of the event that moved it into `state`.
     pub since: u64,
+    /// The seq of the last event about it.
+    pub updated: u64,
+    /// It is `active` and cordoned: it takes no new instances.
+    pub cordoned: bool,
+    /// Its drain, while it is `draining`.
+    pub drain: Option<DrainFacts>,
+}
+
+/// A drain as the other aggregates see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrainFacts {
+    /// The seq of the event that started it (or last set its terms).
+    pub seq: u64,
+    pub deadline: Option<Timestamp>,
+    pub force: bool,
+    /// The seq of its `NodeDrained`.
+    pub drained: Option<u64>,
+}
+
+impl DrainFacts {
+    /// Whatever is left on the node is stopped without waiting for a replacement at `now`: `force` was given,
+    /// or the deadline passed.
+    pub fn forcing(&self, now: Timestamp) -> bool {
+        self.force || self.deadline.is_some_and(|d| now >= d)
+    }
 }
 
 /// A machine as the other aggregates see it.
@@ -77,6 +102,11 @@ pub trait FleetRead {
     fn activation_started(&self, node: &NodeId, decision: u64) -> bool;
     /// The open rollout `node` is a member of: its id and pool.
     fn rollout_of(&self, node: &NodeId) -> Option<(u64, &str)>;
+    /// The instances the log still has on `node`: assigned, or asked to stop and not yet reported stopped.
+    fn instances_on(&self, node: &NodeId) -> Vec<&InstanceId>;
+    /// Whether taking the nodes `out` out of service now keeps every service within its disruption budget
+    /// (`services::budget`); `Err` names the first service it would not, with its counts.
+    fn disruption(&self, out: &BTreeSet<NodeId>) -> Result<(), String>;
 
     /// The pool's nodes in the live spec that the fleet knows and that are not retired, in name order.
     fn pool_members(&self, pool: &str) -> Vec<NodeId> {

@@ -126,6 +126,14 @@ pub enum Rejection {
     #[error("the phone-home is refused: {refusal}")]
     IdentityRefused { refusal: IdentityRefusal },
 
+    #[error("`{event}` for node {node} is refused: {why}")]
+    NodeRefused { node: NodeId, event: EventKind, why: String },
+
+    /// A voluntary disruption (a wave, a revert batch, a reprovision, a retirement) would take a service below
+    /// its disruption budget.
+    #[error("`{event}` would break a disruption budget: {why}")]
+    OverBudget { event: EventKind, why: String },
+
     // Services and node agents (services/).
     #[error("`{event}` of service {service} on node {node} is refused: {}", reasons.join("; "))]
     PlacementRefused { service: String, node: NodeId, event: EventKind, reasons: Vec<String> },
@@ -184,6 +192,8 @@ impl Rejection {
             Rejection::ServiceRefused { .. } => "service_refused",
             Rejection::InstanceRefused { .. } => "instance_refused",
             Rejection::AgentRefused { .. } => "agent_refused",
+            Rejection::NodeRefused { .. } => "node_refused",
+            Rejection::OverBudget { .. } => "over_budget",
         }
     }
 }

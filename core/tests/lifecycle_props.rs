@@ -82,6 +82,12 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Pa
         EventKind::NodeActivated => NodeActivated { node }.into(),
         EventKind::NodeDrainRequested => NodeDrainRequested { node }.into(),
         EventKind::NodeUncordoned => NodeUncordoned { node }.into(),
+        EventKind::NodeCordoned => NodeCordoned { node, reason: "bad DIMM".into() }.into(),
+        EventKind::NodeDrainStarted => {
+            let deadline = (mem % 2 == 0).then_some(Timestamp(1_000 + (mem as i64) * 7));
+            NodeDrainStarted { node, deadline, force: mem % 3 == 0 }.into()
+        }
+        EventKind::NodeDrained => NodeDrained { node }.into(),
         EventKind::NodeReprovisionRequested => NodeReprovisionRequested { node }.into(),
         EventKind::NodeRescueRequested => NodeRescueRequested { node }.into(),
         EventKind::NodeFailed => NodeFailed { node, reason: "psu".into() }.into(),
@@ -150,6 +156,7 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, mem: u64) -> Pa
         }
         EventKind::InstancePlaced
         | EventKind::InstanceRescheduled
+        | EventKind::InstanceMigrated
         | EventKind::InstanceStopRequested
         | EventKind::InstanceStarted
         | EventKind::InstanceHealthy

@@ -216,6 +216,19 @@ fn sample(kind: EventKind) -> Payload {
         EventKind::NodeAgentStarted => NodeAgentStarted { node, address: "10.0.2.21".into() }.into(),
         EventKind::NodeAgentLost => NodeAgentLost { node, silent_ms: 31_250 }.into(),
         EventKind::NodeAgentReturned => NodeAgentReturned { node }.into(),
+        EventKind::NodeCordoned => NodeCordoned { node, reason: "DIMM B2 reports correctable errors".into() }.into(),
+        EventKind::NodeDrainStarted => {
+            NodeDrainStarted { node, deadline: Some(Timestamp(1_790_000_600_000)), force: false }.into()
+        }
+        EventKind::NodeDrained => NodeDrained { node }.into(),
+        EventKind::InstanceMigrated => InstanceMigrated {
+            service: "web".into(),
+            instance: InstanceId::new("web.9").unwrap(),
+            node,
+            task_digest: Hash::of(b"web task"),
+            replaces: InstanceId::new("web.3").unwrap(),
+        }
+        .into(),
         EventKind::RolloutMemberLeft => {
             RolloutMemberLeft { rollout: 43, node, why: "pinned at seq 44 before its agent started".into() }.into()
         }

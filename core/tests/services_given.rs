@@ -22,6 +22,7 @@ fn placed_on(d: &[planner::ServiceDecision]) -> Vec<(String, String)> {
         .filter_map(|d| match &d.decision {
             Decision::Place(p) => Some((p.instance.to_string(), p.node.to_string())),
             Decision::Reschedule(r) => Some((r.instance.to_string(), r.node.to_string())),
+            Decision::Migrate(m) => Some((m.instance.to_string(), m.node.to_string())),
             Decision::Stop(_) => None,
         })
         .collect()

@@ -143,10 +143,12 @@ fn invariant_placed_only_on_schedulable_nodes(
         let node = match &d.decision {
             Decision::Place(p) => &p.node,
             Decision::Reschedule(r) => &r.node,
+            Decision::Migrate(m) => &m.node,
             Decision::Stop(_) => continue,
         };
         let facts = sendan_core::read::FleetRead::node(before, node).unwrap();
         assert_eq!(facts.state, sendan_core::NodeState::Active, "{} placed on a {} node", d.comment, facts.state);
+        assert!(!facts.cordoned, "{} placed on a cordoned node", d.comment);
         assert!(before.services.agent(node).is_some_and(|a| a.running), "{} placed where no agent runs", d.comment);
     }
 }

@@ -109,6 +109,14 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
         EventKind::NodeActivated => NodeActivated { node }.into(),
         EventKind::NodeDrainRequested => NodeDrainRequested { node }.into(),
         EventKind::NodeUncordoned => NodeUncordoned { node }.into(),
+        EventKind::NodeCordoned => NodeCordoned { node, reason: "dimm".into() }.into(),
+        EventKind::NodeDrainStarted => NodeDrainStarted {
+            node,
+            deadline: (variant % 2 == 0).then_some(Timestamp(1_700_000_000_000 + i64::from(variant) * 1_000)),
+            force: variant % 3 == 0,
+        }
+        .into(),
+        EventKind::NodeDrained => NodeDrained { node }.into(),
         EventKind::NodeReprovisionRequested => NodeReprovisionRequested { node }.into(),
         EventKind::NodeRescueRequested => NodeRescueRequested { node }.into(),
         EventKind::NodeFailed => NodeFailed { node, reason: "psu".into() }.into(),
@@ -261,6 +269,14 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             address: "127.0.0.1".into(),
             ports: [("http".to_owned(), 20_000 + u16::from(variant))].into_iter().collect(),
             restarts: u32::from(variant % 3),
+        }
+        .into(),
+        EventKind::InstanceMigrated => InstanceMigrated {
+            service: "web".into(),
+            instance: instance(variant),
+            node,
+            task_digest: web_version(),
+            replaces: instance(variant.wrapping_add(1)),
         }
         .into(),
         EventKind::InstanceHealthy => InstanceHealthy { instance: instance(variant), node }.into(),

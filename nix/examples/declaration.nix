@@ -324,6 +324,8 @@
         healthyDeadlineSeconds = 600;
         autoRevert = true;
       };
+      # Host rollouts, drains, reprovisions and retirements never leave fewer than 3 of the 4 healthy.
+      budget.maxUnavailable = 1;
     };
     blob-gateway = {
       description = "S3-compatible gateway over the storage pool's ZFS datasets";
@@ -337,6 +339,9 @@
       ports.s3.static = 7480;
       health.tcp.port = "s3";
       update = { maxParallel = 1; minHealthySeconds = 120; healthyDeadlineSeconds = 900; };
+      # Both replicas stay up: a host rollout waits for a storage node to be drained (`sendan node drain` moves
+      # its gateway first) before it takes that node out.
+      budget.minHealthy = 2;
     };
   };
 

@@ -514,6 +514,10 @@ let
           "${subject}: the health check's port '${probe.port}' is not one of its ports"
       ) [ h.http h.tcp ]
     )
+    ++ optional (svc.budget.maxUnavailable != null && svc.budget.minHealthy != null)
+      "${subject}: budget sets both maxUnavailable and minHealthy; set one"
+    ++ optional (svc.budget.maxUnavailable == null && svc.budget.minHealthy != null && svc.budget.minHealthy > svc.replicas)
+      "${subject}: budget.minHealthy (${toString svc.budget.minHealthy}) must not exceed replicas (${toString svc.replicas})"
     ++ optional (svc.reschedule.maxDelaySeconds < svc.reschedule.delaySeconds)
       "${subject}: reschedule.maxDelaySeconds (${toString svc.reschedule.maxDelaySeconds}) must not be less than delaySeconds (${toString svc.reschedule.delaySeconds})"
     ++ poolErrs

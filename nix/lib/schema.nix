@@ -305,6 +305,10 @@ in
         healthyDeadlineSeconds = opt t.positive 300;
         autoRevert = opt t.bool true;
       }) { };
+      budget = opt (record {
+        maxUnavailable = opt (nullOr t.nat) null;
+        minHealthy = opt (nullOr t.nat) null;
+      }) { };
       resources = opt (record {
         cpu = opt t.nat 0;
         memory = renamed "memoryBytes" (opt t.size 0);

@@ -172,6 +172,7 @@ impl From<crate::services::planner::Decision> for Payload {
         match d {
             D::Place(p) => p.into(),
             D::Reschedule(r) => r.into(),
+            D::Migrate(m) => m.into(),
             D::Stop(s) => s.into(),
         }
     }

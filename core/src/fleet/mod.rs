@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::emitters::Emitters;
 use crate::event::{Event, Payload, Proposal};
-use crate::ids::{Actor, Hash, MachineId, NodeId, Timestamp};
+use crate::ids::{Actor, Hash, InstanceId, MachineId, NodeId, Timestamp};
 use crate::machines::{MachineRecord, MachinesState};
 use crate::nodes::{NodeRecord, NodesState};
-use crate::read::{Ctx, DecisionFacts, FleetRead, MachineFacts, NodeFacts};
+use crate::read::{Ctx, DecisionFacts, DrainFacts, FleetRead, MachineFacts, NodeFacts};
 use crate::rejection::Rejection;
 use crate::rollouts::fold::Decided;
 use crate::rollouts::{MemberOutcome, Rollout, RolloutsState};
@@ -100,7 +100,16 @@ impl FleetState {
 }
 
 fn node_facts(n: &NodeRecord) -> NodeFacts<'_> {
-    NodeFacts { id: &n.id, state: n.state, machine: &n.machine, pool: n.pool.as_deref(), since: n.since }
+    NodeFacts {
+        id: &n.id,
+        state: n.state,
+        machine: &n.machine,
+        pool: n.pool.as_deref(),
+        since: n.since,
+        updated: n.updated,
+        cordoned: n.cordon.is_some(),
+        drain: n.drain.map(|d| DrainFacts { seq: d.seq, deadline: d.deadline, force: d.force, drained: d.drained }),
+    }
 }
 
 fn machine_facts(m: &MachineRecord) -> MachineFacts<'_> {
@@ -145,6 +154,15 @@ impl FleetRead for FleetState {
     }
     fn rollout_of(&self, node: &NodeId) -> Option<(u64, &str)> {
         self.rollouts.of_node(node).map(|r| (r.id, r.pool.as_str()))
+    }
+    fn instances_on(&self, node: &NodeId) -> Vec<&InstanceId> {
+        self.services.on_node(node).map(|i| &i.id).collect()
+    }
+    fn disruption(&self, out: &std::collections::BTreeSet<NodeId>) -> Result<(), String> {
+        match self.live() {
+            Some(live) => services::budget::disruption(&self.services, &live.spec, out).map_err(|b| b.to_string()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -206,11 +224,14 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::NodeInstallFailed(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
         P::NodeActivated(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
         P::NodeDrainRequested(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
-        P::NodeUncordoned(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
-        P::NodeReprovisionRequested(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeDrainStarted(p) => nodes::rules::drain_started(read, &ctx, p),
+        P::NodeDrained(p) => nodes::rules::drained(read, p),
+        P::NodeCordoned(p) => nodes::rules::cordoned(read, p),
+        P::NodeUncordoned(p) => nodes::rules::uncordoned(read, &p.node),
+        P::NodeReprovisionRequested(p) => nodes::rules::taken_out(read, &p.node, proposal.payload.kind()),
         P::NodeRescueRequested(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
         P::NodeFailed(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
-        P::NodeRetired(p) => nodes::rules::transition(read, &p.node, proposal.payload.kind()).map(drop),
+        P::NodeRetired(p) => nodes::rules::taken_out(read, &p.node, proposal.payload.kind()),
         P::NodeRebound(p) => nodes::rules::rebound(read, p),
         P::NodeTokenIssued(p) => nodes::rules::node_token_issued(read, p),
         P::SpecApplied(p) => specs::rules::applied(&state.specs, p),
@@ -242,6 +263,7 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::RolloutMemberLeft(p) => rollouts::rules::member_left(ro, read, p),
         P::InstancePlaced(p) => services::rules::placed(sv, read, p),
         P::InstanceRescheduled(p) => services::rules::rescheduled(sv, read, &ctx, p),
+        P::InstanceMigrated(p) => services::rules::migrated(sv, read, p),
         P::InstanceStopRequested(p) => services::rules::stop_requested(sv, p),
         P::InstanceStarted(p) => services::rules::instance_started(sv, p),
         P::InstanceHealthy(p) => services::rules::healthy(sv, p),
@@ -332,7 +354,12 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
             nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), Some(&p.reason));
         }
         P::NodeActivated(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
-        P::NodeDrainRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
+        P::NodeDrainRequested(p) => nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, None),
+        P::NodeDrainStarted(p) => {
+            nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, Some((p.deadline, p.force)));
+        }
+        P::NodeDrained(p) => nodes::fold::drained(&mut state.nodes, seq, &p.node),
+        P::NodeCordoned(p) => nodes::fold::cordoned(&mut state.nodes, seq, p),
         P::NodeUncordoned(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
         P::NodeReprovisionRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
         P::NodeRescueRequested(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
@@ -441,6 +468,10 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         P::InstanceRescheduled(p) => {
             let task = live_task(state, &p.service);
             services::fold::rescheduled(&mut state.services, seq, time, p, task);
+        }
+        P::InstanceMigrated(p) => {
+            let task = live_task(state, &p.service);
+            services::fold::migrated(&mut state.services, seq, time, p, task);
         }
         P::InstanceStopRequested(p) => services::fold::stop_requested(&mut state.services, seq, p),
         P::InstanceStarted(p) => services::fold::instance_started(&mut state.services, seq, time, p),

@@ -186,6 +186,17 @@ fn probe_events() -> Option<Vec<Payload>> {
         }
         .into(),
         InstanceStopRequested { instance: i("web.1")?, node: w1.clone(), reason: "r".into() }.into(),
+        NodeDrainStarted { node: w1.clone(), deadline: Some(Timestamp(9_000_000)), force: true }.into(),
+        InstanceMigrated {
+            service: "web".into(),
+            instance: i("web.4")?,
+            node: w2.clone(),
+            task_digest: version,
+            replaces: i("web.3")?,
+        }
+        .into(),
+        NodeDrained { node: w1.clone() }.into(),
+        NodeCordoned { node: w2.clone(), reason: "r".into() }.into(),
         NodeAgentLost { node: w1.clone(), silent_ms: 1 }.into(),
     ])
 }
@@ -244,7 +255,10 @@ mod tests {
         let web1 = sv.instance(&InstanceId::new("web.1").unwrap()).unwrap();
         assert!(web1.stop.is_some() && web1.address.is_some() && !web1.ports.is_empty());
         let web3 = sv.instance(&InstanceId::new("web.3").unwrap()).unwrap();
-        assert!(web3.replaces.is_some() && !web3.reschedules.is_empty());
+        assert!(web3.replaces.is_some() && !web3.reschedules.is_empty() && web3.handover.is_some());
+        let w1 = s.nodes.get(&n("worker-01").unwrap()).unwrap();
+        assert!(w1.drain.is_some_and(|d| d.deadline.is_some() && d.drained.is_some()));
+        assert!(s.nodes.get(&n("worker-02").unwrap()).unwrap().cordon.is_some());
         assert!(sv.instance(&InstanceId::new("web.2").unwrap()).is_none(), "a replaced failed instance leaves");
         assert!(!sv.versions.is_empty() && !sv.by_node.is_empty() && !sv.next.is_empty());
         assert!(sv.agents.values().any(|a| !a.running));
@@ -257,5 +271,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "0804f1c8f106ddae5b71c7111262bed9bf17ba3416a1e09f16fe524677b5be89";
+    const PINNED: &str = "cb9873a6d8d2f7644626f502f6a1a3ea79fe7e59e4a66770c6c702e8c70c820e";
 }

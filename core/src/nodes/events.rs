@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::emitters::{Emitters, EventData};
-use crate::ids::{Hash, MachineId, NodeId};
+use crate::ids::{Hash, MachineId, NodeId, Timestamp};
 
 /// A discovered machine was bound to a declared node id (by an enrollment rule, or by hand with
 /// `sendan node accept`). Keeps: one machine ↔ one node id; a node id is never reused.
@@ -71,7 +71,8 @@ pub struct NodeActivated {
 }
 about_node!(NodeActivated, Emitters::NODE);
 
-/// Stop placing work on the node and move what runs there away. Operator or system.
+/// Stop placing work on the node and move what runs there away, with no deadline: a drain as
+/// [`NodeDrainStarted`] without one (the form of releases before it, still accepted). Operator or system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDrainRequested {
@@ -79,13 +80,55 @@ pub struct NodeDrainRequested {
 }
 about_node!(NodeDrainRequested, Emitters::SYSTEM);
 
-/// A draining node takes work again. Operator only.
+/// A draining or cordoned node takes work again: it is `active` and uncordoned, and a drain in progress ends
+/// (instances already handed over stay where they went). Operator or system. Keeps: the node is draining, or
+/// active and cordoned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeUncordoned {
     pub node: NodeId,
 }
-about_node!(NodeUncordoned, Emitters::NONE);
+about_node!(NodeUncordoned, Emitters::SYSTEM);
+
+/// The node takes no new instances; what runs there stays (`sendan node cordon`). Not a lifecycle move: the node
+/// stays `active`. Operator or system. Keeps: the node is active and not cordoned already.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCordoned {
+    pub node: NodeId,
+    pub reason: String,
+}
+about_node!(NodeCordoned, Emitters::SYSTEM);
+
+/// A drain with its terms (`sendan node drain`): the node takes no new instances and each one there is handed
+/// over to a replacement elsewhere under its service's migrate limit (`update.maxParallel` at a time, the old
+/// one stopped only once the replacement has been healthy for `minHealthySeconds`). At `deadline`, or at once
+/// with `force`, whatever is left is stopped without waiting, and the stop requests say so. The node is drained
+/// (`NodeDrained`) when its agent has reported every instance stopped. Operator or system. Keeps: the node is
+/// active, or already draining (the new terms replace the old: a deadline moved, `force` given); a deadline is
+/// not before the proposal's time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDrainStarted {
+    pub node: NodeId,
+    /// When whatever is left is stopped without waiting for its replacement; none: no deadline.
+    #[serde(default)]
+    pub deadline: Option<Timestamp>,
+    /// Stop everything now, without waiting for replacements.
+    #[serde(default)]
+    pub force: bool,
+}
+about_node!(NodeDrainStarted, Emitters::SYSTEM);
+
+/// A draining node's agent reported every instance that ran there stopped: nothing of the services runs on it
+/// any more — not merely asked to stop. System (the scheduler). Keeps: the node is draining, not drained yet,
+/// and the log assigns no instance to it that its agent has not reported stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDrained {
+    pub node: NodeId,
+}
+about_node!(NodeDrained, Emitters::SYSTEM);
 
 /// Wipe and install the node again on the same hardware. Operator only; a node must be drained first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

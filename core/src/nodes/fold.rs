@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::events::{NodeCommissioned, NodeTokenIssued};
-use super::{NodeRecord, NodesState};
-use crate::ids::{MachineId, NodeId};
+use super::events::{NodeCommissioned, NodeCordoned, NodeTokenIssued};
+use super::{Drain, NodeRecord, NodesState};
+use crate::ids::{MachineId, NodeId, Timestamp};
 use crate::kind::EventKind;
 use crate::lifecycle;
 
@@ -24,6 +24,8 @@ pub fn commissioned(nodes: &mut NodesState, seq: u64, p: &NodeCommissioned) {
             updated: seq,
             reason: None,
             token: None,
+            cordon: None,
+            drain: None,
         }),
     );
 }
@@ -58,10 +60,38 @@ pub fn moved(nodes: &mut NodesState, seq: u64, node: &NodeId, kind: EventKind, r
     n.state = to;
     n.since = seq;
     n.reason = reason.map(str::to_owned);
+    // Cordons and drains belong to `active` and `draining`; any move ends them (a drain's own event sets its terms
+    // after this).
+    n.cordon = None;
+    n.drain = None;
     // A retired node's credentials stop working.
     if to.is_terminal()
         && let Some(token) = n.token.take()
     {
         nodes.tokens.remove(&token);
+    }
+}
+
+/// A drain starts, or its terms change; a drain without terms (`NodeDrainRequested`) has no deadline.
+pub fn drain_started(nodes: &mut NodesState, seq: u64, at: Timestamp, node: &NodeId, terms: Option<(Option<Timestamp>, bool)>) {
+    let Some(n) = nodes.get_mut(node) else { return };
+    if n.state != lifecycle::NodeState::Draining {
+        n.state = lifecycle::NodeState::Draining;
+        n.since = seq;
+        n.reason = None;
+    }
+    n.cordon = None;
+    let (deadline, force) = terms.unwrap_or((None, false));
+    n.drain = Some(Drain { seq, at, deadline, force, drained: None });
+}
+
+pub fn cordoned(nodes: &mut NodesState, seq: u64, p: &NodeCordoned) {
+    let Some(n) = nodes.get_mut(&p.node) else { return };
+    n.cordon = Some((seq, p.reason.clone()));
+}
+
+pub fn drained(nodes: &mut NodesState, seq: u64, node: &NodeId) {
+    if let Some(d) = nodes.get_mut(node).and_then(|n| n.drain.as_mut()) {
+        d.drained = Some(seq);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Hash, MachineId, NodeId};
+use crate::ids::{Hash, MachineId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
 
 /// A declared node bound to a machine.
@@ -35,6 +35,22 @@ pub struct NodeRecord {
     pub reason: Option<String>,
     /// The hash of its live node token, if one was issued.
     pub token: Option<Hash>,
+    /// While it is `active` and cordoned: the seq of the `NodeCordoned`, and why.
+    pub cordon: Option<(u64, String)>,
+    /// While it is `draining`: the drain's terms and progress.
+    pub drain: Option<Drain>,
+}
+
+/// A drain: its terms and whether it is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// The seq and time of the event that started it (or last set its terms).
+    pub seq: u64,
+    pub at: Timestamp,
+    pub deadline: Option<Timestamp>,
+    pub force: bool,
+    /// The seq of its `NodeDrained`, once its agent reported every instance stopped.
+    pub drained: Option<u64>,
 }
 
 /// Every node, and the live node tokens by hash.

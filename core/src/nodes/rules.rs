@@ -2,11 +2,15 @@
 //! that fit before an install is requested, and token hashes that belong to one credential.
 
 use super::NodesState;
-use super::events::{NodeCommissioned, NodeInstallRequested, NodeRebound, NodeTokenIssued};
+use std::collections::BTreeSet;
+
+use super::events::{
+    NodeCommissioned, NodeCordoned, NodeDrainStarted, NodeDrained, NodeInstallRequested, NodeRebound, NodeTokenIssued,
+};
 use crate::ids::{MachineId, NodeId};
 use crate::kind::EventKind;
 use crate::lifecycle;
-use crate::read::{FleetRead, NodeFacts, PlanUnavailable};
+use crate::read::{Ctx, FleetRead, NodeFacts, PlanUnavailable};
 use crate::rejection::Rejection;
 
 /// The node `id`, if `kind` is a legal move from its current state.
@@ -72,4 +76,79 @@ pub fn node_token_issued(read: &dyn FleetRead, p: &NodeTokenIssued) -> Result<()
         return Err(Rejection::NodeRetired { node: p.node.clone(), event: kind });
     }
     Ok(())
+}
+
+pub fn cordoned(read: &dyn FleetRead, p: &NodeCordoned) -> Result<(), Rejection> {
+    let event = EventKind::NodeCordoned;
+    let node = read.node(&p.node).ok_or_else(|| Rejection::UnknownNode { node: p.node.clone(), event })?;
+    let refuse = |why: String| Rejection::NodeRefused { node: p.node.clone(), event, why };
+    if node.state != lifecycle::NodeState::Active {
+        return Err(refuse(format!("it is `{}`; only an `active` node is cordoned", node.state)));
+    }
+    if node.cordoned {
+        return Err(refuse("it is cordoned already".into()));
+    }
+    Ok(())
+}
+
+/// `NodeUncordoned`: the table allows it from `active` and `draining`; an `active` node must be cordoned.
+pub fn uncordoned(read: &dyn FleetRead, id: &NodeId) -> Result<(), Rejection> {
+    let event = EventKind::NodeUncordoned;
+    let node = transition(read, id, event)?;
+    if node.state == lifecycle::NodeState::Active && !node.cordoned {
+        return Err(Rejection::NodeRefused {
+            node: id.clone(),
+            event,
+            why: "it is active and not cordoned; there is nothing to uncordon".into(),
+        });
+    }
+    Ok(())
+}
+
+pub fn drain_started(read: &dyn FleetRead, ctx: &Ctx, p: &NodeDrainStarted) -> Result<(), Rejection> {
+    let event = EventKind::NodeDrainStarted;
+    transition(read, &p.node, event)?;
+    if let Some(deadline) = p.deadline
+        && deadline < ctx.now
+    {
+        return Err(Rejection::NodeRefused {
+            node: p.node.clone(),
+            event,
+            why: format!("its deadline {deadline} is already past (now is {})", ctx.now),
+        });
+    }
+    Ok(())
+}
+
+pub fn drained(read: &dyn FleetRead, p: &NodeDrained) -> Result<(), Rejection> {
+    let event = EventKind::NodeDrained;
+    let node = read.node(&p.node).ok_or_else(|| Rejection::UnknownNode { node: p.node.clone(), event })?;
+    let refuse = |why: String| Rejection::NodeRefused { node: p.node.clone(), event, why };
+    match node.drain {
+        None => return Err(refuse(format!("it is `{}`, not draining", node.state))),
+        Some(d) if d.drained.is_some() => {
+            return Err(refuse(format!("it was recorded drained at seq {}", d.drained.unwrap_or_default())));
+        }
+        Some(_) => {}
+    }
+    let left = read.instances_on(&p.node);
+    if !left.is_empty() {
+        let names: Vec<&str> = left.iter().take(5).map(|i| i.as_str()).collect();
+        return Err(refuse(format!(
+            "its agent has not reported {} instance{} stopped: {}{}",
+            left.len(),
+            if left.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if left.len() > 5 { ", …" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// A reprovision or a retirement takes the node out for good: the services on it must stay within budget (drain
+/// it first to move them).
+pub fn taken_out(read: &dyn FleetRead, id: &NodeId, event: EventKind) -> Result<(), Rejection> {
+    transition(read, id, event)?;
+    read.disruption(&BTreeSet::from([id.clone()]))
+        .map_err(|why| Rejection::OverBudget { event, why: format!("{why}; drain it first (`sendan node drain {id}`)") })
 }

@@ -11,6 +11,8 @@
 //! and proposes what it returns; `check` accepts a wave, a completion or a revert batch only if the same rules
 //! allow it at the proposal's time.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::events::{
@@ -320,12 +322,88 @@ fn halt_cause(r: &Rollout, a: &Assessment) -> u64 {
     named.and_then(|m| r.moved(&m.node)).map(|(w, wn)| if wn.settled > 0 { wn.settled } else { w.seq }).unwrap_or(r.id)
 }
 
-/// Everything the rollout controller should propose now, one decision per open rollout at most.
-pub fn decide(rollouts: &RolloutsState, state: &dyn FleetRead, now: Timestamp) -> Vec<RolloutDecision> {
-    rollouts.open().filter_map(|r| decide_one(state, r, now)).collect()
+/// The members of every open rollout that are away now (moving to the rollout's system, or being put back): what
+/// a service's disruption budget already counts as out.
+pub fn in_flight(rollouts: &RolloutsState, state: &dyn FleetRead, now: Timestamp) -> BTreeSet<NodeId> {
+    let mut out = BTreeSet::new();
+    for r in rollouts.open() {
+        let a = assess(state, r, now);
+        out.extend(
+            a.members
+                .into_iter()
+                .filter(|m| matches!(m.phase, MemberPhase::Moving | MemberPhase::Reverting))
+                .map(|m| m.node),
+        );
+    }
+    out
 }
 
-fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Option<RolloutDecision> {
+/// Whether taking `nodes` out as well as the members in flight (`out`) keeps every service within budget.
+pub fn budget_allows(state: &dyn FleetRead, out: &BTreeSet<NodeId>, nodes: &[NodeId]) -> Result<(), String> {
+    let mut all = out.clone();
+    all.extend(nodes.iter().cloned());
+    state.disruption(&all)
+}
+
+/// Up to `size` of `candidates`, in order, that can be taken out together with `out` within every service's
+/// budget.
+fn within_budget(state: &dyn FleetRead, out: &BTreeSet<NodeId>, candidates: &[&NodeId], size: usize) -> Vec<NodeId> {
+    let mut chosen: Vec<NodeId> = Vec::new();
+    for n in candidates {
+        if chosen.len() == size {
+            break;
+        }
+        chosen.push((*n).clone());
+        if budget_allows(state, out, &chosen).is_err() {
+            chosen.pop();
+        }
+    }
+    chosen
+}
+
+/// Why the next wave of `r` waits for a service's budget, if it does: its first pending member cannot be taken
+/// out now. For `sendan rollout status`.
+pub fn budget_wait(
+    rollouts: &RolloutsState,
+    state: &dyn FleetRead,
+    r: &Rollout,
+    now: Timestamp,
+) -> Option<String> {
+    if r.state != RolloutState::Running {
+        return None;
+    }
+    let a = assess(state, r, now);
+    if a.moving() > 0 {
+        return None;
+    }
+    let out = in_flight(rollouts, state, now);
+    let pending = a.pending();
+    if pending.is_empty() || !within_budget(state, &out, &pending, 1).is_empty() {
+        return None;
+    }
+    budget_allows(state, &out, &[pending[0].clone()]).err()
+}
+
+/// Everything the rollout controller should propose now, one decision per open rollout at most. A decision's
+/// wave or revert batch counts as out for the rollouts decided after it, so two pools' waves together stay within
+/// every service's budget.
+pub fn decide(rollouts: &RolloutsState, state: &dyn FleetRead, now: Timestamp) -> Vec<RolloutDecision> {
+    let mut out = in_flight(rollouts, state, now);
+    let mut decisions = Vec::new();
+    for r in rollouts.open() {
+        if let Some(d) = decide_one(state, r, now, &out) {
+            match &d.event {
+                RolloutMove::WaveStarted(w) => out.extend(w.nodes.iter().cloned()),
+                RolloutMove::NodesReverted(b) => out.extend(b.nodes.iter().cloned()),
+                _ => {}
+            }
+            decisions.push(d);
+        }
+    }
+    decisions
+}
+
+fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet<NodeId>) -> Option<RolloutDecision> {
     let id = r.id.to_be_bytes();
     // A member that leaves is recorded first: everything else is decided on the members that stay.
     for w in &r.waves {
@@ -378,8 +456,12 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Option<Roll
                 );
                 return Some(halt(reason));
             }
+            // Only members whose services stay within budget go; none: the wave waits (`budget_wait` says why).
+            let nodes = within_budget(state, out, &pending, size);
+            if nodes.is_empty() {
+                return None;
+            }
             let wave = r.waves.len() as u32 + 1;
-            let nodes: Vec<NodeId> = pending[..size].iter().map(|n| (*n).clone()).collect();
             let names: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
             Some(RolloutDecision {
                 id: EventId::derive(&[b"rollout-wave", &id, &wave.to_be_bytes()]),
@@ -412,7 +494,10 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Option<Roll
             if budget == 0 {
                 return None;
             }
-            let nodes: Vec<NodeId> = confirmed.into_iter().take(budget).cloned().collect();
+            let nodes = within_budget(state, out, &confirmed, budget);
+            if nodes.is_empty() {
+                return None;
+            }
             let batch = r.reverts.len() as u64;
             let names: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
             let comment = format!("putting back {} (rollout {} halted)", names.join(", "), r.id);

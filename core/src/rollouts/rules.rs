@@ -95,9 +95,24 @@ pub fn wave_started(
     ctx: &Ctx,
     p: &RolloutWaveStarted,
 ) -> Result<(), Rejection> {
-    rule(rollouts, read, ctx, p.rollout, EventKind::RolloutWaveStarted, RolloutState::Running, |r, a| {
+    let event = EventKind::RolloutWaveStarted;
+    rule(rollouts, read, ctx, p.rollout, event, RolloutState::Running, |r, a| {
         planner::wave_allowed(read, r, a, p.wave, &p.nodes)
-    })
+    })?;
+    within_budget(rollouts, read, ctx, event, &p.nodes)
+}
+
+/// A wave or a revert batch takes its nodes out: with the members in flight, every service on them must stay
+/// within its disruption budget.
+fn within_budget(
+    rollouts: &RolloutsState,
+    read: &dyn FleetRead,
+    ctx: &Ctx,
+    event: EventKind,
+    nodes: &[crate::ids::NodeId],
+) -> Result<(), Rejection> {
+    let out = planner::in_flight(rollouts, read, ctx.now);
+    planner::budget_allows(read, &out, nodes).map_err(|why| Rejection::OverBudget { event, why })
 }
 
 pub fn completed(
@@ -129,9 +144,9 @@ pub fn nodes_reverted(
     ctx: &Ctx,
     p: &RolloutNodesReverted,
 ) -> Result<(), Rejection> {
-    rule(rollouts, read, ctx, p.rollout, EventKind::RolloutNodesReverted, RolloutState::Reverting, |r, a| {
-        planner::revert_allowed(r, a, &p.nodes)
-    })
+    let event = EventKind::RolloutNodesReverted;
+    rule(rollouts, read, ctx, p.rollout, event, RolloutState::Reverting, |r, a| planner::revert_allowed(r, a, &p.nodes))?;
+    within_budget(rollouts, read, ctx, event, &p.nodes)
 }
 
 pub fn reverted(

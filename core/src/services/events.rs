@@ -67,6 +67,30 @@ impl EventData for InstanceRescheduled {
     }
 }
 
+/// The scheduler placed `instance` on `node` to take over from `replaces`, whose node is draining. The old one
+/// keeps running (and stays published while healthy) until the new one has been healthy for the service's
+/// `update.minHealthySeconds`; then it is asked to stop — create before destroy, so a drain never takes a
+/// healthy instance away before its replacement serves. System (the scheduler) or operator. Keeps: what
+/// `InstancePlaced` keeps, except the replica count (the new one takes the old one's place); `replaces` is a
+/// live instance of the service on a draining node that is not being handed over already; the service has fewer
+/// than `update.maxParallel` hand-overs in flight (placed, the old one not yet asked to stop).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceMigrated {
+    pub service: String,
+    pub instance: InstanceId,
+    pub node: NodeId,
+    pub task_digest: Hash,
+    pub replaces: InstanceId,
+}
+
+impl EventData for InstanceMigrated {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+    fn node(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+}
+
 /// An instance should stop: a surplus replica, a service the spec no longer declares, or a node it may no longer
 /// run on. System (the scheduler) or operator. Keeps: the instance exists, runs on `node`, and was not asked to
 /// stop before. Its agent stops it and reports `InstanceStopped`.

@@ -82,6 +82,7 @@ fn new_instance(
         replaces,
         replaced_by: None,
         reschedules,
+        handover: None,
     }
 }
 
@@ -91,15 +92,42 @@ pub fn placed(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstancePlac
     insert(s, i, task);
 }
 
+/// A hand-over from an instance on a draining node: the new one is placed, the old one keeps running.
+pub fn migrated(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceMigrated, task: Option<Task>) {
+    if let Some(old) = s.instance_mut(&p.replaces) {
+        old.handover = Some(p.instance.clone());
+    }
+    let i = new_instance(
+        seq,
+        time,
+        &p.service,
+        &p.instance,
+        &p.node,
+        p.task_digest,
+        task.as_ref(),
+        Some(p.replaces.clone()),
+        Vec::new(),
+    );
+    insert(s, i, task);
+}
+
 /// A replacement: the new instance takes the old one's place; a failed one (nothing runs) leaves the state, a
 /// lost one stays until its agent reports it stopped.
 pub fn rescheduled(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceRescheduled, task: Option<Task>) {
     let mut line = Vec::new();
     let mut failed = false;
+    let mut handed_from = None;
     if let Some(old) = s.instance_mut(&p.replaces) {
         old.replaced_by = Some(p.instance.clone());
         line = old.reschedules.clone();
         failed = old.status == InstanceStatus::Failed;
+        handed_from = old.replaces.clone();
+    }
+    // A hand-over's replacement that is itself replaced: the instance being handed over waits for the new one.
+    if let Some(from) = handed_from.and_then(|id| s.instance_mut(&id))
+        && from.handover.as_ref() == Some(&p.replaces)
+    {
+        from.handover = Some(p.instance.clone());
     }
     if !p.lost {
         line.push(time);

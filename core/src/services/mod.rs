@@ -7,6 +7,7 @@
 //! Only instances that may still run are kept: an instance leaves the state when its agent reports it stopped,
 //! or when a failed one is replaced. The log holds every one.
 
+pub mod budget;
 pub mod events;
 pub mod fold;
 pub mod planner;
@@ -53,6 +54,20 @@ impl ServicesState {
     /// The instances of `service`, in id order.
     pub fn of_service<'a>(&'a self, service: &str) -> impl Iterator<Item = &'a Instance> + 'a {
         self.by_service.get(service).into_iter().flatten().filter_map(|id| self.instance(id))
+    }
+
+    /// Where the hand-over from `old` stands: the instance that now takes its place (following replacements of
+    /// a successor that failed or was lost), or `None` when that line ended (its last instance was stopped).
+    pub fn successor(&self, old: &Instance) -> Option<&Instance> {
+        let mut next = self.instance(old.handover.as_ref()?)?;
+        // A line of replacements is finite (ids only grow); the bound keeps a malformed state from looping.
+        for _ in 0..1024 {
+            match next.replaced_by.as_ref().and_then(|id| self.instance(id)) {
+                Some(later) => next = later,
+                None => break,
+            }
+        }
+        (next.stop.is_none() && next.replaced_by.is_none()).then_some(next)
     }
 
     /// The instances on `node`, in id order.
@@ -108,12 +123,18 @@ pub struct Instance {
     pub replaced_by: Option<InstanceId>,
     /// The times of the reschedules of its line (each a failed instance replaced), for the reschedule policy.
     pub reschedules: Vec<Timestamp>,
+    /// The instance placed to take over from it (its node is draining): it keeps running until that one has
+    /// been healthy long enough.
+    pub handover: Option<InstanceId>,
 }
 
 impl Instance {
-    /// It counts toward its service's replicas: not asked to stop, not replaced, not failed.
+    /// It counts toward its service's replicas: not asked to stop, not replaced or handed over, not failed.
     pub fn is_live(&self) -> bool {
-        self.stop.is_none() && self.replaced_by.is_none() && self.status != InstanceStatus::Failed
+        self.stop.is_none()
+            && self.replaced_by.is_none()
+            && self.handover.is_none()
+            && self.status != InstanceStatus::Failed
     }
 
     /// Its agent is to run it: assigned, not asked to stop, not replaced.

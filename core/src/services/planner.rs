@@ -22,10 +22,11 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::events::{InstancePlaced, InstanceRescheduled, InstanceStopRequested};
+use super::events::{InstanceMigrated, InstancePlaced, InstanceRescheduled, InstanceStopRequested};
 use super::{Instance, InstanceStatus, ServicesState, Task};
 use crate::ids::{EventId, InstanceId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
+use crate::nodes::events::NodeDrained;
 use crate::read::{FleetRead, NodeFacts};
 use crate::spec::{ClusterSpec, PlacementStrategy, Service};
 
@@ -43,6 +44,8 @@ pub enum Filter {
     Rack { rack: String, wants: Vec<String> },
     /// The node is not `active`.
     State { state: crate::lifecycle::NodeState },
+    /// The node is cordoned (`sendan node cordon`).
+    Cordoned,
     /// No `sendan-agent node` has started on the node.
     AgentNotStarted,
     /// The node's agent went silent past its deadline.
@@ -66,6 +69,7 @@ impl Filter {
             Filter::Pool { .. } => "pool",
             Filter::Rack { .. } => "rack",
             Filter::State { .. } => "state",
+            Filter::Cordoned => "cordoned",
             Filter::AgentNotStarted => "agent_not_started",
             Filter::AgentLost => "agent_lost",
             Filter::MaxPerNode { .. } => "max_per_node",
@@ -96,6 +100,7 @@ impl fmt::Display for Filter {
             ),
             Filter::Rack { rack, wants } => write!(f, "its rack {rack} is not one of {}", wants.join(", ")),
             Filter::State { state } => write!(f, "it is `{state}`, not `active`"),
+            Filter::Cordoned => f.write_str("it is cordoned"),
             Filter::AgentNotStarted => f.write_str("no sendan-agent node has started on it"),
             Filter::AgentLost => f.write_str("its sendan-agent node is lost (no heartbeat within the deadline)"),
             Filter::MaxPerNode { count, max } => write!(f, "it already runs {count} of at most {max} per node"),
@@ -176,6 +181,9 @@ pub fn filters(
     if node.state != NodeState::Active {
         out.push(Filter::State { state: node.state });
     }
+    if node.cordoned {
+        out.push(Filter::Cordoned);
+    }
     match services.agent(node.id) {
         None => out.push(Filter::AgentNotStarted),
         Some(a) if !a.running => out.push(Filter::AgentLost),
@@ -239,6 +247,7 @@ pub fn reschedule_due(service: &Service, i: &Instance, now: Timestamp) -> Result
 pub enum Decision {
     Place(InstancePlaced),
     Reschedule(InstanceRescheduled),
+    Migrate(InstanceMigrated),
     Stop(InstanceStopRequested),
 }
 
@@ -263,11 +272,22 @@ pub struct Shortfall {
     pub waiting: Vec<(InstanceId, String)>,
 }
 
+/// A draining node the scheduler records as drained: its agent reported every instance stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainedDecision {
+    pub id: EventId,
+    pub event: NodeDrained,
+    /// The last event about the node (its last instance's stop, typically).
+    pub cause: u64,
+    pub comment: String,
+}
+
 /// Everything the scheduler should propose now, and what it could not do, per service.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub decisions: Vec<ServiceDecision>,
     pub shortfalls: BTreeMap<String, Shortfall>,
+    pub drained: Vec<DrainedDecision>,
 }
 
 /// A node's verdict for one service in an [`explain_placement`]ed plan.
@@ -308,6 +328,8 @@ struct Planner<'a> {
     usage: BTreeMap<NodeId, NodeUse>,
     next: BTreeMap<String, u64>,
     out: Vec<ServiceDecision>,
+    /// The instances this pass asks to stop.
+    stopping: BTreeSet<InstanceId>,
 }
 
 static NO_USE: NodeUse = NodeUse { cpu: 0, memory: 0, ports: BTreeMap::new(), per_service: BTreeMap::new() };
@@ -321,7 +343,17 @@ impl<'a> Planner<'a> {
         now: Timestamp,
     ) -> Self {
         let usage = services.by_node.keys().map(|n| (n.clone(), node_use(services, n))).collect();
-        Planner { read, services, spec, spec_seq, now, usage, next: BTreeMap::new(), out: Vec::new() }
+        Planner {
+            read,
+            services,
+            spec,
+            spec_seq,
+            now,
+            usage,
+            next: BTreeMap::new(),
+            out: Vec::new(),
+            stopping: BTreeSet::new(),
+        }
     }
 
     fn usage_of(&self, node: &NodeId) -> &NodeUse {
@@ -457,12 +489,17 @@ impl Planner<'_> {
         let id = match &decision {
             Decision::Place(p) => EventId::derive(&[b"service-place", p.instance.as_str().as_bytes()]),
             Decision::Reschedule(r) => EventId::derive(&[b"service-reschedule", r.replaces.as_str().as_bytes()]),
+            Decision::Migrate(m) => EventId::derive(&[b"service-migrate", m.replaces.as_str().as_bytes()]),
             Decision::Stop(s) => EventId::derive(&[b"service-stop", s.instance.as_str().as_bytes()]),
         };
         self.out.push(ServiceDecision { id, decision, cause, comment });
     }
 
+    /// Ask `i` to stop (once per pass, whatever else also wants it stopped).
     fn stop(&mut self, i: &Instance, reason: String, cause: u64) {
+        if !self.stopping.insert(i.id.clone()) {
+            return;
+        }
         let comment = format!("stop {} on {}: {reason}", i.id, i.node);
         self.push(
             Decision::Stop(InstanceStopRequested { instance: i.id.clone(), node: i.node.clone(), reason }),
@@ -503,12 +540,13 @@ impl Planner<'_> {
         }
         live = kept;
 
-        // Surplus replicas: the lost first, then those not healthy, then the newest.
+        // Surplus replicas: the lost first, then those on draining nodes, then those not healthy, then the newest.
         let lost_of = |i: &Instance| lost(read, services, i);
+        let draining = |i: &Instance| read.node(&i.node).is_some_and(|n| n.drain.is_some());
         if live.len() as u32 > service.replicas {
             live.sort_by_key(|i| {
                 let healthy = i.status == InstanceStatus::Healthy;
-                (lost_of(i).is_none(), healthy, std::cmp::Reverse(number(&i.id)))
+                (lost_of(i).is_none(), !draining(i), healthy, std::cmp::Reverse(number(&i.id)))
             });
             let surplus = live.len() - service.replicas as usize;
             for i in live.drain(..surplus) {
@@ -576,6 +614,8 @@ impl Planner<'_> {
             }
         }
 
+        self.drain(name, service, &task, &live, &mut short);
+
         // Missing replicas.
         let missing = service.replicas.saturating_sub(slots);
         let placed = self.choose(name, service, &task, missing, None);
@@ -603,6 +643,138 @@ impl Planner<'_> {
             }
         }
         short
+    }
+
+    /// Drains: each live instance on a draining node is handed over to a replacement elsewhere, at most
+    /// `update.maxParallel` at a time; an old one stops once its replacement has been healthy for
+    /// `minHealthySeconds`. Past a drain's deadline, or with `force`, what is left stops without waiting.
+    fn drain(&mut self, name: &str, service: &Service, task: &Task, live: &[&Instance], short: &mut Shortfall) {
+        let (services, read, now) = (self.services, self.read, self.now);
+        let drain_of = |node: &NodeId| read.node(node).and_then(|n| n.drain);
+        let min_healthy_ms = i64::from(service.update.min_healthy_seconds) * 1000;
+        let mut in_flight = 0;
+        // Stopping a healthy old instance is a voluntary disruption too: it waits while it would leave the service
+        // below its budget (another of its instances is away: a host rollout's wave, a failure).
+        let mut healthy_left = super::budget::healthy_count(services, name);
+        let floor = service.min_healthy();
+        // Hand-overs in flight: stop the old instance once its successor has served long enough.
+        for old in services.of_service(name).filter(|i| i.handover.is_some() && i.stop.is_none()) {
+            in_flight += 1;
+            if drain_of(&old.node).is_some_and(|d| d.forcing(now)) {
+                continue; // stopped below, with the rest of the node
+            }
+            let cause = old.placed.max(drain_of(&old.node).map_or(0, |d| d.seq));
+            match services.successor(old).filter(|next| !self.stopping.contains(&next.id)) {
+                None => {
+                    let reason = format!("node {} is draining, and the line of its replacement ended", old.node);
+                    self.stop(old, reason, cause);
+                }
+                Some(next)
+                    if next.status == InstanceStatus::Healthy
+                        && now.0 - next.since_at.0 >= min_healthy_ms
+                        && old.status == InstanceStatus::Healthy
+                        && healthy_left <= floor =>
+                {
+                    short.waiting.push((
+                        old.id.clone(),
+                        format!(
+                            "{} took over, but stopping {} now would leave service {name} with {} healthy, below its budget of {floor}",
+                            next.id,
+                            old.id,
+                            healthy_left - 1
+                        ),
+                    ));
+                }
+                Some(next) if next.status == InstanceStatus::Healthy && now.0 - next.since_at.0 >= min_healthy_ms => {
+                    if old.status == InstanceStatus::Healthy {
+                        healthy_left -= 1;
+                    }
+                    let reason = format!(
+                        "node {} is draining, and {} on {} has been healthy for {} s",
+                        old.node,
+                        next.id,
+                        next.node,
+                        (now.0 - next.since_at.0) / 1000
+                    );
+                    self.stop(old, reason, next.since);
+                }
+                Some(next) => short.waiting.push((
+                    old.id.clone(),
+                    format!(
+                        "handing over to {} on {} ({}; it must be healthy for {} s)",
+                        next.id,
+                        next.node,
+                        next.status.name(),
+                        service.update.min_healthy_seconds
+                    ),
+                )),
+            }
+        }
+        // New hand-overs, oldest instances first, within the service's limit.
+        for i in live {
+            let Some(d) = drain_of(&i.node) else { continue };
+            if d.forcing(now) {
+                continue;
+            }
+            if in_flight >= service.update.max_parallel {
+                let why = format!(
+                    "node {} is draining; {in_flight} hand-over(s) of {name} in flight, update.maxParallel is {}",
+                    i.node, service.update.max_parallel
+                );
+                short.waiting.push((i.id.clone(), why));
+                continue;
+            }
+            match self.choose(name, service, task, 1, Some(&i.node)).pop() {
+                Some((instance, node)) => {
+                    in_flight += 1;
+                    let comment =
+                        format!("hand {} over from draining {} to {instance} on {node}", i.id, i.node);
+                    let m = InstanceMigrated {
+                        service: name.to_owned(),
+                        instance,
+                        node,
+                        task_digest: task.version(),
+                        replaces: i.id.clone(),
+                    };
+                    self.push(Decision::Migrate(m), d.seq, comment);
+                }
+                None => short
+                    .waiting
+                    .push((i.id.clone(), format!("node {} is draining; no node fits its replacement now", i.node))),
+            }
+        }
+        // Failed instances on a draining node run nothing: once no replacement is under way for them this pass,
+        // they are stopped so that the drain can complete.
+        let replacing: BTreeSet<InstanceId> = self
+            .out
+            .iter()
+            .filter_map(|d| match &d.decision {
+                Decision::Reschedule(r) => Some(r.replaces.clone()),
+                _ => None,
+            })
+            .collect();
+        for i in services.of_service(name).filter(|i| i.status == InstanceStatus::Failed && i.is_assigned()) {
+            let Some(d) = drain_of(&i.node) else { continue };
+            if !replacing.contains(&i.id) {
+                self.stop(i, format!("it failed, and node {} is draining", i.node), d.seq.max(i.since));
+            }
+        }
+        // Forced: whatever is left on a node past its drain's deadline (or drained with `force`) stops now.
+        for i in services.of_service(name).filter(|i| i.is_assigned() && i.stop.is_none()) {
+            if replacing.contains(&i.id) {
+                continue;
+            }
+            let Some(d) = drain_of(&i.node).filter(|d| d.forcing(now)) else { continue };
+            let reason = match d.deadline {
+                _ if d.force => format!("node {} is drained with force: stopped without waiting for a replacement", i.node),
+                Some(at) => format!(
+                    "node {}'s drain deadline {at} passed: stopped without waiting for a replacement",
+                    i.node
+                ),
+                None => format!("node {} is drained: stopped", i.node),
+            };
+            self.stop(i, reason, d.seq);
+        }
     }
 
     /// Every node's filters for one more instance of the service, as the planning now stands.
@@ -656,7 +828,24 @@ pub fn plan(services: &ServicesState, read: &dyn FleetRead, now: Timestamp) -> P
             shortfalls.insert(name.clone(), short);
         }
     }
-    Plan { decisions: p.out, shortfalls }
+    Plan { decisions: p.out, shortfalls, drained: drained_nodes(read) }
+}
+
+/// The draining nodes whose agents reported every instance stopped, not yet recorded as drained.
+pub fn drained_nodes(read: &dyn FleetRead) -> Vec<DrainedDecision> {
+    read.nodes()
+        .filter(|n| n.drain.is_some_and(|d| d.drained.is_none()))
+        .filter(|n| read.instances_on(n.id).is_empty())
+        .map(|n| {
+            let seq = n.drain.map_or(0, |d| d.seq);
+            DrainedDecision {
+                id: EventId::derive(&[b"node-drained", n.id.as_str().as_bytes(), &seq.to_be_bytes()]),
+                event: NodeDrained { node: n.id.clone() },
+                cause: n.updated,
+                comment: format!("every instance on {} was reported stopped", n.id),
+            }
+        })
+        .collect()
 }
 
 /// The plan of one service, explained: the decisions [`plan`] would make for it now, and every node's verdict.
@@ -699,6 +888,7 @@ pub fn explain_placement(
             .filter(|d| match &d.decision {
                 Decision::Place(x) => x.node == v.node,
                 Decision::Reschedule(x) => x.node == v.node,
+                Decision::Migrate(x) => x.node == v.node,
                 Decision::Stop(_) => false,
             })
             .count() as u32;
@@ -718,6 +908,7 @@ impl Decision {
         match self {
             Decision::Place(p) => &p.instance,
             Decision::Reschedule(r) => &r.instance,
+            Decision::Migrate(m) => &m.instance,
             Decision::Stop(s) => &s.instance,
         }
     }

@@ -112,6 +112,48 @@ pub fn rescheduled(
     Ok(())
 }
 
+/// How many hand-overs of `service` are in flight: a replacement placed, the old instance not asked to stop yet.
+pub fn handovers_in_flight(services: &ServicesState, service: &str) -> u32 {
+    services.of_service(service).filter(|i| i.handover.is_some() && i.stop.is_none()).count() as u32
+}
+
+pub fn migrated(services: &ServicesState, read: &dyn FleetRead, p: &InstanceMigrated) -> Result<(), Rejection> {
+    let event = EventKind::InstanceMigrated;
+    let old = services.instance(&p.replaces).ok_or_else(|| Rejection::InstanceRefused {
+        instance: p.replaces.clone(),
+        event,
+        reason: "the log holds no such instance that may still run".into(),
+    })?;
+    let refuse = |reason: String| Rejection::InstanceRefused { instance: p.replaces.clone(), event, reason };
+    if old.service != p.service {
+        return Err(refuse(format!("it is an instance of service {}, not {}", old.service, p.service)));
+    }
+    if let Some(next) = &old.handover {
+        return Err(refuse(format!("it is already being handed over to {next}")));
+    }
+    if !old.is_live() {
+        return Err(refuse("it was replaced, asked to stop, or failed; there is nothing to hand over".into()));
+    }
+    match read.node(&old.node) {
+        Some(n) if n.drain.is_some() => {}
+        _ => return Err(refuse(format!("node {} is not draining", old.node))),
+    }
+    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.task_digest)?;
+    let in_flight = handovers_in_flight(services, &p.service);
+    if in_flight >= service.update.max_parallel {
+        return Err(Rejection::ServiceRefused {
+            service: p.service.clone(),
+            event,
+            reason: format!(
+                "{in_flight} hand-over{} in flight already, and update.maxParallel is {}",
+                if in_flight == 1 { " is" } else { "s are" },
+                service.update.max_parallel
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The instance `id`, which must run on `node`.
 fn on_node<'s>(
     services: &'s ServicesState,

@@ -410,6 +410,10 @@ pub struct Service {
     pub health: Option<HealthCheck>,
     #[serde(default)]
     pub update: UpdatePolicy,
+    /// How many instances a voluntary disruption (a host rollout's wave, a drain, a reprovision, a retire) may
+    /// take away at once. Unset: `update.maxParallel`, at most `replicas`.
+    #[serde(default)]
+    pub budget: DisruptionBudget,
     /// What one instance reserves on its node, compared with the node's reported facts minus what is placed.
     #[serde(default)]
     pub resources: Resources,
@@ -624,6 +628,37 @@ pub struct UpdatePolicy {
     pub healthy_deadline_seconds: u32,
     #[serde(default = "yes")]
     pub auto_revert: bool,
+}
+
+/// A service's disruption budget: at most one of the two; neither set derives `maxUnavailable` from the update
+/// policy ([`Service::max_unavailable`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// At most this many of its replicas may be unhealthy because of a voluntary disruption.
+    #[serde(default)]
+    pub max_unavailable: Option<u32>,
+    /// At least this many instances stay healthy through a voluntary disruption.
+    #[serde(default)]
+    pub min_healthy: Option<u32>,
+}
+
+impl Service {
+    /// How many replicas a voluntary disruption may take away: the declared budget, else `update.maxParallel`,
+    /// never more than `replicas`.
+    pub fn max_unavailable(&self) -> u32 {
+        let declared = match (self.budget.max_unavailable, self.budget.min_healthy) {
+            (Some(n), _) => n,
+            (None, Some(min)) => self.replicas.saturating_sub(min),
+            (None, None) => self.update.max_parallel,
+        };
+        declared.min(self.replicas)
+    }
+
+    /// The fewest healthy instances a voluntary disruption may leave.
+    pub fn min_healthy(&self) -> u32 {
+        self.replicas - self.max_unavailable()
+    }
 }
 
 impl Default for UpdatePolicy {

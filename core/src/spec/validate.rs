@@ -183,6 +183,10 @@ pub enum SpecError {
     HealthPortUnknown { service: String, port: String },
     #[error("service '{service}': reschedule.maxDelaySeconds ({max}) must not be less than delaySeconds ({delay})")]
     RescheduleDelay { service: String, delay: u32, max: u32 },
+    #[error("service '{service}': budget sets both maxUnavailable and minHealthy; set one")]
+    BudgetBothSet { service: String },
+    #[error("service '{service}': budget.minHealthy ({min_healthy}) must not exceed replicas ({replicas})")]
+    BudgetMinHealthyExceedsReplicas { service: String, min_healthy: u32, replicas: u32 },
 }
 
 /// Whether `name` may name a service's port: it becomes the suffix of `SENDAN_PORT_<NAME>`.
@@ -901,6 +905,15 @@ impl Checker<'_> {
         }
         if u.max_parallel == 0 {
             self.invalid(subject.clone(), "update.maxParallel must be at least 1");
+        }
+        match (svc.budget.max_unavailable, svc.budget.min_healthy) {
+            (Some(_), Some(_)) => self.push(SpecError::BudgetBothSet { service: service.clone() }),
+            (None, Some(min)) if min > svc.replicas => self.push(SpecError::BudgetMinHealthyExceedsReplicas {
+                service: service.clone(),
+                min_healthy: min,
+                replicas: svc.replicas,
+            }),
+            _ => {}
         }
         if svc.constraints.max_per_node == 0 {
             self.invalid(subject.clone(), "constraints.maxPerNode must be at least 1");

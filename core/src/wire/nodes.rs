@@ -33,11 +33,43 @@ pub struct Node {
     pub reason: Option<String>,
     /// The hash of its live node token, if one was issued.
     pub token: Option<Hash>,
+    /// While it is `active` and cordoned (it takes no new instances): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cordoned: Option<String>,
+    /// While it is `draining`: the drain's terms and whether its agent reported everything stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainView>,
+}
+
+/// A drain on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DrainView {
+    /// The seq of the event that started it (or last set its terms).
+    pub seq: u64,
+    pub started_at: Timestamp,
+    pub deadline: Option<Timestamp>,
+    pub force: bool,
+    /// The seq of its `NodeDrained`: every instance that ran there was reported stopped.
+    pub drained: Option<u64>,
 }
 
 impl From<&NodeRecord> for Node {
     fn from(r: &NodeRecord) -> Node {
-        let NodeRecord { id, state, machine, class, pool, profile, rule, since, updated, reason, token } = r;
+        let NodeRecord {
+            id,
+            state,
+            machine,
+            class,
+            pool,
+            profile,
+            rule,
+            since,
+            updated,
+            reason,
+            token,
+            cordon,
+            drain,
+        } = r;
         Node {
             id: id.clone(),
             state: *state,
@@ -50,6 +82,14 @@ impl From<&NodeRecord> for Node {
             updated: *updated,
             reason: reason.clone(),
             token: *token,
+            cordoned: cordon.as_ref().map(|(_, why)| why.clone()),
+            drain: drain.map(|d| DrainView {
+                seq: d.seq,
+                started_at: d.at,
+                deadline: d.deadline,
+                force: d.force,
+                drained: d.drained,
+            }),
         }
     }
 }

@@ -166,11 +166,11 @@ pub struct ServicePlanRequest {
 /// One change a plan makes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlannedChange {
-    /// `place`, `reschedule` or `stop`.
+    /// `place`, `reschedule`, `migrate` (a hand-over from a draining node) or `stop`.
     pub action: String,
     pub instance: InstanceId,
     pub node: NodeId,
-    /// The instance a reschedule replaces.
+    /// The instance a reschedule or a migration replaces.
     pub replaces: Option<InstanceId>,
     pub why: String,
 }
@@ -180,6 +180,7 @@ impl From<&ServiceDecision> for PlannedChange {
         let (action, node, replaces) = match &d.decision {
             Decision::Place(p) => ("place", p.node.clone(), None),
             Decision::Reschedule(r) => ("reschedule", r.node.clone(), Some(r.replaces.clone())),
+            Decision::Migrate(m) => ("migrate", m.node.clone(), Some(m.replaces.clone())),
             Decision::Stop(s) => ("stop", s.node.clone(), None),
         };
         PlannedChange {

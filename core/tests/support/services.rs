@@ -202,6 +202,11 @@ impl Fleet {
                 panic!("invariant_planner_agrees_with_check: the planner's {kind} ({}) was refused: {r}", d.comment);
             }
         }
+        for d in &plan.drained {
+            if let Err(r) = self.submit(Actor::System("scheduler".into()), d.event.clone().into(), Some(d.cause)) {
+                panic!("invariant_planner_agrees_with_check: the planner's NodeDrained ({}) was refused: {r}", d.comment);
+            }
+        }
         plan.decisions
     }
 

@@ -23,6 +23,14 @@ pub fn any_service_payload(kind: EventKind, node: NodeId, n: u64) -> Option<Payl
             attempt: (n % 3) as u32,
         }
         .into(),
+        EventKind::InstanceMigrated => InstanceMigrated {
+            service: "web".into(),
+            instance,
+            node,
+            task_digest: version,
+            replaces: InstanceId::new(format!("web.{}", n % 3 + 1)).unwrap(),
+        }
+        .into(),
         EventKind::InstanceStopRequested => InstanceStopRequested { instance, node, reason: "surplus".into() }.into(),
         EventKind::InstanceStarted => InstanceStarted {
             instance,
@@ -60,8 +68,9 @@ pub fn legal_service_move(state: &FleetState, node: &NodeId, pick: usize, now: T
         Some(a) if !a.running => return Some(NodeAgentReturned { node: node.clone() }.into()),
         Some(_) => {}
     }
-    let mut options: Vec<Payload> =
-        sendan_core::services::planner::plan(s, state, now).decisions.into_iter().map(|d| d.decision.into()).collect();
+    let plan = sendan_core::services::planner::plan(s, state, now);
+    let mut options: Vec<Payload> = plan.decisions.into_iter().map(|d| d.decision.into()).collect();
+    options.extend(plan.drained.into_iter().map(|d| d.event.into()));
     for i in s.on_node(node) {
         let (instance, node) = (i.id.clone(), node.clone());
         if !i.is_assigned() {

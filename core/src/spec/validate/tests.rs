@@ -386,6 +386,14 @@ fn given_service_mistakes_then_the_service_is_named() {
     );
     then_rejects(|d| web(d)["pools"] = json!(["gpus"]), &["service 'web' uses unknown pool 'gpus'"]);
     then_rejects(
+        |d| web(d)["budget"] = json!({ "maxUnavailable": 1, "minHealthy": 1 }),
+        &["service 'web': budget sets both maxUnavailable and minHealthy; set one"],
+    );
+    then_rejects(
+        |d| web(d)["budget"] = json!({ "minHealthy": 3 }),
+        &["service 'web': budget.minHealthy (3) must not exceed replicas (2)"],
+    );
+    then_rejects(
         |d| web(d)["health"]["http"]["port"] = 0.into(),
         &["service 'web': health check port must be from 1 to 65535"],
     );
