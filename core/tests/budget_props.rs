@@ -131,7 +131,10 @@ fn invariant_drained_means_empty(f: &Fleet) {
     }
 }
 
-fn invariant_no_new_work_on_cordoned_or_draining_nodes(before: &sendan_core::fleet::FleetState, decisions: &[sendan_core::services::planner::ServiceDecision]) {
+fn invariant_no_new_work_on_cordoned_or_draining_nodes(
+    before: &sendan_core::fleet::FleetState,
+    decisions: &[sendan_core::services::planner::ServiceDecision],
+) {
     for d in decisions {
         let node = match &d.decision {
             Decision::Place(p) => &p.node,
@@ -160,7 +163,8 @@ fn disrupt(f: &mut Fleet, nodes: &[NodeId]) {
             .map(|i| i.id.clone())
             .collect();
         for instance in healthy {
-            f.agent(InstanceUnhealthy { instance, node: node.clone(), reason: "the node is switching".into() }).unwrap();
+            f.agent(InstanceUnhealthy { instance, node: node.clone(), reason: "the node is switching".into() })
+                .unwrap();
         }
     }
 }
@@ -172,8 +176,10 @@ fn settle(f: &mut Fleet, node: &NodeId, ok: bool) {
     let previous = f.state.current_system(node).map(str::to_owned);
     let steps: Vec<Payload> = vec![
         SystemPrefetched { node: node.clone(), decision, system: path.clone(), path: path.clone() }.into(),
-        SystemActivating { node: node.clone(), decision, path: path.clone(), action, previous: previous.clone() }.into(),
-        SystemSwitched { node: node.clone(), decision, path: path.clone(), exit_code: 0, reboot_required: false }.into(),
+        SystemActivating { node: node.clone(), decision, path: path.clone(), action, previous: previous.clone() }
+            .into(),
+        SystemSwitched { node: node.clone(), decision, path: path.clone(), exit_code: 0, reboot_required: false }
+            .into(),
     ];
     for p in steps {
         if f.agent(p).is_err() {

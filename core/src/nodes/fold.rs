@@ -73,7 +73,13 @@ pub fn moved(nodes: &mut NodesState, seq: u64, node: &NodeId, kind: EventKind, r
 }
 
 /// A drain starts, or its terms change; a drain without terms (`NodeDrainRequested`) has no deadline.
-pub fn drain_started(nodes: &mut NodesState, seq: u64, at: Timestamp, node: &NodeId, terms: Option<(Option<Timestamp>, bool)>) {
+pub fn drain_started(
+    nodes: &mut NodesState,
+    seq: u64,
+    at: Timestamp,
+    node: &NodeId,
+    terms: Option<(Option<Timestamp>, bool)>,
+) {
     let Some(n) = nodes.get_mut(node) else { return };
     if n.state != lifecycle::NodeState::Draining {
         n.state = lifecycle::NodeState::Draining;

@@ -149,6 +149,8 @@ pub fn drained(read: &dyn FleetRead, p: &NodeDrained) -> Result<(), Rejection> {
 /// it first to move them).
 pub fn taken_out(read: &dyn FleetRead, id: &NodeId, event: EventKind) -> Result<(), Rejection> {
     transition(read, id, event)?;
-    read.disruption(&BTreeSet::from([id.clone()]))
-        .map_err(|why| Rejection::OverBudget { event, why: format!("{why}; drain it first (`sendan node drain {id}`)") })
+    read.disruption(&BTreeSet::from([id.clone()])).map_err(|why| Rejection::OverBudget {
+        event,
+        why: format!("{why}; drain it first (`sendan node drain {id}`)"),
+    })
 }

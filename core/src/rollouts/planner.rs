@@ -363,12 +363,7 @@ fn within_budget(state: &dyn FleetRead, out: &BTreeSet<NodeId>, candidates: &[&N
 
 /// Why the next wave of `r` waits for a service's budget, if it does: its first pending member cannot be taken
 /// out now. For `sendan rollout status`.
-pub fn budget_wait(
-    rollouts: &RolloutsState,
-    state: &dyn FleetRead,
-    r: &Rollout,
-    now: Timestamp,
-) -> Option<String> {
+pub fn budget_wait(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Option<String> {
     if r.state != RolloutState::Running {
         return None;
     }

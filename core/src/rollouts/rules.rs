@@ -145,7 +145,9 @@ pub fn nodes_reverted(
     p: &RolloutNodesReverted,
 ) -> Result<(), Rejection> {
     let event = EventKind::RolloutNodesReverted;
-    rule(rollouts, read, ctx, p.rollout, event, RolloutState::Reverting, |r, a| planner::revert_allowed(r, a, &p.nodes))?;
+    rule(rollouts, read, ctx, p.rollout, event, RolloutState::Reverting, |r, a| {
+        planner::revert_allowed(r, a, &p.nodes)
+    })?;
     within_budget(rollouts, read, ctx, event, &p.nodes)
 }
 

@@ -495,10 +495,10 @@ impl Planner<'_> {
         self.out.push(ServiceDecision { id, decision, cause, comment });
     }
 
-    /// Ask `i` to stop (once per pass, whatever else also wants it stopped).
-    fn stop(&mut self, i: &Instance, reason: String, cause: u64) {
+    /// Ask `i` to stop (once per pass, whatever else also wants it stopped); whether this asked.
+    fn stop(&mut self, i: &Instance, reason: String, cause: u64) -> bool {
         if !self.stopping.insert(i.id.clone()) {
-            return;
+            return false;
         }
         let comment = format!("stop {} on {}: {reason}", i.id, i.node);
         self.push(
@@ -506,6 +506,7 @@ impl Planner<'_> {
             cause,
             comment,
         );
+        true
     }
 
     /// The seq that made placing on `node` possible now: the spec, or the node's agent starting or returning.
@@ -614,7 +615,8 @@ impl Planner<'_> {
             }
         }
 
-        self.drain(name, service, &task, &live, &mut short);
+        // A stop for the drain frees the place its instance held: it is placed anew in this same pass.
+        slots -= self.drain(name, service, &task, &live, &mut short);
 
         // Missing replicas.
         let missing = service.replicas.saturating_sub(slots);
@@ -648,20 +650,60 @@ impl Planner<'_> {
     /// Drains: each live instance on a draining node is handed over to a replacement elsewhere, at most
     /// `update.maxParallel` at a time; an old one stops once its replacement has been healthy for
     /// `minHealthySeconds`. Past a drain's deadline, or with `force`, what is left stops without waiting.
-    fn drain(&mut self, name: &str, service: &Service, task: &Task, live: &[&Instance], short: &mut Shortfall) {
+    /// The number of replicas' places it freed (live or failed instances it stopped).
+    fn drain(&mut self, name: &str, service: &Service, task: &Task, live: &[&Instance], short: &mut Shortfall) -> u32 {
+        let mut freed = 0;
         let (services, read, now) = (self.services, self.read, self.now);
         let drain_of = |node: &NodeId| read.node(node).and_then(|n| n.drain);
         let min_healthy_ms = i64::from(service.update.min_healthy_seconds) * 1000;
+        // Failed instances on a draining node run nothing: once no replacement is under way for them this pass,
+        // they are stopped so that the drain can complete.
+        let replacing: BTreeSet<InstanceId> = self
+            .out
+            .iter()
+            .filter_map(|d| match &d.decision {
+                Decision::Reschedule(r) => Some(r.replaces.clone()),
+                _ => None,
+            })
+            .collect();
+        for i in services.of_service(name).filter(|i| i.status == InstanceStatus::Failed && i.is_assigned()) {
+            let Some(d) = drain_of(&i.node) else { continue };
+            if !replacing.contains(&i.id)
+                && self.stop(i, format!("it failed, and node {} is draining", i.node), d.seq.max(i.since))
+            {
+                freed += 1;
+            }
+        }
+        // Forced: whatever is left on a node past its drain's deadline (or drained with `force`) stops now.
+        for i in services.of_service(name).filter(|i| i.is_assigned() && i.stop.is_none()) {
+            if replacing.contains(&i.id) {
+                continue;
+            }
+            let Some(d) = drain_of(&i.node).filter(|d| d.forcing(now)) else { continue };
+            let reason = match d.deadline {
+                _ if d.force => {
+                    format!("node {} is drained with force: stopped without waiting for a replacement", i.node)
+                }
+                Some(at) => {
+                    format!("node {}'s drain deadline {at} passed: stopped without waiting for a replacement", i.node)
+                }
+                None => format!("node {} is drained: stopped", i.node),
+            };
+            if self.stop(i, reason, d.seq) && i.is_live() {
+                freed += 1;
+            }
+        }
         let mut in_flight = 0;
         // Stopping a healthy old instance is a voluntary disruption too: it waits while it would leave the service
         // below its budget (another of its instances is away: a host rollout's wave, a failure).
         let mut healthy_left = super::budget::healthy_count(services, name);
         let floor = service.min_healthy();
         // Hand-overs in flight: stop the old instance once its successor has served long enough.
+        // One still waiting counts against `update.maxParallel`; one stopped in this pass (here, or forced above)
+        // no longer does, as `check` sees it after the stop.
         for old in services.of_service(name).filter(|i| i.handover.is_some() && i.stop.is_none()) {
-            in_flight += 1;
-            if drain_of(&old.node).is_some_and(|d| d.forcing(now)) {
-                continue; // stopped below, with the rest of the node
+            if self.stopping.contains(&old.id) {
+                continue;
             }
             let cause = old.placed.max(drain_of(&old.node).map_or(0, |d| d.seq));
             match services.successor(old).filter(|next| !self.stopping.contains(&next.id)) {
@@ -675,6 +717,7 @@ impl Planner<'_> {
                         && old.status == InstanceStatus::Healthy
                         && healthy_left <= floor =>
                 {
+                    in_flight += 1;
                     short.waiting.push((
                         old.id.clone(),
                         format!(
@@ -698,22 +741,26 @@ impl Planner<'_> {
                     );
                     self.stop(old, reason, next.since);
                 }
-                Some(next) => short.waiting.push((
-                    old.id.clone(),
-                    format!(
-                        "handing over to {} on {} ({}; it must be healthy for {} s)",
-                        next.id,
-                        next.node,
-                        next.status.name(),
-                        service.update.min_healthy_seconds
-                    ),
-                )),
+                Some(next) => {
+                    in_flight += 1;
+                    short.waiting.push((
+                        old.id.clone(),
+                        format!(
+                            "handing over to {} on {} ({}; it must be healthy for {} s)",
+                            next.id,
+                            next.node,
+                            next.status.name(),
+                            service.update.min_healthy_seconds
+                        ),
+                    ));
+                }
             }
         }
         // New hand-overs, oldest instances first, within the service's limit.
         for i in live {
             let Some(d) = drain_of(&i.node) else { continue };
-            if d.forcing(now) {
+            // Forced, or replaced this pass already (a lost instance's replacement is its hand-over).
+            if d.forcing(now) || replacing.contains(&i.id) || self.stopping.contains(&i.id) {
                 continue;
             }
             if in_flight >= service.update.max_parallel {
@@ -727,8 +774,7 @@ impl Planner<'_> {
             match self.choose(name, service, task, 1, Some(&i.node)).pop() {
                 Some((instance, node)) => {
                     in_flight += 1;
-                    let comment =
-                        format!("hand {} over from draining {} to {instance} on {node}", i.id, i.node);
+                    let comment = format!("hand {} over from draining {} to {instance} on {node}", i.id, i.node);
                     let m = InstanceMigrated {
                         service: name.to_owned(),
                         instance,
@@ -743,38 +789,7 @@ impl Planner<'_> {
                     .push((i.id.clone(), format!("node {} is draining; no node fits its replacement now", i.node))),
             }
         }
-        // Failed instances on a draining node run nothing: once no replacement is under way for them this pass,
-        // they are stopped so that the drain can complete.
-        let replacing: BTreeSet<InstanceId> = self
-            .out
-            .iter()
-            .filter_map(|d| match &d.decision {
-                Decision::Reschedule(r) => Some(r.replaces.clone()),
-                _ => None,
-            })
-            .collect();
-        for i in services.of_service(name).filter(|i| i.status == InstanceStatus::Failed && i.is_assigned()) {
-            let Some(d) = drain_of(&i.node) else { continue };
-            if !replacing.contains(&i.id) {
-                self.stop(i, format!("it failed, and node {} is draining", i.node), d.seq.max(i.since));
-            }
-        }
-        // Forced: whatever is left on a node past its drain's deadline (or drained with `force`) stops now.
-        for i in services.of_service(name).filter(|i| i.is_assigned() && i.stop.is_none()) {
-            if replacing.contains(&i.id) {
-                continue;
-            }
-            let Some(d) = drain_of(&i.node).filter(|d| d.forcing(now)) else { continue };
-            let reason = match d.deadline {
-                _ if d.force => format!("node {} is drained with force: stopped without waiting for a replacement", i.node),
-                Some(at) => format!(
-                    "node {}'s drain deadline {at} passed: stopped without waiting for a replacement",
-                    i.node
-                ),
-                None => format!("node {} is drained: stopped", i.node),
-            };
-            self.stop(i, reason, d.seq);
-        }
+        freed
     }
 
     /// Every node's filters for one more instance of the service, as the planning now stands.

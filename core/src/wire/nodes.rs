@@ -55,21 +55,8 @@ pub struct DrainView {
 
 impl From<&NodeRecord> for Node {
     fn from(r: &NodeRecord) -> Node {
-        let NodeRecord {
-            id,
-            state,
-            machine,
-            class,
-            pool,
-            profile,
-            rule,
-            since,
-            updated,
-            reason,
-            token,
-            cordon,
-            drain,
-        } = r;
+        let NodeRecord { id, state, machine, class, pool, profile, rule, since, updated, reason, token, cordon, drain } =
+            r;
         Node {
             id: id.clone(),
             state: *state,

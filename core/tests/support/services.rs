@@ -204,7 +204,10 @@ impl Fleet {
         }
         for d in &plan.drained {
             if let Err(r) = self.submit(Actor::System("scheduler".into()), d.event.clone().into(), Some(d.cause)) {
-                panic!("invariant_planner_agrees_with_check: the planner's NodeDrained ({}) was refused: {r}", d.comment);
+                panic!(
+                    "invariant_planner_agrees_with_check: the planner's NodeDrained ({}) was refused: {r}",
+                    d.comment
+                );
             }
         }
         plan.decisions
