@@ -116,18 +116,21 @@ pub fn migrated(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceMi
 pub fn rescheduled(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceRescheduled, task: Option<Task>) {
     let mut line = Vec::new();
     let mut failed = false;
-    let mut handed_from = None;
     if let Some(old) = s.instance_mut(&p.replaces) {
         old.replaced_by = Some(p.instance.clone());
         line = old.reschedules.clone();
         failed = old.status == InstanceStatus::Failed;
-        handed_from = old.replaces.clone();
     }
     // A hand-over's replacement that is itself replaced: the instance being handed over waits for the new one.
-    if let Some(from) = handed_from.and_then(|id| s.instance_mut(&id))
-        && from.handover.as_ref() == Some(&p.replaces)
-    {
-        from.handover = Some(p.instance.clone());
+    let handed: Vec<InstanceId> = s
+        .of_service(&p.service)
+        .filter(|i| i.handover.as_ref() == Some(&p.replaces))
+        .map(|i| i.id.clone())
+        .collect();
+    for id in handed {
+        if let Some(from) = s.instance_mut(&id) {
+            from.handover = Some(p.instance.clone());
+        }
     }
     if !p.lost {
         line.push(time);
