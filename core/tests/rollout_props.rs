@@ -542,7 +542,7 @@ proptest! {
             }
             // A revert can only stall when unhealthy members use the whole budget.
             RolloutState::Reverting => {
-                let view = sendan_core::rollouts::view::view(&sim.state, r, sim.now());
+                let view = sendan_core::rollouts::view::view(&sim.state.rollouts, &sim.state, r, sim.now());
                 prop_assert!(view.waiting.as_deref().is_some_and(|w| w.starts_with("stalled")), "{view:?}");
             }
             RolloutState::Running => prop_assert!(false, "the rollout never ended: {r:?}"),

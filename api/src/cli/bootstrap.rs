@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use sendan_core::event::{
-    MachineDiscovered, NodeDrainRequested, NodeInstallRequested, NodeRebound, NodeReprovisionRequested,
+    MachineDiscovered, NodeCordoned, NodeDrainStarted, NodeInstallRequested, NodeRebound, NodeReprovisionRequested,
     NodeRescueRequested, NodeRetired, NodeUncordoned,
 };
 use sendan_core::facts::HardwareFacts;
@@ -59,13 +59,30 @@ pub enum NodeVerb {
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Stop placing work on an active node.
+    /// Move the node's work away: each instance is handed over to a replacement elsewhere (the replacement
+    /// healthy before the old one stops, `update.maxParallel` at a time per service); the node is drained once
+    /// its agent reported every instance stopped. Run again to change the terms.
     Drain {
         id: String,
+        /// Past this long (like `90s`, `15m`, `2h`), whatever is left stops without waiting for a replacement.
+        #[arg(long, value_parser = parse_duration)]
+        deadline: Option<Duration>,
+        /// Stop everything on the node now, without waiting for replacements (services may go below budget).
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Let a draining node take work again.
+    /// Stop placing new instances on an active node; what runs there stays.
+    Cordon {
+        id: String,
+        /// Why, for the log and `sendan nodes`.
+        #[arg(long, default_value = "cordoned by an operator")]
+        reason: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Let a cordoned or draining node take work again (a drain in progress ends).
     Uncordon {
         id: String,
         #[arg(long)]
@@ -117,6 +134,22 @@ pub enum EnrollCmd {
     },
 }
 
+/// `90s`, `15m`, `2h`, `1d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 15m, 2h or 1d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}` has unit `{unit}`; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 fn id(s: &str) -> Result<NodeId> {
     NodeId::new(s).map_err(Into::into)
 }
@@ -158,7 +191,16 @@ pub async fn node_verb(client: &Client, verb: &NodeVerb, json: bool) -> Result<E
             (n.clone(), NodeReprovisionRequested { node: id(n)? }.into(), comment)
         }
         NodeVerb::Rescue { id: n, comment } => (n.clone(), NodeRescueRequested { node: id(n)? }.into(), comment),
-        NodeVerb::Drain { id: n, comment } => (n.clone(), NodeDrainRequested { node: id(n)? }.into(), comment),
+        NodeVerb::Drain { id: n, deadline, force, comment } => {
+            let deadline = deadline.map(|d| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                sendan_core::Timestamp((now + d).as_millis() as i64)
+            });
+            (n.clone(), NodeDrainStarted { node: id(n)?, deadline, force: *force }.into(), comment)
+        }
+        NodeVerb::Cordon { id: n, reason, comment } => {
+            (n.clone(), NodeCordoned { node: id(n)?, reason: reason.clone() }.into(), comment)
+        }
         NodeVerb::Uncordon { id: n, comment } => (n.clone(), NodeUncordoned { node: id(n)? }.into(), comment),
         NodeVerb::Retire { id: n, comment } => (n.clone(), NodeRetired { node: id(n)? }.into(), comment),
         NodeVerb::Rebind { id: n, machine: m, comment } => {

@@ -63,6 +63,16 @@ pub enum NodeCmd {
     Verb(bootstrap::NodeVerb),
 }
 
+/// The state, with a cordon or a drain's progress: `active (cordoned)`, `draining`, `draining (drained)`.
+pub fn state_label(n: &sendan_core::wire::Node) -> String {
+    match (&n.cordoned, &n.drain) {
+        (Some(_), _) => format!("{} (cordoned)", n.state),
+        (_, Some(d)) if d.drained.is_some() => format!("{} (drained)", n.state),
+        (_, Some(d)) if d.force => format!("{} (forced)", n.state),
+        _ => n.state.to_string(),
+    }
+}
+
 /// `sendan nodes`: nodes with a lifecycle, then the machines no node is bound to, then the declared nodes no
 /// machine is bound to yet.
 pub async fn list(client: &Client, args: &NodesArgs, json: bool) -> Result<ExitCode> {
@@ -76,7 +86,7 @@ pub async fn list(client: &Client, args: &NodesArgs, json: bool) -> Result<ExitC
     for n in &view.nodes {
         t.row(vec![
             n.id.to_string(),
-            n.state.to_string(),
+            state_label(n),
             n.machine.to_string(),
             dash(n.class.as_deref()),
             dash(n.pool.as_deref()),
@@ -167,6 +177,20 @@ async fn show(client: &Client, id: &str, at: Option<u64>, json: bool) -> Result<
         let n = &view.node;
         println!("node:     {}", n.id);
         println!("state:    {} (since seq {})", n.state, n.since);
+        if let Some(why) = &n.cordoned {
+            println!("cordoned: {}", crate::cli::output::safe(why));
+        }
+        if let Some(d) = &n.drain {
+            let deadline = d.deadline.map_or("none".to_owned(), |t| t.to_string());
+            let done = d.drained.map_or("no: instances are still being handed over or stopped".to_owned(), |s| {
+                format!("yes, at seq {s}: its agent reported every instance stopped")
+            });
+            println!(
+                "drain:    started at seq {}, deadline {deadline}{}; drained: {done}",
+                d.seq,
+                if d.force { ", forced" } else { "" }
+            );
+        }
         println!("machine:  {}", n.machine);
         println!(
             "class:    {}   pool: {}   profile: {}",

@@ -1,5 +1,6 @@
 //! The scheduler (`system:scheduler`): runs the pure planner [`sendan_core::services::planner::plan`] on the
-//! leader and proposes its decisions — replacements, stops, placements — each with the seq of the event it was
+//! leader and proposes its decisions — replacements, hand-overs from draining nodes, stops, placements, and
+//! `NodeDrained` for a draining node whose agent reported everything stopped — each with the seq of the event it was
 //! decided on and an id derived from the instance it concerns, so deciding again (another pass, another leader)
 //! is answered with the original seq. `check` applies the planner's own filters to every placement.
 
@@ -23,7 +24,7 @@ impl Controller for SchedulerController {
 
     fn reconcile(&mut self, fleet: &FleetState, now: Timestamp) -> Vec<Vec<ProposalIn>> {
         let plan = sendan_core::services::planner::plan(&fleet.services, fleet, now);
-        let proposals: Vec<ProposalIn> = plan
+        let mut proposals: Vec<ProposalIn> = plan
             .decisions
             .into_iter()
             .map(|d| ProposalIn {
@@ -33,6 +34,12 @@ impl Controller for SchedulerController {
                 payload: d.decision.into(),
             })
             .collect();
+        proposals.extend(plan.drained.into_iter().map(|d| ProposalIn {
+            id: Some(d.id),
+            comment: Some(d.comment),
+            cause: Some(d.cause),
+            payload: d.event.into(),
+        }));
         proposals.chunks(BATCH).map(<[ProposalIn]>::to_vec).collect()
     }
 

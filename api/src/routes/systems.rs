@@ -67,7 +67,7 @@ pub async fn list(
         .rev()
         .filter(|r| p.pool.as_deref().is_none_or(|pool| r.pool == pool))
         .take(p.limit.unwrap_or(usize::MAX))
-        .map(|r| rollout::view(&*fleet, r, now))
+        .map(|r| rollout::view(&fleet.rollouts, &*fleet, r, now))
         .collect();
     Ok(Json(RolloutsView { seq: fleet.seq, rollouts }))
 }
@@ -79,7 +79,7 @@ pub async fn show(State(app): State<Arc<App>>, auth: Auth, P(id): P<String>) -> 
     })?;
     let fleet = app.node.reader.fleet();
     let r = fleet.rollout(id).ok_or_else(|| ApiError::NotFound(format!("rollout {id} does not exist")))?;
-    Ok(Json(rollout::view(&*fleet, r, crate::write::now())))
+    Ok(Json(rollout::view(&fleet.rollouts, &*fleet, r, crate::write::now())))
 }
 
 /// `POST /v1/rollouts/{id}/abort`: halt a running rollout as the operator. A halt names the members it puts back

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::planner::{Member, MemberPhase, assess};
-use super::{Rollout, RolloutState};
+use super::{Rollout, RolloutState, RolloutsState};
 use crate::ids::Timestamp;
 use crate::nixos::SwitchAction;
 use crate::read::FleetRead;
@@ -59,9 +59,11 @@ pub struct Counts {
     pub unavailable: usize,
 }
 
-/// The view of `r` at `now`.
-pub fn view(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> RolloutView {
+/// The view of `r` at `now` (`rollouts`: every rollout, whose members in flight count against the services'
+/// budgets too).
+pub fn view(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> RolloutView {
     let a = assess(state, r, now);
+    let held = super::planner::budget_wait(rollouts, state, r, now);
     let waves = r
         .waves
         .iter()
@@ -94,6 +96,9 @@ pub fn view(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> RolloutView {
                 moving.join(", "),
                 r.health_timeout_secs
             ))
+        }
+        RolloutState::Running if held.is_some() => {
+            held.map(|why| format!("held back by a service's disruption budget: {why}"))
         }
         RolloutState::Reverting if a.reverting() > 0 => Some("waiting for the members being put back".into()),
         RolloutState::Reverting if a.unavailable() >= r.max_unavailable as usize && !a.confirmed().is_empty() => {

@@ -122,11 +122,8 @@ pub fn rescheduled(s: &mut ServicesState, seq: u64, time: Timestamp, p: &Instanc
         failed = old.status == InstanceStatus::Failed;
     }
     // A hand-over's replacement that is itself replaced: the instance being handed over waits for the new one.
-    let handed: Vec<InstanceId> = s
-        .of_service(&p.service)
-        .filter(|i| i.handover.as_ref() == Some(&p.replaces))
-        .map(|i| i.id.clone())
-        .collect();
+    let handed: Vec<InstanceId> =
+        s.of_service(&p.service).filter(|i| i.handover.as_ref() == Some(&p.replaces)).map(|i| i.id.clone()).collect();
     for id in handed {
         if let Some(from) = s.instance_mut(&id) {
             from.handover = Some(p.instance.clone());
