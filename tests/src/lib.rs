@@ -150,13 +150,28 @@ pub fn assert_causes(events: &[sendan_core::Event]) {
                 about.insert(format!("decision:{}", d.seq));
             }
         }
-        // An instance is also about the node it was placed on (its node's loss caused its replacement).
-        let instances: std::collections::BTreeSet<String> =
+        // An instance is also about the node it was placed on (its node's loss caused its replacement), and about
+        // the instances that took over from it (a hand-over's old instance stops once its replacement is healthy).
+        let mut instances: std::collections::BTreeSet<String> =
             about.iter().filter_map(|s| s.strip_prefix("instance:")).map(str::to_owned).collect();
+        for d in events.iter().filter(|d| d.seq < e.seq) {
+            let taken_over = match &d.payload {
+                sendan_core::Payload::InstanceMigrated(m) => Some((&m.replaces, &m.instance)),
+                sendan_core::Payload::InstanceRescheduled(r) => Some((&r.replaces, &r.instance)),
+                _ => None,
+            };
+            if let Some((old, new)) = taken_over
+                && instances.contains(old.as_str())
+            {
+                instances.insert(new.to_string());
+                about.insert(format!("instance:{new}"));
+            }
+        }
         for d in events.iter().filter(|d| d.seq < e.seq) {
             let placed = match &d.payload {
                 sendan_core::Payload::InstancePlaced(p) => Some((&p.instance, &p.node)),
                 sendan_core::Payload::InstanceRescheduled(r) => Some((&r.instance, &r.node)),
+                sendan_core::Payload::InstanceMigrated(m) => Some((&m.instance, &m.node)),
                 _ => None,
             };
             if let Some((i, n)) = placed
