@@ -100,6 +100,8 @@ async fn drains_hand_over_before_stopping_and_deadlines_force_what_is_left() {
     assert!(healthy < asked && asked < stopped && stopped < drained, "{healthy} < {asked} < {stopped} < {drained}");
     let listing = tokio::task::block_in_place(|| sendan_ok(&cluster, 3, &["nodes"]));
     assert!(listing.contains("draining (drained)"), "{listing}");
+    let history = tokio::task::block_in_place(|| sendan_ok(&cluster, 3, &["events", "list", "--node", &first]));
+    assert!(history.contains("InstanceMigrated") && history.contains("NodeDrained"), "{history}");
 
     // (b) Drain another busy node with a short deadline: nowhere to hand over to (the first node is draining,
     // every other one holds its one instance), so what is left stops when the deadline passes, and says so.

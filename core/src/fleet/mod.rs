@@ -470,6 +470,13 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
             services::fold::rescheduled(&mut state.services, seq, time, p, task);
         }
         P::InstanceMigrated(p) => {
+            // A hand-over is in the history of the node it moves work away from, too.
+            if let Some(from) = state.services.instance(&p.replaces).map(|i| i.node.clone())
+                && from != p.node
+            {
+                state.nodes.touch(&from, seq);
+                index.push(from);
+            }
             let task = live_task(state, &p.service);
             services::fold::migrated(&mut state.services, seq, time, p, task);
         }
