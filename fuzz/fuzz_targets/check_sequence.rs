@@ -211,7 +211,7 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             decision: u64::from(variant),
             path: system(variant),
             action: SwitchAction::Switch,
-            previous: Some(system(variant + 1)),
+            previous: Some(system(variant.wrapping_add(1))),
         }
         .into(),
         EventKind::SystemProfileSet => SystemProfileSet {
@@ -244,7 +244,7 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             node,
             decision: u64::from(variant),
             path: system(variant),
-            to: system(variant + 1),
+            to: system(variant.wrapping_add(1)),
             reason: "health".into(),
             exit_code: 0,
         }
