@@ -39,6 +39,8 @@ pub struct DrainFacts {
     pub force: bool,
     /// The seq of its `NodeDrained`.
     pub drained: Option<u64>,
+    /// The rollout whose controller started it.
+    pub rollout: Option<u64>,
 }
 
 impl DrainFacts {

@@ -99,10 +99,13 @@ fn step(nodes: usize) -> impl Strategy<Value = Step> {
     ]
 }
 
-fn setup() -> impl Strategy<Value = (Vec<TestNode>, BTreeMap<String, serde_json::Value>, Vec<Step>, u32)> {
-    (fleet_nodes(), services(), 1u32..4).prop_flat_map(|(nodes, services, max_unavailable)| {
+/// The rollout's budget and action: `boot` (a reboot: members drained first) a third of the time.
+fn setup() -> impl Strategy<Value = (Vec<TestNode>, BTreeMap<String, serde_json::Value>, Vec<Step>, (u32, SwitchAction))>
+{
+    let action = prop_oneof![2 => Just(SwitchAction::Switch), 1 => Just(SwitchAction::Boot)];
+    (fleet_nodes(), services(), 1u32..4, action).prop_flat_map(|(nodes, services, max_unavailable, action)| {
         let k = nodes.len();
-        (Just(nodes), Just(services), prop::collection::vec(step(k), 0..120), Just(max_unavailable))
+        (Just(nodes), Just(services), prop::collection::vec(step(k), 0..120), Just((max_unavailable, action)))
     })
 }
 
@@ -209,7 +212,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(160))]
 
     #[test]
-    fn a_host_rollout_drains_and_cordons_never_take_a_service_below_its_budget((nodes, services, steps, max_unavailable) in setup()) {
+    fn a_host_rollout_drains_and_cordons_never_take_a_service_below_its_budget((nodes, services, steps, (max_unavailable, action)) in setup()) {
         let mut f = Fleet::new(nodes.clone(), services);
         f.schedule();
         f.agents_converge();
@@ -218,7 +221,7 @@ proptest! {
             RolloutStarted {
                 pool: "blue".into(),
                 system: NEW.into(),
-                action: SwitchAction::Switch,
+                action,
                 max_unavailable,
                 canary: 0,
                 max_failures: 1,
@@ -233,7 +236,9 @@ proptest! {
             match s {
                 Step::Schedule => {
                     let state = f.state.clone();
-                    let forced = f.state.nodes.records.values().any(|n| n.drain.is_some_and(|d| d.force || d.deadline.is_some_and(|t| f.now() >= t)));
+                    // A deadline that passes during the pass (each proposal moves the clock) counts as forced too.
+                    let soon = Timestamp(f.now().0 + 10_000);
+                    let forced = f.state.nodes.records.values().any(|n| n.drain.is_some_and(|d| d.force || d.deadline.is_some_and(|t| soon >= t)));
                     let decisions = f.schedule();
                     invariant_no_new_work_on_cordoned_or_draining_nodes(&state, &decisions);
                     if !forced {
@@ -306,16 +311,16 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
     use proptest::test_runner::{Config, TestRng, TestRunner};
     let mut runner =
         TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(Config::default().rng_algorithm));
-    let (mut waves, mut handovers, mut drained, mut refused) = (0, 0, 0, 0);
+    let (mut waves, mut handovers, mut drained, mut refused, mut rollout_drains) = (0, 0, 0, 0, 0);
     for _ in 0..200 {
-        let (nodes, services, steps, max_unavailable) = setup().new_tree(&mut runner).unwrap().current();
+        let (nodes, services, steps, (max_unavailable, action)) = setup().new_tree(&mut runner).unwrap().current();
         let mut f = Fleet::new(nodes, services);
         f.schedule();
         f.agents_converge();
         let start = RolloutStarted {
             pool: "blue".into(),
             system: NEW.into(),
-            action: SwitchAction::Switch,
+            action,
             max_unavailable,
             canary: 0,
             max_failures: 1,
@@ -338,6 +343,9 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
                     for d in rollouts::decide(&f.state.rollouts, &f.state, f.now()) {
                         if matches!(d.event, rollouts::RolloutMove::WaveStarted(_)) {
                             waves += 1;
+                        }
+                        if matches!(d.event, rollouts::RolloutMove::Drain(_)) {
+                            rollout_drains += 1;
                         }
                         let out = match &d.event {
                             rollouts::RolloutMove::WaveStarted(w) => w.nodes.clone(),
@@ -369,4 +377,91 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
     assert!(handovers > 20, "hand-overs: {handovers}");
     assert!(drained > 5, "drained nodes: {drained}");
     assert!(refused > 5, "waves held back by a budget: {refused}");
+    assert!(rollout_drains > 5, "members drained by a reboot rollout: {rollout_drains}");
+}
+
+/// A rollout whose action (`boot`) needs a reboot drains each member before its wave and uncordons it once it
+/// confirms: run to completion on a settled fleet, every wave member was drained (its instances handed over and
+/// reported stopped) before its wave, no service ever went below its budget, and at the end every node is
+/// `active`, uncordoned, and the services have all their replicas healthy again.
+#[test]
+fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
+    let nodes: Vec<TestNode> = (0..4)
+        .map(|k| TestNode {
+            name: format!("n{k:02}"),
+            pool: Some("blue".into()),
+            rack: format!("r{}", k % 2),
+            cpu: 4,
+            memory_gib: 16,
+        })
+        .collect();
+    let web = json!({
+        "package": "/nix/store/0c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-web-1.0", "replicas": 3, "pools": ["blue"],
+        "resources": {"cpu": 1, "memoryBytes": GIB}, "budget": {"maxUnavailable": 1},
+        "update": {"maxParallel": 1, "minHealthySeconds": 1, "healthyDeadlineSeconds": 60},
+    });
+    let mut f = Fleet::new(nodes, BTreeMap::from([("web".to_owned(), web)]));
+    f.schedule();
+    f.agents_converge();
+    assert_eq!(healthy_count(&f.state.services, "web"), 3);
+    let start = RolloutStarted {
+        pool: "blue".into(),
+        system: NEW.into(),
+        action: SwitchAction::Boot,
+        max_unavailable: 2,
+        canary: 0,
+        max_failures: 0,
+        health_timeout_secs: 3_600,
+    };
+    let id = f.submit(Actor::Admin, start.into(), None).unwrap().seq;
+    for _ in 0..400 {
+        let before = healthy(&f);
+        f.schedule();
+        invariant_voluntary_disruption_keeps_the_budget(&f, &before, "a scheduler pass");
+        f.agents_converge();
+        for d in rollouts::decide(&f.state.rollouts, &f.state, f.now()) {
+            let payload = d.payload();
+            if let rollouts::RolloutMove::WaveStarted(w) = &d.event {
+                for n in &w.nodes {
+                    let drain = f.state.node(n).unwrap().drain.expect("a wave member is draining");
+                    assert!(drain.drained.is_some(), "{n} joined wave {} before it was drained", w.wave);
+                    assert_eq!(f.state.services.on_node(n).count(), 0, "{n} still holds instances");
+                }
+            }
+            f.submit(Actor::System("rollout".into()), payload, Some(d.cause)).unwrap();
+        }
+        for n in in_flight(&f) {
+            settle(&mut f, &n, true);
+        }
+        invariant_drained_means_empty(&f);
+        f.clock += 1_500;
+        if !f.state.rollout(id).unwrap().state.is_open() {
+            break;
+        }
+    }
+    let r = f.state.rollout(id).unwrap();
+    let view = sendan_core::rollouts::view::view(&f.state.rollouts, &f.state, r, f.now());
+    assert_eq!(
+        r.state,
+        sendan_core::rollouts::RolloutState::Completed,
+        "{:?} {:#?}",
+        r.reason,
+        (
+            view.waiting,
+            view.unmoved,
+            view.waves,
+            f.state.nodes.records.values().map(|n| (n.id.clone(), n.state, n.drain)).collect::<Vec<_>>()
+        )
+    );
+    assert_eq!(r.waves.iter().map(|w| w.nodes.len()).sum::<usize>(), 4, "every member moved");
+    for node in f.state.nodes.records.values() {
+        assert_eq!(node.state, sendan_core::NodeState::Active, "{} ends {}", node.id, node.state);
+        assert!(node.cordon.is_none() && node.drain.is_none(), "{} ends cordoned or draining", node.id);
+    }
+    for _ in 0..5 {
+        f.schedule();
+        f.agents_converge();
+        f.clock += 1_500;
+    }
+    assert_eq!(healthy_count(&f.state.services, "web"), 3);
 }

@@ -157,6 +157,8 @@ impl From<crate::rollouts::planner::RolloutMove> for Payload {
         use crate::rollouts::planner::RolloutMove as M;
         match m {
             M::WaveStarted(e) => e.into(),
+            M::Drain(e) => e.into(),
+            M::Uncordon(e) => e.into(),
             M::Completed(e) => e.into(),
             M::Halted(e) => e.into(),
             M::NodesReverted(e) => e.into(),

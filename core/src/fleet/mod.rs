@@ -108,7 +108,13 @@ fn node_facts(n: &NodeRecord) -> NodeFacts<'_> {
         since: n.since,
         updated: n.updated,
         cordoned: n.cordon.is_some(),
-        drain: n.drain.map(|d| DrainFacts { seq: d.seq, deadline: d.deadline, force: d.force, drained: d.drained }),
+        drain: n.drain.map(|d| DrainFacts {
+            seq: d.seq,
+            deadline: d.deadline,
+            force: d.force,
+            drained: d.drained,
+            rollout: d.rollout,
+        }),
     }
 }
 
@@ -354,9 +360,15 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
             nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), Some(&p.reason));
         }
         P::NodeActivated(p) => nodes::fold::moved(&mut state.nodes, seq, &p.node, payload.kind(), None),
-        P::NodeDrainRequested(p) => nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, None),
+        P::NodeDrainRequested(p) => nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, None, None),
         P::NodeDrainStarted(p) => {
-            nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, Some((p.deadline, p.force)));
+            // The rollout controller drains a member of its open rollout before the member's wave.
+            let rollout = match &event.actor {
+                Actor::System(name) if name == rollouts::CONTROLLER => state.rollouts.of_node(&p.node).map(|r| r.id),
+                _ => None,
+            };
+            let terms = Some((p.deadline, p.force));
+            nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, terms, rollout);
         }
         P::NodeDrained(p) => nodes::fold::drained(&mut state.nodes, seq, &p.node),
         P::NodeCordoned(p) => nodes::fold::cordoned(&mut state.nodes, seq, p),

@@ -271,5 +271,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "cb9873a6d8d2f7644626f502f6a1a3ea79fe7e59e4a66770c6c702e8c70c820e";
+    const PINNED: &str = "c5d3d5dcbb9cd38fc4f7da1b6855c5b93005064875e5438d43398d14318dfcf2";
 }

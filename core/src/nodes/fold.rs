@@ -79,6 +79,7 @@ pub fn drain_started(
     at: Timestamp,
     node: &NodeId,
     terms: Option<(Option<Timestamp>, bool)>,
+    rollout: Option<u64>,
 ) {
     let Some(n) = nodes.get_mut(node) else { return };
     if n.state != lifecycle::NodeState::Draining {
@@ -88,7 +89,7 @@ pub fn drain_started(
     }
     n.cordon = None;
     let (deadline, force) = terms.unwrap_or((None, false));
-    n.drain = Some(Drain { seq, at, deadline, force, drained: None });
+    n.drain = Some(Drain { seq, at, deadline, force, drained: None, rollout });
 }
 
 pub fn cordoned(nodes: &mut NodesState, seq: u64, p: &NodeCordoned) {

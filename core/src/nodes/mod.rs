@@ -51,6 +51,8 @@ pub struct Drain {
     pub force: bool,
     /// The seq of its `NodeDrained`, once its agent reported every instance stopped.
     pub drained: Option<u64>,
+    /// The rollout whose controller started it (its members are drained before a reboot, and uncordoned after).
+    pub rollout: Option<u64>,
 }
 
 /// Every node, and the live node tokens by hash.

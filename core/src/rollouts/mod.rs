@@ -4,6 +4,9 @@
 //! them, `view.rs` what `sendan rollout status` shows. The members' systems are the node systems aggregate's; a
 //! wave's decisions reach it through `fleet`, and its reports come back the same way.
 
+/// The name the rollout controller proposes under (`system:rollout`).
+pub const CONTROLLER: &str = "rollout";
+
 pub mod events;
 pub mod fold;
 pub mod planner;

@@ -21,7 +21,9 @@ use super::events::{
 use super::{MemberOutcome, Rollout, RolloutState, RolloutsState, Wave, WaveNode};
 use crate::ids::{EventId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
-use crate::read::FleetRead;
+use crate::nixos::SwitchAction;
+use crate::nodes::events::{NodeDrainStarted, NodeUncordoned};
+use crate::read::{DrainFacts, FleetRead};
 
 /// Where a member stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -235,7 +237,7 @@ pub fn assess(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Assessment 
                     let (phase, why) = if r.state != RolloutState::Running {
                         (MemberPhase::Untouched, None)
                     } else {
-                        match ineligible(state, node) {
+                        match ineligible(state, r, node) {
                             Some(why) => (MemberPhase::Skipped, Some(why)),
                             None => (MemberPhase::Pending, None),
                         }
@@ -248,10 +250,23 @@ pub fn assess(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Assessment 
     Assessment { members }
 }
 
-/// Why `node` may not be moved now, if it may not.
-fn ineligible(state: &dyn FleetRead, node: &NodeId) -> Option<String> {
+/// Whether `r` drains each member before its wave and uncordons it once it confirms `r`'s system: its action,
+/// `boot`, takes effect at a reboot, which stops whatever runs on the node — so the node's instances are handed
+/// over first, and the node takes work again afterwards. Such a rollout moves one member per wave.
+pub fn drains_first(r: &Rollout) -> bool {
+    r.action == SwitchAction::Boot
+}
+
+/// The drain of `node` that `r`'s controller started, if it is draining for `r`.
+pub(crate) fn drained_for(state: &dyn FleetRead, r: &Rollout, node: &NodeId) -> Option<DrainFacts> {
+    state.node(node)?.drain.filter(|d| d.rollout == Some(r.id))
+}
+
+/// Why `node` may not be moved by `r` now, if it may not.
+fn ineligible(state: &dyn FleetRead, r: &Rollout, node: &NodeId) -> Option<String> {
     let Some(rec) = state.node(node) else { return Some("it is no longer in the fleet".into()) };
-    if rec.state != NodeState::Active {
+    let ours = drains_first(r) && rec.drain.is_some_and(|d| d.rollout == Some(r.id));
+    if rec.state != NodeState::Active && !ours {
         return Some(format!("it is `{}`, not `active`", rec.state));
     }
     state.pin(node).map(|(_, reason)| format!("it is pinned ({reason})"))
@@ -286,6 +301,11 @@ fn halt_reason(r: &Rollout, a: &Assessment) -> Option<String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RolloutMove {
     WaveStarted(RolloutWaveStarted),
+    /// A member is drained before its wave (a rollout that [`drains_first`]).
+    Drain(NodeDrainStarted),
+    /// A member drained for the rollout takes work again: it confirmed the rollout's system (or was put back on
+    /// its own), or it was never moved and the rollout no longer runs.
+    Uncordon(NodeUncordoned),
     Completed(RolloutCompleted),
     Halted(RolloutHalted),
     NodesReverted(RolloutNodesReverted),
@@ -414,6 +434,9 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
             }
         }
     }
+    if let Some(d) = uncordon(state, r) {
+        return Some(d);
+    }
     let a = assess(state, r, now);
     let halt = |reason: String| RolloutDecision {
         id: EventId::derive(&[b"rollout-halted", &id]),
@@ -451,12 +474,34 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
                 );
                 return Some(halt(reason));
             }
-            // Only members whose services stay within budget go; none: the wave waits (`budget_wait` says why).
-            let nodes = within_budget(state, out, &pending, size);
+            let wave = r.waves.len() as u32 + 1;
+            let nodes = if drains_first(r) {
+                // The member is drained first — its instances handed over, no disruption — and its wave waits until
+                // it is. One member at a time: the work of two nodes drained together may have nowhere to go.
+                let chosen: Vec<NodeId> = pending[..1].iter().map(|n| (*n).clone()).collect();
+                if let Some(n) = chosen.iter().find(|n| drained_for(state, r, n).is_none()) {
+                    let since = state.node(n).map_or(0, |f| f.since);
+                    return Some(RolloutDecision {
+                        id: EventId::derive(&[b"rollout-drain", &id, n.as_str().as_bytes(), &since.to_be_bytes()]),
+                        comment: format!(
+                            "draining {n} before wave {wave} of rollout {}: its action `boot` needs a reboot",
+                            r.id
+                        ),
+                        event: RolloutMove::Drain(NodeDrainStarted { node: n.clone(), deadline: None, force: false }),
+                        cause: last_settled(r, false).max(since),
+                    });
+                }
+                if chosen.iter().any(|n| drained_for(state, r, n).is_some_and(|d| d.drained.is_none())) {
+                    return None;
+                }
+                within_budget(state, out, &pending[..1], 1)
+            } else {
+                // Only members whose services stay within budget go; none: the wave waits (`budget_wait` says why).
+                within_budget(state, out, &pending, size)
+            };
             if nodes.is_empty() {
                 return None;
             }
-            let wave = r.waves.len() as u32 + 1;
             let names: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
             Some(RolloutDecision {
                 id: EventId::derive(&[b"rollout-wave", &id, &wave.to_be_bytes()]),
@@ -507,6 +552,38 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
     }
 }
 
+/// The next member drained for `r` to take work again, if one is: it confirmed `r`'s system (its wave's, or
+/// its revert's), or `r` no longer runs and never moved it.
+fn uncordon(state: &dyn FleetRead, r: &Rollout) -> Option<RolloutDecision> {
+    if !drains_first(r) {
+        return None;
+    }
+    for node in &r.members {
+        let Some(d) = drained_for(state, r, node) else { continue };
+        let (done, cause) = match r.moved(node) {
+            Some((_, wn)) => match &wn.revert {
+                Some(rv) => (rv.outcome == MemberOutcome::Confirmed, rv.settled),
+                None => (wn.outcome == MemberOutcome::Confirmed, wn.settled),
+            },
+            None => (r.state != RolloutState::Running, r.halted.unwrap_or(d.seq)),
+        };
+        if done {
+            return Some(RolloutDecision {
+                id: EventId::derive(&[
+                    b"rollout-uncordon",
+                    &r.id.to_be_bytes(),
+                    node.as_str().as_bytes(),
+                    &d.seq.to_be_bytes(),
+                ]),
+                comment: format!("{node} takes work again after rollout {}", r.id),
+                event: RolloutMove::Uncordon(NodeUncordoned { node: node.clone() }),
+                cause: cause.max(d.seq),
+            });
+        }
+    }
+    None
+}
+
 /// May wave `wave` of `r` move `nodes` now? `Err` is the reason, for the rejection.
 pub fn wave_allowed(
     state: &dyn FleetRead,
@@ -541,10 +618,18 @@ pub fn wave_allowed(
                 return Err(format!("node {n} was already moved by wave {}", m.wave.unwrap_or(0)));
             }
             Some(_) => {
-                let why = ineligible(state, n).unwrap_or_else(|| "it may not move".into());
+                let why = ineligible(state, r, n).unwrap_or_else(|| "it may not move".into());
                 return Err(format!("node {n} may not move: {why}"));
             }
         }
+    }
+    if drains_first(r)
+        && let Some(n) = nodes.iter().find(|n| drained_for(state, r, n).is_none_or(|d| d.drained.is_none()))
+    {
+        return Err(format!(
+            "node {n} is not drained for rollout {} yet, and its action `boot` needs a reboot: a member is drained first",
+            r.id
+        ));
     }
     if canary_phase(r) && nodes.len() > r.canary as usize {
         return Err(format!(

@@ -97,6 +97,24 @@ pub fn view(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: T
                 r.health_timeout_secs
             ))
         }
+        RolloutState::Running
+            if super::planner::drains_first(r)
+                && a.members.iter().any(|m| {
+                    m.phase == MemberPhase::Pending
+                        && super::planner::drained_for(state, r, &m.node).is_some_and(|d| d.drained.is_none())
+                }) =>
+        {
+            let draining: Vec<&str> = a
+                .members
+                .iter()
+                .filter(|m| super::planner::drained_for(state, r, &m.node).is_some_and(|d| d.drained.is_none()))
+                .map(|m| m.node.as_str())
+                .collect();
+            Some(format!(
+                "draining {} before the next wave (action `boot` needs a reboot): their instances are handed over first",
+                draining.join(", ")
+            ))
+        }
         RolloutState::Running if held.is_some() => {
             held.map(|why| format!("held back by a service's disruption budget: {why}"))
         }

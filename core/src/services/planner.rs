@@ -707,7 +707,20 @@ impl Planner<'_> {
             }
             let cause = old.placed.max(drain_of(&old.node).map_or(0, |d| d.seq));
             match services.successor(old).filter(|next| !self.stopping.contains(&next.id)) {
+                // Its replacement line ended (stopped): the service places a new replica, and the old instance
+                // stops once that leaves the service within budget.
+                None if old.status == InstanceStatus::Healthy && healthy_left <= floor => {
+                    in_flight += 1;
+                    let why = format!(
+                        "the line of its replacement ended; stopping it now would leave service {name} with {} healthy, below its budget of {floor}",
+                        healthy_left - 1
+                    );
+                    short.waiting.push((old.id.clone(), why));
+                }
                 None => {
+                    if old.status == InstanceStatus::Healthy {
+                        healthy_left -= 1;
+                    }
                     let reason = format!("node {} is draining, and the line of its replacement ended", old.node);
                     self.stop(old, reason, cause);
                 }

@@ -51,6 +51,9 @@ pub struct DrainView {
     pub force: bool,
     /// The seq of its `NodeDrained`: every instance that ran there was reported stopped.
     pub drained: Option<u64>,
+    /// The rollout that drained it before its wave (it is uncordoned once it confirms the rollout's system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<u64>,
 }
 
 impl From<&NodeRecord> for Node {
@@ -76,6 +79,7 @@ impl From<&NodeRecord> for Node {
                 deadline: d.deadline,
                 force: d.force,
                 drained: d.drained,
+                rollout: d.rollout,
             }),
         }
     }
