@@ -363,10 +363,8 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         P::NodeDrainRequested(p) => nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, None, None),
         P::NodeDrainStarted(p) => {
             // The rollout controller drains a member of its open rollout before the member's wave.
-            let rollout = match &event.actor {
-                Actor::System(name) if name == rollouts::CONTROLLER => state.rollouts.of_node(&p.node).map(|r| r.id),
-                _ => None,
-            };
+            let by_controller = matches!(&event.actor, Actor::System(name) if name == rollouts::CONTROLLER);
+            let rollout = state.rollouts.of_node(&p.node).filter(|_| by_controller).map(|r| r.id);
             let terms = Some((p.deadline, p.force));
             nodes::fold::drain_started(&mut state.nodes, seq, time, &p.node, terms, rollout);
         }
