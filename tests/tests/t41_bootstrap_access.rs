@@ -370,7 +370,7 @@ async fn lifecycle_verbs_are_audited_and_illegal_ones_name_the_state() {
     );
     illegal(
         &["node", "drain", "lab-9"],
-        "node lab-9 is `commissioned`; `NodeDrainRequested` needs `active`; allowed now:",
+        "node lab-9 is `commissioned`; `NodeDrainStarted` needs `active` or `draining`; allowed now:",
     );
     assert!(verb(&["node", "install", "lab-9", "--comment", "go"]).contains("it is `install-pending` now"));
     let mut events = vec![
@@ -403,7 +403,7 @@ async fn lifecycle_verbs_are_audited_and_illegal_ones_name_the_state() {
         ("NodeInstallRequested", json!("go")),
         ("NodeInstallStarted", Value::Null),
         ("NodeActivated", Value::Null),
-        ("NodeDrainRequested", json!("kernel update")),
+        ("NodeDrainStarted", json!("kernel update")),
         ("NodeUncordoned", Value::Null),
         ("NodeRescueRequested", Value::Null),
         ("NodeReprovisionRequested", Value::Null),
