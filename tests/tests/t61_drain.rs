@@ -70,6 +70,7 @@ async fn drains_hand_over_before_stopping_and_deadlines_force_what_is_left() {
                 if let Some(v) = endpoints(&admin, "web").await {
                     lowest.fetch_min(v.endpoints.len(), Ordering::Relaxed);
                 }
+                // The sampling period of the observation, not a wait for a condition.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
