@@ -155,17 +155,15 @@ fn in_flight(f: &Fleet) -> Vec<NodeId> {
     rollouts::in_flight(&f.state.rollouts, &f.state, f.now()).into_iter().collect()
 }
 
+/// The instances assigned to `node` in `status`.
+fn assigned_in(f: &Fleet, node: &NodeId, status: InstanceStatus) -> Vec<sendan_core::ids::InstanceId> {
+    f.state.services.on_node(node).filter(|i| i.status == status && i.is_assigned()).map(|i| i.id.clone()).collect()
+}
+
 /// A wave or revert batch took `nodes` out: whatever ran healthy there is disrupted while they switch.
 fn disrupt(f: &mut Fleet, nodes: &[NodeId]) {
     for node in nodes {
-        let healthy: Vec<_> = f
-            .state
-            .services
-            .on_node(node)
-            .filter(|i| i.status == InstanceStatus::Healthy && i.is_assigned())
-            .map(|i| i.id.clone())
-            .collect();
-        for instance in healthy {
+        for instance in assigned_in(f, node, InstanceStatus::Healthy) {
             f.agent(InstanceUnhealthy { instance, node: node.clone(), reason: "the node is switching".into() })
                 .unwrap();
         }
@@ -196,14 +194,7 @@ fn settle(f: &mut Fleet, node: &NodeId, ok: bool) {
         SystemRolledBack { node: node.clone(), decision, path, to, reason: "health".into(), exit_code: 0 }.into()
     };
     let _ = f.agent(last);
-    let back: Vec<_> = f
-        .state
-        .services
-        .on_node(node)
-        .filter(|i| i.status == InstanceStatus::Unhealthy && i.is_assigned())
-        .map(|i| i.id.clone())
-        .collect();
-    for instance in back {
+    for instance in assigned_in(f, node, InstanceStatus::Unhealthy) {
         f.agent(InstanceHealthy { instance, node: node.clone() }).unwrap();
     }
 }

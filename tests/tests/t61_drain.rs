@@ -66,12 +66,13 @@ async fn drains_hand_over_before_stopping_and_deadlines_force_what_is_left() {
     let sampler = {
         let (admin, stop, lowest) = (cluster.client(2), stop.clone(), lowest.clone());
         tokio::spawn(async move {
+            // One sample every 50 ms: the observation's period, not a wait for a condition.
+            let mut every = tokio::time::interval(Duration::from_millis(50));
             while !stop.load(Ordering::Relaxed) {
+                every.tick().await;
                 if let Some(v) = endpoints(&admin, "web").await {
                     lowest.fetch_min(v.endpoints.len(), Ordering::Relaxed);
                 }
-                // The sampling period of the observation, not a wait for a condition.
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };

@@ -70,6 +70,25 @@ pub fn placed(services: &ServicesState, read: &dyn FleetRead, p: &InstancePlaced
     Ok(())
 }
 
+/// The instance `p.replaces` of `service` that a replacement (`event`) takes over from, with the rejection to
+/// refuse it with.
+fn replaced<'s>(
+    services: &'s ServicesState,
+    event: EventKind,
+    replaces: &InstanceId,
+    service: &str,
+) -> Result<(&'s Instance, impl Fn(String) -> Rejection + use<>), Rejection> {
+    let id = replaces.clone();
+    let refuse = move |reason: String| Rejection::InstanceRefused { instance: id.clone(), event, reason };
+    let old = services
+        .instance(replaces)
+        .ok_or_else(|| refuse("the log holds no such instance that may still run".into()))?;
+    if old.service != service {
+        return Err(refuse(format!("it is an instance of service {}, not {service}", old.service)));
+    }
+    Ok((old, refuse))
+}
+
 pub fn rescheduled(
     services: &ServicesState,
     read: &dyn FleetRead,
@@ -77,15 +96,7 @@ pub fn rescheduled(
     p: &InstanceRescheduled,
 ) -> Result<(), Rejection> {
     let event = EventKind::InstanceRescheduled;
-    let old = services.instance(&p.replaces).ok_or_else(|| Rejection::InstanceRefused {
-        instance: p.replaces.clone(),
-        event,
-        reason: "the log holds no such instance that may still run".into(),
-    })?;
-    let refuse = |reason: String| Rejection::InstanceRefused { instance: p.replaces.clone(), event, reason };
-    if old.service != p.service {
-        return Err(refuse(format!("it is an instance of service {}, not {}", old.service, p.service)));
-    }
+    let (old, refuse) = replaced(services, event, &p.replaces, &p.service)?;
     if !old.is_assigned() {
         return Err(refuse("it was already replaced or asked to stop".into()));
     }
@@ -102,7 +113,7 @@ pub fn rescheduled(
     if old.status != InstanceStatus::Failed {
         return Err(refuse(format!("it is {}, not failed", old.status.name())));
     }
-    let (attempt, at) = reschedule_due(service, old, ctx.now).map_err(refuse)?;
+    let (attempt, at) = reschedule_due(service, old, ctx.now).map_err(&refuse)?;
     if p.attempt != attempt {
         return Err(refuse(format!("this would be reschedule attempt {attempt}, not {}", p.attempt)));
     }
@@ -119,15 +130,7 @@ pub fn handovers_in_flight(services: &ServicesState, service: &str) -> u32 {
 
 pub fn migrated(services: &ServicesState, read: &dyn FleetRead, p: &InstanceMigrated) -> Result<(), Rejection> {
     let event = EventKind::InstanceMigrated;
-    let old = services.instance(&p.replaces).ok_or_else(|| Rejection::InstanceRefused {
-        instance: p.replaces.clone(),
-        event,
-        reason: "the log holds no such instance that may still run".into(),
-    })?;
-    let refuse = |reason: String| Rejection::InstanceRefused { instance: p.replaces.clone(), event, reason };
-    if old.service != p.service {
-        return Err(refuse(format!("it is an instance of service {}, not {}", old.service, p.service)));
-    }
+    let (old, refuse) = replaced(services, event, &p.replaces, &p.service)?;
     if let Some(next) = &old.handover {
         return Err(refuse(format!("it is already being handed over to {next}")));
     }
