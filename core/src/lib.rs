@@ -79,6 +79,11 @@ macro_rules! with_catalogue {
             69 => NodeAgentLost,
             70 => NodeAgentReturned,
             71 => InstanceMigrated,
+            // Service deployments (services/events.rs).
+            72 => DeploymentStarted,
+            73 => InstanceUpdated,
+            74 => DeploymentPromoted,
+            75 => DeploymentEnded,
         }
     };
 }

@@ -1,11 +1,12 @@
 //! Property tests of the one budget model: random fleets, services with disruption budgets, and random
 //! interleavings of scheduler passes, agents converging, a host rollout of a pool (waves decided by the rollout
 //! planner, each member's services disrupted while it switches), cordons, drains with and without deadlines,
-//! uncordons, involuntary failures and the clock. Every decision goes through `check`.
+//! uncordons, involuntary failures, the clock, and service updates (new releases, with or without a canary,
+//! good or bad; promotions and aborts by the operator). Every decision goes through `check`.
 //!
 //! Named invariants, checked after every step:
 //! - `invariant_voluntary_disruption_keeps_the_budget`: a voluntary step (a rollout wave or revert batch, a
-//!   scheduler pass that hands over or stops instances for a drain without `force`) never leaves a service with
+//!   scheduler pass that hands over or stops instances for a drain without `force` or a deployment) never leaves a service with
 //!   fewer healthy instances than `min(its budget's floor, what it had before the step)`. Involuntary losses
 //!   (an instance failing, a forced drain) are excepted — and the next voluntary step may not deepen them.
 //! - `invariant_drained_means_empty`: a node recorded drained has no instance the log assigns to it, and keeps
@@ -45,6 +46,14 @@ enum Step {
     ForceDrain(usize),
     Fail(usize),
     Clock(i64),
+    /// A new release of the `k`th service: with a canary or not, a bad one (its instances exit at once) or not.
+    Update {
+        k: usize,
+        canary: bool,
+        bad: bool,
+    },
+    Promote(usize),
+    Abort(usize),
 }
 
 fn fleet_nodes() -> impl Strategy<Value = Vec<TestNode>> {
@@ -96,6 +105,9 @@ fn step(nodes: usize) -> impl Strategy<Value = Step> {
         1 => (0..nodes).prop_map(Step::ForceDrain),
         1 => (0usize..64).prop_map(Step::Fail),
         3 => prop_oneof![Just(500i64), Just(2_000), Just(10_000)].prop_map(Step::Clock),
+        1 => (0usize..4, any::<bool>(), prop::bool::weighted(0.3)).prop_map(|(k, canary, bad)| Step::Update { k, canary, bad }),
+        3 => (0usize..4).prop_map(Step::Promote),
+        1 => (0usize..4).prop_map(Step::Abort),
     ]
 }
 
@@ -139,12 +151,7 @@ fn invariant_no_new_work_on_cordoned_or_draining_nodes(
     decisions: &[sendan_core::services::planner::ServiceDecision],
 ) {
     for d in decisions {
-        let node = match &d.decision {
-            Decision::Place(p) => &p.node,
-            Decision::Reschedule(r) => &r.node,
-            Decision::Migrate(m) => &m.node,
-            Decision::Stop(_) => continue,
-        };
+        let Some(node) = d.decision.placed_on() else { continue };
         let facts = before.node(node).unwrap();
         assert!(facts.cordon.is_none() && facts.drain.is_none(), "{} landed on a cordoned or draining node", d.comment);
     }
@@ -197,6 +204,39 @@ fn settle(f: &mut Fleet, node: &NodeId, ok: bool) {
     for instance in assigned_in(f, node, InstanceStatus::Unhealthy) {
         f.agent(InstanceHealthy { instance, node: node.clone() }).unwrap();
     }
+}
+
+/// The `k`th service's name.
+fn nth_service(f: &Fleet, k: usize) -> String {
+    f.services.keys().nth(k % f.services.len()).cloned().unwrap_or_default()
+}
+
+/// A new release of a service, applied as the live spec: a new package, one canary or none.
+fn release(f: &mut Fleet, k: usize, canary: bool, bad: bool) {
+    let name = nth_service(f, k);
+    let package = format!("/nix/store/0c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-{name}-{}", f.events.len());
+    if bad {
+        f.bad.insert(package.clone());
+    }
+    let s = f.services.get_mut(&name).unwrap();
+    s["package"] = json!(package);
+    s["update"]["canary"] = json!(u32::from(canary));
+    f.apply_spec();
+}
+
+/// The operator promotes (or aborts) the `k`th service's running deployment; refusals are fine (no deployment,
+/// canaries not good yet). Whether it was accepted.
+fn operator_deployment(f: &mut Fleet, k: usize, promote: bool) -> bool {
+    let name = nth_service(f, k);
+    let Some(d) = f.state.services.deployment(&name).filter(|d| d.running()) else { return false };
+    let task_digest = d.version;
+    let payload: Payload = if promote {
+        DeploymentPromoted { service: name, task_digest }.into()
+    } else {
+        let outcome = DeploymentOutcome::Aborted;
+        DeploymentEnded { service: name, task_digest, outcome, reason: "abort".into() }.into()
+    };
+    f.submit(Actor::Admin, payload, None).is_ok()
 }
 
 proptest! {
@@ -288,6 +328,13 @@ proptest! {
                     let _ = f.agent(InstanceExited { instance, node, exit_code: Some(1), signal: None, restarting: false, reason: "exit 1".into() });
                 }
                 Step::Clock(ms) => f.clock += ms,
+                Step::Update { k, canary, bad } => release(&mut f, k, canary, bad),
+                Step::Promote(k) => {
+                    operator_deployment(&mut f, k, true);
+                }
+                Step::Abort(k) => {
+                    operator_deployment(&mut f, k, false);
+                }
             }
             invariant_drained_means_empty(&f);
         }
@@ -455,4 +502,127 @@ fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
         f.clock += 1_500;
     }
     assert_eq!(healthy_count(&f.state.services, "web"), 3);
+}
+
+/// Guards the deployment steps of the generator: across a fixed-seed sample, deployments start, hand over
+/// (canaries and rolling steps), are promoted, complete, fail, are aborted, superseded and reverted — so the
+/// budget property covers service updates, not vacuously.
+#[test]
+fn the_update_generator_reaches_every_deployment_step() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let mut runner =
+        TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(Config::default().rng_algorithm));
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..200 {
+        let (nodes, services, steps, _) = setup().new_tree(&mut runner).unwrap().current();
+        let mut f = Fleet::new(nodes, services);
+        f.schedule();
+        f.agents_converge();
+        for s in steps {
+            match s {
+                Step::Schedule => {
+                    f.schedule();
+                }
+                Step::AgentsConverge => f.agents_converge(),
+                Step::Clock(ms) => f.clock += ms,
+                Step::Update { k, canary, bad } => release(&mut f, k, canary, bad),
+                Step::Promote(k) => {
+                    operator_deployment(&mut f, k, true);
+                }
+                Step::Abort(k) => {
+                    operator_deployment(&mut f, k, false);
+                }
+                _ => {}
+            }
+        }
+        for e in &f.events {
+            let name = match &e.payload {
+                Payload::DeploymentStarted(d) if d.revert => "reverted".to_owned(),
+                Payload::DeploymentEnded(d) => d.outcome.name().to_owned(),
+                p => p.kind().to_string(),
+            };
+            *seen.entry(name).or_default() += 1;
+        }
+    }
+    for step in [
+        "DeploymentStarted",
+        "InstanceUpdated",
+        "DeploymentPromoted",
+        "completed",
+        "failed",
+        "aborted",
+        "superseded",
+        "reverted",
+    ] {
+        assert!(seen.get(step).copied().unwrap_or(0) >= 3, "{step} reached {:?} times: {seen:?}", seen.get(step));
+    }
+}
+
+/// A service update by its policy, on a settled fleet of four nodes and a 3-replica service with
+/// `maxUnavailable = 1`: a release with one canary hands one instance over and waits for promotion; promoted, it
+/// rolls on one at a time and completes, every replica on the new version; a bad release's canary fails, the
+/// deployment fails and is reverted to the stable version, and the service ends with its 3 replicas healthy on
+/// it. No scheduler pass ever takes the service below 2 healthy instances.
+#[test]
+fn a_service_update_canaries_promotes_completes_and_a_bad_one_is_reverted() {
+    let nodes: Vec<TestNode> = (0..4)
+        .map(|k| TestNode {
+            name: format!("n{k:02}"),
+            pool: Some("blue".into()),
+            rack: "r0".into(),
+            cpu: 4,
+            memory_gib: 16,
+        })
+        .collect();
+    let web = json!({
+        "package": "/nix/store/0c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-web-1.0", "replicas": 3, "pools": ["blue"],
+        "resources": {"cpu": 1, "memoryBytes": GIB}, "budget": {"maxUnavailable": 1},
+        "update": {"maxParallel": 1, "minHealthySeconds": 1, "healthyDeadlineSeconds": 60},
+    });
+    let mut f = Fleet::new(nodes, BTreeMap::from([("web".to_owned(), web)]));
+    f.schedule();
+    f.agents_converge();
+    let run = |f: &mut Fleet, passes: usize| {
+        for _ in 0..passes {
+            let before = healthy(f);
+            f.schedule();
+            invariant_voluntary_disruption_keeps_the_budget(f, &before, "a scheduler pass");
+            f.agents_converge();
+            f.clock += 1_500;
+        }
+    };
+    let versions = |f: &Fleet| -> Vec<String> {
+        f.state
+            .services
+            .of_service("web")
+            .filter(|i| i.is_assigned())
+            .map(|i| i.version.to_hex()[..8].to_owned())
+            .collect()
+    };
+    let v1 = f.state.services.of_service("web").next().unwrap().version;
+
+    release(&mut f, 0, true, false);
+    run(&mut f, 10);
+    let d = f.state.services.deployment("web").unwrap().clone();
+    assert!(d.running() && d.promoted.is_none());
+    let new = f.state.services.of_service("web").filter(|i| i.is_assigned() && i.version == d.version).count();
+    assert_eq!(new, 1, "one canary, then it waits for promotion: {:?}", versions(&f));
+    assert!(operator_deployment(&mut f, 0, true), "good canaries are promoted");
+    run(&mut f, 20);
+    let d = f.state.services.deployment("web").unwrap().clone();
+    assert!(matches!(d.ended, Some((_, DeploymentOutcome::Completed, _))), "{:?}", d.ended);
+    assert_eq!(f.state.services.stable.get("web").map(|(v, _)| *v), Some(d.version));
+    assert!(f.state.services.of_service("web").all(|i| i.version == d.version), "{:?}", versions(&f));
+    let v2 = d.version;
+    assert_ne!(v1, v2);
+
+    release(&mut f, 0, false, true);
+    run(&mut f, 30);
+    let d = f.state.services.deployment("web").unwrap().clone();
+    assert!(d.revert && d.version == v2, "the bad release is reverted to the stable version");
+    assert!(matches!(d.ended, Some((_, DeploymentOutcome::Completed, _))), "{:?}", d.ended);
+    let live: Vec<_> = f.state.services.of_service("web").filter(|i| i.is_live()).collect();
+    assert_eq!(live.len(), 3);
+    assert!(live.iter().all(|i| i.version == v2 && i.status == InstanceStatus::Healthy), "{:?}", versions(&f));
 }

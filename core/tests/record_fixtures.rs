@@ -229,6 +229,31 @@ fn sample(kind: EventKind) -> Payload {
             replaces: InstanceId::new("web.3").unwrap(),
         }
         .into(),
+        EventKind::InstanceUpdated => InstanceUpdated {
+            service: "web".into(),
+            instance: InstanceId::new("web.10").unwrap(),
+            node,
+            task_digest: Hash::of(b"web task 2"),
+            replaces: InstanceId::new("web.9").unwrap(),
+        }
+        .into(),
+        EventKind::DeploymentStarted => DeploymentStarted {
+            service: "web".into(),
+            task_digest: Hash::of(b"web task 2"),
+            from: Some(Hash::of(b"web task")),
+            revert: false,
+        }
+        .into(),
+        EventKind::DeploymentPromoted => {
+            DeploymentPromoted { service: "web".into(), task_digest: Hash::of(b"web task 2") }.into()
+        }
+        EventKind::DeploymentEnded => DeploymentEnded {
+            service: "web".into(),
+            task_digest: Hash::of(b"web task 2"),
+            outcome: DeploymentOutcome::Failed,
+            reason: "web.10 on w1 failed: exited 1".into(),
+        }
+        .into(),
         EventKind::RolloutMemberLeft => {
             RolloutMemberLeft { rollout: 43, node, why: "pinned at seq 44 before its agent started".into() }.into()
         }

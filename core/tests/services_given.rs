@@ -19,12 +19,7 @@ fn services(list: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::
 
 fn placed_on(d: &[planner::ServiceDecision]) -> Vec<(String, String)> {
     d.iter()
-        .filter_map(|d| match &d.decision {
-            Decision::Place(p) => Some((p.instance.to_string(), p.node.to_string())),
-            Decision::Reschedule(r) => Some((r.instance.to_string(), r.node.to_string())),
-            Decision::Migrate(m) => Some((m.instance.to_string(), m.node.to_string())),
-            Decision::Stop(_) => None,
-        })
+        .filter_map(|d| d.decision.placed_on().map(|n| (d.decision.instance().to_string(), n.to_string())))
         .collect()
 }
 

@@ -140,12 +140,7 @@ fn invariant_placed_only_on_schedulable_nodes(
     decisions: &[sendan_core::services::planner::ServiceDecision],
 ) {
     for d in decisions {
-        let node = match &d.decision {
-            Decision::Place(p) => &p.node,
-            Decision::Reschedule(r) => &r.node,
-            Decision::Migrate(m) => &m.node,
-            Decision::Stop(_) => continue,
-        };
+        let Some(node) = d.decision.placed_on() else { continue };
         let facts = sendan_core::read::FleetRead::node(before, node).unwrap();
         assert_eq!(facts.state, sendan_core::NodeState::Active, "{} placed on a {} node", d.comment, facts.state);
         assert!(!facts.cordoned, "{} placed on a cordoned node", d.comment);

@@ -1,15 +1,18 @@
 //! `sendan service …`: the services the live spec declares — where their instances run and how they are doing
 //! (`list`, `status`), where their healthy instances are reached (`endpoints`, `--watch`), and the scheduler's
 //! dry run (`plan`, exit codes like `nomad job plan`: 0 no change, 1 changes, 2 error) with every reason each
-//! node got nothing (`why-not`).
+//! node got nothing (`why-not`), and a deployment's operator verbs (`promote` its canaries, `abort` it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
+use sendan_core::event::{DeploymentEnded, DeploymentOutcome, DeploymentPromoted, Payload};
 use sendan_core::wire::{
-    EndpointsView, NodeVerdictView, ServicePlanRequest, ServicePlanView, ServiceView, ServicesView, ShortfallView,
+    DeploymentView, EndpointsView, NodeVerdictView, ProposalIn, ServicePlanRequest, ServicePlanView, ServiceView,
+    ServicesView, ShortfallView,
 };
 
 use crate::cli::output::{Table, dash};
@@ -38,6 +41,21 @@ pub enum ServiceCmd {
     },
     /// Why a service has no (more) instances on a node: every filter that excludes it, or its rank.
     WhyNot { name: String, node: String },
+    /// Let a deployment that waits on its canaries go on to every instance (they must have been healthy for
+    /// `update.minHealthySeconds`).
+    Promote {
+        name: String,
+        /// Why, recorded with the event.
+        #[arg(long, short = 'm')]
+        comment: Option<String>,
+    },
+    /// Abort the service's running deployment: the scheduler puts its stable version back (the last one whose
+    /// instances were all healthy).
+    Abort {
+        name: String,
+        #[arg(long, short = 'm')]
+        comment: Option<String>,
+    },
 }
 
 pub async fn run(client: &Client, cmd: &ServiceCmd, json: bool) -> Result<ExitCode> {
@@ -53,6 +71,8 @@ pub async fn run(client: &Client, cmd: &ServiceCmd, json: bool) -> Result<ExitCo
             }
         },
         ServiceCmd::WhyNot { name, node } => why_not(client, name, node, json).await,
+        ServiceCmd::Promote { name, comment } => deployment_verb(client, name, true, comment.clone(), json).await,
+        ServiceCmd::Abort { name, comment } => deployment_verb(client, name, false, comment.clone(), json).await,
     }
 }
 
@@ -87,6 +107,67 @@ fn print_shortfall(s: &ShortfallView) {
     }
 }
 
+/// `promote` (true) or `abort` the service's running deployment.
+async fn deployment_verb(
+    client: &Client,
+    name: &str,
+    promote: bool,
+    comment: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let v: ServiceView = client.get(&format!("/v1/services/{name}"), &()).await?;
+    let Some(d) = v.deployment.filter(|d| d.ended.is_none()) else {
+        bail!("service {name} has no deployment running");
+    };
+    let payload: Payload = if promote {
+        DeploymentPromoted { service: name.to_owned(), task_digest: d.version }.into()
+    } else {
+        DeploymentEnded {
+            service: name.to_owned(),
+            task_digest: d.version,
+            outcome: DeploymentOutcome::Aborted,
+            reason: comment.clone().unwrap_or_else(|| "aborted by the operator".into()),
+        }
+        .into()
+    };
+    let kind = payload.kind();
+    let mut events = vec![ProposalIn { id: None, comment, cause: None, payload }];
+    let r = client.submit(&mut events, Duration::from_secs(30)).await?;
+    let seq = r.events[0].seq;
+    if json {
+        println!("{}", serde_json::json!({ "service": name, "event": kind, "seq": seq, "version": d.version }));
+    } else {
+        println!("service {name}: `{kind}` for version {} recorded at seq {seq}", d.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(h: &sendan_core::Hash) -> String {
+    h.to_hex()[..12].to_owned()
+}
+
+fn print_deployment(d: &DeploymentView) {
+    let from = d.from.as_ref().map(|f| format!(" from {}", short(f))).unwrap_or_default();
+    let what = if d.revert { "revert" } else { "deployment" };
+    println!("{what}: {}{from} (seq {}): {}", short(&d.version), d.started, d.status);
+    println!(
+        "           {} new of {} replicas placed, {} healthy for minHealthySeconds, {} of other versions left",
+        d.placed, d.replicas, d.healthy, d.old
+    );
+    if d.status == "awaiting-promotion" {
+        println!(
+            "           its {} canary(ies) placed: `sendan service promote` to go on, `sendan service abort` to go back",
+            d.canaries
+        );
+    }
+    if let (Some(seq), Some(why)) = (d.ended, &d.reason) {
+        println!("           ended at seq {seq}: {}", crate::cli::output::safe(why));
+    }
+    if let Some(stable) = &d.stable {
+        println!("stable:    {}", short(stable));
+    }
+}
+
 async fn status(client: &Client, name: &str, json: bool) -> Result<ExitCode> {
     let v: ServiceView = client.get(&format!("/v1/services/{name}"), &()).await?;
     if json {
@@ -98,8 +179,11 @@ async fn status(client: &Client, name: &str, json: bool) -> Result<ExitCode> {
         "service:   {} ({} of {} replicas live, {} healthy; seq {})",
         s.name, s.live, s.replicas, s.healthy, v.seq
     );
+    if let Some(d) = &v.deployment {
+        print_deployment(d);
+    }
     print_shortfall(&v.shortfall);
-    let mut t = Table::new(&["INSTANCE", "NODE", "STATUS", "SINCE", "ADDRESS", "PORTS", "RESTARTS", "NOTE"]);
+    let mut t = Table::new(&["INSTANCE", "NODE", "VERSION", "STATUS", "SINCE", "ADDRESS", "PORTS", "RESTARTS", "NOTE"]);
     for i in &v.instances {
         let ports: Vec<String> = i.ports.iter().map(|(k, p)| format!("{k}={p}")).collect();
         let note = i
@@ -113,6 +197,7 @@ async fn status(client: &Client, name: &str, json: bool) -> Result<ExitCode> {
         t.row(vec![
             i.id.to_string(),
             i.node.to_string(),
+            short(&i.version),
             i.status.name().to_owned(),
             i.since.to_string(),
             dash(i.address.as_deref()),

@@ -1,5 +1,6 @@
 //! The scheduler (`system:scheduler`): runs the pure planner [`sendan_core::services::planner::plan`] on the
-//! leader and proposes its decisions — replacements, hand-overs from draining nodes, stops, placements, and
+//! leader and proposes its decisions — deployment steps (start, revert, end), replacements, hand-overs from
+//! draining nodes and to a deployment's new version, stops, placements, and
 //! `NodeDrained` for a draining node whose agent reported everything stopped — each with the seq of the event it was
 //! decided on and an id derived from the instance it concerns, so deciding again (another pass, another leader)
 //! is answered with the original seq. `check` applies the planner's own filters to every placement.
@@ -25,15 +26,21 @@ impl Controller for SchedulerController {
     fn reconcile(&mut self, fleet: &FleetState, now: Timestamp) -> Vec<Vec<ProposalIn>> {
         let plan = sendan_core::services::planner::plan(&fleet.services, fleet, now);
         let mut proposals: Vec<ProposalIn> = plan
-            .decisions
+            .deployments
             .into_iter()
             .map(|d| ProposalIn {
                 id: Some(d.id),
                 comment: Some(d.comment),
                 cause: Some(d.cause),
-                payload: d.decision.into(),
+                payload: d.step.into(),
             })
             .collect();
+        proposals.extend(plan.decisions.into_iter().map(|d| ProposalIn {
+            id: Some(d.id),
+            comment: Some(d.comment),
+            cause: Some(d.cause),
+            payload: d.decision.into(),
+        }));
         proposals.extend(plan.drained.into_iter().map(|d| ProposalIn {
             id: Some(d.id),
             comment: Some(d.comment),

@@ -14,8 +14,8 @@ use futures_util::Stream;
 use sendan_core::NodeId;
 use sendan_core::services::{planner, view};
 use sendan_core::wire::{
-    EndpointsView, HeartbeatAck, InstanceView, NodeInstancesView, ServicePlanRequest, ServicePlanView, ServiceSummary,
-    ServiceView, ServicesView, ShortfallView,
+    DeploymentView, EndpointsView, HeartbeatAck, InstanceView, NodeInstancesView, ServicePlanRequest, ServicePlanView,
+    ServiceSummary, ServiceView, ServicesView, ShortfallView,
 };
 use sendan_raft::PeerPath;
 use sendan_raft::types::ServerState;
@@ -67,12 +67,14 @@ pub async fn show(State(app): State<Arc<App>>, auth: Auth, P(name): P<String>) -
     auth.admin()?;
     let fleet = app.node.reader.fleet();
     let service = declared(&fleet, &name)?;
-    let plan = planner::plan(&fleet.services, &*fleet, crate::write::now());
+    let now = crate::write::now();
+    let plan = planner::plan(&fleet.services, &*fleet, now);
     let shortfall = plan.shortfalls.get(&name).map(ShortfallView::from).unwrap_or_default();
     let instances = fleet.services.of_service(&name).map(|i| InstanceView::of(&*fleet, &fleet.services, i)).collect();
     Ok(Json(ServiceView {
         seq: fleet.seq,
         summary: summary(&fleet, &name, service.replicas, shortfall.unplaced),
+        deployment: DeploymentView::of(&fleet.services, &name, service, now),
         instances,
         shortfall,
     }))

@@ -175,7 +175,18 @@ impl From<crate::services::planner::Decision> for Payload {
             D::Place(p) => p.into(),
             D::Reschedule(r) => r.into(),
             D::Migrate(m) => m.into(),
+            D::Update(u) => u.into(),
             D::Stop(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::services::planner::DeploymentMove> for Payload {
+    fn from(m: crate::services::planner::DeploymentMove) -> Payload {
+        use crate::services::planner::DeploymentMove as M;
+        match m {
+            M::Start(s) => s.into(),
+            M::End(e) => e.into(),
         }
     }
 }

@@ -270,6 +270,10 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::InstancePlaced(p) => services::rules::placed(sv, read, p),
         P::InstanceRescheduled(p) => services::rules::rescheduled(sv, read, &ctx, p),
         P::InstanceMigrated(p) => services::rules::migrated(sv, read, p),
+        P::InstanceUpdated(p) => services::rules::updated(sv, read, p),
+        P::DeploymentStarted(p) => services::rules::deployment_started(sv, read, p),
+        P::DeploymentPromoted(p) => services::rules::deployment_promoted(sv, read, &ctx, p),
+        P::DeploymentEnded(p) => services::rules::deployment_ended(sv, read, &ctx, p),
         P::InstanceStopRequested(p) => services::rules::stop_requested(sv, p),
         P::InstanceStarted(p) => services::rules::instance_started(sv, p),
         P::InstanceHealthy(p) => services::rules::healthy(sv, p),
@@ -472,11 +476,11 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         P::RolloutReverted(p) => rollouts::fold::reverted(&mut state.rollouts, seq, p),
         P::RolloutMemberLeft(p) => rollouts::fold::member_left(&mut state.rollouts, seq, p),
         P::InstancePlaced(p) => {
-            let task = live_task(state, &p.service);
+            let task = target_task(state, &p.service);
             services::fold::placed(&mut state.services, seq, time, p, task);
         }
         P::InstanceRescheduled(p) => {
-            let task = live_task(state, &p.service);
+            let task = target_task(state, &p.service);
             services::fold::rescheduled(&mut state.services, seq, time, p, task);
         }
         P::InstanceMigrated(p) => {
@@ -487,9 +491,28 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
                 state.nodes.touch(&from, seq);
                 index.push(from);
             }
-            let task = live_task(state, &p.service);
+            let task = target_task(state, &p.service);
             services::fold::migrated(&mut state.services, seq, time, p, task);
         }
+        P::InstanceUpdated(p) => {
+            if let Some(from) = state.services.instance(&p.replaces).map(|i| i.node.clone())
+                && from != p.node
+            {
+                state.nodes.touch(&from, seq);
+                index.push(from);
+            }
+            services::fold::updated(&mut state.services, seq, time, p);
+        }
+        P::DeploymentStarted(p) => {
+            let task = if p.revert {
+                state.services.stable.get(&p.service).map(|(_, t)| t.0.as_ref().clone())
+            } else {
+                live_task(state, &p.service)
+            };
+            services::fold::deployment_started(&mut state.services, seq, time, p, task);
+        }
+        P::DeploymentPromoted(p) => services::fold::deployment_promoted(&mut state.services, seq, p),
+        P::DeploymentEnded(p) => services::fold::deployment_ended(&mut state.services, seq, p),
         P::InstanceStopRequested(p) => services::fold::stop_requested(&mut state.services, seq, p),
         P::InstanceStarted(p) => services::fold::instance_started(&mut state.services, seq, time, p),
         P::InstanceHealthy(p) => services::fold::healthy(&mut state.services, seq, time, p),
@@ -503,7 +526,13 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
     index
 }
 
-/// What the live spec's declaration of `service` runs (the version `check` accepted a placement at).
+/// What the live spec's declaration of `service` runs.
 fn live_task(state: &FleetState, service: &str) -> Option<Task> {
     state.live().and_then(|l| l.spec.services.get(service)).map(Task::of)
+}
+
+/// What new instances of `service` run (the version `check` accepted a placement at): the live spec's, or the
+/// stable version a deployment reverted to.
+fn target_task(state: &FleetState, service: &str) -> Option<Task> {
+    live_task(state, service).map(|live| state.services.target(service, &live).1)
 }

@@ -196,6 +196,29 @@ fn probe_events() -> Option<Vec<Payload>> {
         }
         .into(),
         NodeDrained { node: w1.clone() }.into(),
+        DeploymentStarted {
+            service: "web".into(),
+            task_digest: Hash::of(b"web 2"),
+            from: Some(version),
+            revert: false,
+        }
+        .into(),
+        InstanceUpdated {
+            service: "web".into(),
+            instance: i("web.5")?,
+            node: w2.clone(),
+            task_digest: Hash::of(b"web 2"),
+            replaces: i("web.4")?,
+        }
+        .into(),
+        DeploymentPromoted { service: "web".into(), task_digest: Hash::of(b"web 2") }.into(),
+        DeploymentEnded {
+            service: "web".into(),
+            task_digest: Hash::of(b"web 2"),
+            outcome: DeploymentOutcome::Completed,
+            reason: "r".into(),
+        }
+        .into(),
         NodeCordoned { node: w2.clone(), reason: "r".into() }.into(),
         NodeAgentLost { node: w1.clone(), silent_ms: 1 }.into(),
     ])
@@ -262,6 +285,9 @@ mod tests {
         assert!(sv.instance(&InstanceId::new("web.2").unwrap()).is_none(), "a replaced failed instance leaves");
         assert!(!sv.versions.is_empty() && !sv.by_node.is_empty() && !sv.next.is_empty());
         assert!(sv.agents.values().any(|a| !a.running));
+        let d = sv.deployment("web").expect("the probe's deployment");
+        assert!(d.from.is_some() && d.promoted.is_some() && d.ended.is_some());
+        assert!(!sv.stable.is_empty());
     }
 
     /// A changed fingerprint means checkpoints of older builds are refolded from the events: update the pinned
@@ -271,5 +297,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "c5d3d5dcbb9cd38fc4f7da1b6855c5b93005064875e5438d43398d14318dfcf2";
+    const PINNED: &str = "2f4ca69e5e203261b59238ecdee5ce942d1e156aae8f80e7a48a800e333c7fb6";
 }

@@ -255,3 +255,107 @@ impl EventData for NodeAgentReturned {
         Some(&self.node)
     }
 }
+
+/// The scheduler started rolling service `service` out to `task_digest`: the live spec changed what its instances run
+/// (package, command, environment, resources, ports, health, restart), or — `revert` — the last deployment failed
+/// or was aborted and `task_digest` is the last one whose instances were all healthy. Old instances are handed over to
+/// new ones by the update policy: `canary` first (then the deployment waits for `sendan service promote`), then
+/// `maxParallel` at a time, each new one healthy for `minHealthySeconds` within `healthyDeadlineSeconds` before
+/// its old one stops. System (the scheduler) or operator. Keeps: the live spec declares the service; without
+/// `revert`, `task_digest` is its live version and no deployment of it was started since the spec changed to it; with
+/// `revert`, the service's last deployment ended failed or aborted, was not itself a revert, and `task_digest` is
+/// the service's stable version; `from` is the version being replaced (the stable one, when known).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentStarted {
+    pub service: String,
+    pub task_digest: Hash,
+    pub from: Option<Hash>,
+    pub revert: bool,
+}
+
+impl EventData for DeploymentStarted {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+}
+
+/// The scheduler placed `instance` of the deployment's version on `node` to take over from `replaces`, an
+/// instance of an older version (a canary, or a step of the rolling update). Like a drain's hand-over, the old
+/// one keeps running until the new one has been healthy for `update.minHealthySeconds`. System (the scheduler)
+/// or operator. Keeps: what `InstancePlaced` keeps, except the replica count; a deployment of the service runs
+/// (not ended) at `task_digest`; `replaces` is a live instance of another version not being handed over; before
+/// promotion, the deployment's new instances stay within `update.canary`; hand-overs in flight stay under
+/// `update.maxParallel`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceUpdated {
+    pub service: String,
+    pub instance: InstanceId,
+    pub node: NodeId,
+    pub task_digest: Hash,
+    pub replaces: InstanceId,
+}
+
+impl EventData for InstanceUpdated {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+    fn node(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+}
+
+/// The deployment's canaries are good: the rolling update goes on to every instance (`sendan service promote`).
+/// Operator. Keeps: a deployment of the service runs at `task_digest`, has canaries, is not promoted, and every canary
+/// is healthy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentPromoted {
+    pub service: String,
+    pub task_digest: Hash,
+}
+
+impl EventData for DeploymentPromoted {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+}
+
+/// How a deployment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentOutcome {
+    /// Every replica runs the new version and is healthy; it becomes the service's stable version.
+    Completed,
+    /// A new instance failed, or was not healthy within `update.healthyDeadlineSeconds`. With `autoRevert` the
+    /// scheduler reverts to the stable version.
+    Failed,
+    /// The operator aborted it (`sendan service abort`): the scheduler reverts to the stable version.
+    Aborted,
+    /// The live spec changed what the service runs before it completed: a deployment of the new version follows.
+    Superseded,
+}
+
+impl DeploymentOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeploymentOutcome::Completed => "completed",
+            DeploymentOutcome::Failed => "failed",
+            DeploymentOutcome::Aborted => "aborted",
+            DeploymentOutcome::Superseded => "superseded",
+        }
+    }
+}
+
+/// A deployment ended: completed, failed, aborted or superseded, with why. System (the scheduler: completed,
+/// failed, superseded) or operator (aborted). Keeps: a deployment of the service runs at `task_digest`; completed
+/// only when every live instance runs `task_digest`, is healthy, and the service has its replicas; failed only
+/// when one of its new instances failed or overran its healthy deadline; superseded only when the live spec's
+/// version of the service is another one (and not the one a revert went back from).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentEnded {
+    pub service: String,
+    pub task_digest: Hash,
+    pub outcome: DeploymentOutcome,
+    pub reason: String,
+}
+
+impl EventData for DeploymentEnded {
+    const EMITTERS: Emitters = Emitters::SYSTEM;
+}

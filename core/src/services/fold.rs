@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::events::*;
-use super::{AgentRecord, Instance, InstanceStatus, ServicesState, StoredTask, Task};
+use super::{AgentRecord, Deployment, Instance, InstanceStatus, ServicesState, StoredTask, Task};
 use crate::ids::{Hash, InstanceId, NodeId, Timestamp};
 
 /// How many reschedule times an instance's line keeps: more than any policy's attempts need.
@@ -94,21 +94,71 @@ pub fn placed(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstancePlac
 
 /// A hand-over from an instance on a draining node: the new one is placed, the old one keeps running.
 pub fn migrated(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceMigrated, task: Option<Task>) {
-    if let Some(old) = s.instance_mut(&p.replaces) {
-        old.handover = Some(p.instance.clone());
+    hand_over(s, seq, time, &p.service, &p.instance, &p.node, p.task_digest, &p.replaces, task);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn hand_over(
+    s: &mut ServicesState,
+    seq: u64,
+    time: Timestamp,
+    service: &str,
+    instance: &InstanceId,
+    node: &NodeId,
+    version: Hash,
+    replaces: &InstanceId,
+    task: Option<Task>,
+) {
+    if let Some(old) = s.instance_mut(replaces) {
+        old.handover = Some(instance.clone());
     }
-    let i = new_instance(
-        seq,
-        time,
-        &p.service,
-        &p.instance,
-        &p.node,
-        p.task_digest,
-        task.as_ref(),
-        Some(p.replaces.clone()),
-        Vec::new(),
-    );
+    let i =
+        new_instance(seq, time, service, instance, node, version, task.as_ref(), Some(replaces.clone()), Vec::new());
     insert(s, i, task);
+}
+
+/// A deployment started: the stable version is recorded if none was yet (the version it replaces).
+pub fn deployment_started(s: &mut ServicesState, seq: u64, time: Timestamp, p: &DeploymentStarted, task: Option<Task>) {
+    if !s.stable.contains_key(&p.service)
+        && let Some(from) = p.from
+        && let Some((t, _)) = s.versions.get(&from)
+    {
+        let entry = (from, t.clone());
+        s.stable.insert(p.service.clone(), entry);
+    }
+    let d = Deployment {
+        seq,
+        at: time,
+        version: p.task_digest,
+        task: StoredTask(Arc::new(task.unwrap_or_default())),
+        from: p.from,
+        revert: p.revert,
+        promoted: None,
+        ended: None,
+    };
+    s.deployments.insert(p.service.clone(), d);
+}
+
+/// A step of a deployment: like a drain's hand-over, and the new instance is the deployment's.
+pub fn updated(s: &mut ServicesState, seq: u64, time: Timestamp, p: &InstanceUpdated) {
+    let task = s.deployment(&p.service).map(|d| d.task.0.as_ref().clone());
+    hand_over(s, seq, time, &p.service, &p.instance, &p.node, p.task_digest, &p.replaces, task);
+}
+
+pub fn deployment_promoted(s: &mut ServicesState, seq: u64, p: &DeploymentPromoted) {
+    if let Some(d) = s.deployments.get_mut(&p.service) {
+        d.promoted = Some(seq);
+    }
+}
+
+/// A deployment ended; a completed one's version becomes the stable one.
+pub fn deployment_ended(s: &mut ServicesState, seq: u64, p: &DeploymentEnded) {
+    let Some(d) = s.deployments.get_mut(&p.service) else { return };
+    d.ended = Some((seq, p.outcome, p.reason.clone()));
+    if p.outcome == DeploymentOutcome::Completed {
+        let entry = (d.version, d.task.clone());
+        s.stable.insert(p.service.clone(), entry);
+    }
 }
 
 /// A replacement: the new instance takes the old one's place; a failed one (nothing runs) leaves the state, a

@@ -8,6 +8,7 @@
 //! or when a failed one is replaced. The log holds every one.
 
 pub mod budget;
+pub mod deploy;
 pub mod events;
 pub mod fold;
 pub mod planner;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{Hash, InstanceId, NodeId, Timestamp};
 use crate::spec::{HealthCheck, PortSpec, Resources, RestartPolicy, Service};
+use events::DeploymentOutcome;
 
 /// Everything the log says about services and node agents.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,11 @@ pub struct ServicesState {
     pub versions: OrdMap<Hash, (StoredTask, u64)>,
     /// Each node whose agent ever started.
     pub agents: OrdMap<NodeId, AgentRecord>,
+    /// Each service's latest deployment (a change of what its instances run), running or ended.
+    pub deployments: OrdMap<String, Deployment>,
+    /// Each service's stable version: the last one whose deployment completed (or, before any did, the one its
+    /// instances ran when the first deployment started). A failed or aborted deployment reverts to it.
+    pub stable: OrdMap<String, (Hash, StoredTask)>,
 }
 
 impl ServicesState {
@@ -82,6 +89,20 @@ impl ServicesState {
 
     pub fn agent(&self, node: &NodeId) -> Option<&AgentRecord> {
         self.agents.get(node)
+    }
+
+    pub fn deployment(&self, service: &str) -> Option<&Deployment> {
+        self.deployments.get(service)
+    }
+
+    /// The version new instances of `service` run, and what that is: the live spec's (`live`), unless the
+    /// service's deployment reverted away from exactly that version — then the stable version it reverted to.
+    pub fn target(&self, service: &str, live: &Task) -> (Hash, Task) {
+        let version = live.version();
+        match self.deployment(service) {
+            Some(d) if d.revert && d.from == Some(version) => (d.version, d.task.0.as_ref().clone()),
+            _ => (version, live.clone()),
+        }
     }
 
     /// The id the next instance of `service` gets (`None` only for a name no spec validates).
@@ -169,6 +190,30 @@ impl InstanceStatus {
             InstanceStatus::Restarting => "restarting",
             InstanceStatus::Failed => "failed",
         }
+    }
+}
+
+/// A deployment: a service's instances rolled from one version to another by its update policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The seq and time of its `DeploymentStarted`.
+    pub seq: u64,
+    pub at: Timestamp,
+    pub version: Hash,
+    /// What the new version runs.
+    pub task: StoredTask,
+    pub from: Option<Hash>,
+    /// It puts the stable version back after a failed or aborted deployment.
+    pub revert: bool,
+    /// The seq of its promotion, once its canaries were promoted.
+    pub promoted: Option<u64>,
+    /// How it ended: the seq, the outcome and why.
+    pub ended: Option<(u64, DeploymentOutcome, String)>,
+}
+
+impl Deployment {
+    pub fn running(&self) -> bool {
+        self.ended.is_none()
     }
 }
 

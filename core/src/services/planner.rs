@@ -22,9 +22,12 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::events::{InstanceMigrated, InstancePlaced, InstanceRescheduled, InstanceStopRequested};
-use super::{Instance, InstanceStatus, ServicesState, Task};
-use crate::ids::{EventId, InstanceId, NodeId, Timestamp};
+use super::events::{
+    DeploymentEnded, DeploymentOutcome, DeploymentStarted, InstanceMigrated, InstancePlaced, InstanceRescheduled,
+    InstanceStopRequested, InstanceUpdated,
+};
+use super::{Deployment, Instance, InstanceStatus, ServicesState, Task, deploy};
+use crate::ids::{EventId, Hash, InstanceId, NodeId, Timestamp};
 use crate::lifecycle::NodeState;
 use crate::nodes::events::NodeDrained;
 use crate::read::{FleetRead, NodeFacts};
@@ -248,7 +251,25 @@ pub enum Decision {
     Place(InstancePlaced),
     Reschedule(InstanceRescheduled),
     Migrate(InstanceMigrated),
+    Update(InstanceUpdated),
     Stop(InstanceStopRequested),
+}
+
+/// A step of a service's deployment the scheduler takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeploymentMove {
+    Start(DeploymentStarted),
+    End(DeploymentEnded),
+}
+
+/// A deployment step with its id (derived from the service, the version and the seq it was decided on), that seq
+/// and a comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentDecision {
+    pub id: EventId,
+    pub step: DeploymentMove,
+    pub cause: u64,
+    pub comment: String,
 }
 
 /// A decision with its id (derived from the instance it concerns, so deciding again on another pass or another
@@ -288,6 +309,8 @@ pub struct Plan {
     pub decisions: Vec<ServiceDecision>,
     pub shortfalls: BTreeMap<String, Shortfall>,
     pub drained: Vec<DrainedDecision>,
+    /// Deployment steps: proposed before the decisions, which were planned as the deployments stand now.
+    pub deployments: Vec<DeploymentDecision>,
 }
 
 /// A node's verdict for one service in an [`explain_placement`]ed plan.
@@ -330,6 +353,7 @@ struct Planner<'a> {
     out: Vec<ServiceDecision>,
     /// The instances this pass asks to stop.
     stopping: BTreeSet<InstanceId>,
+    deployments: Vec<DeploymentDecision>,
 }
 
 static NO_USE: NodeUse = NodeUse { cpu: 0, memory: 0, ports: BTreeMap::new(), per_service: BTreeMap::new() };
@@ -353,6 +377,7 @@ impl<'a> Planner<'a> {
             next: BTreeMap::new(),
             out: Vec::new(),
             stopping: BTreeSet::new(),
+            deployments: Vec::new(),
         }
     }
 
@@ -490,6 +515,7 @@ impl Planner<'_> {
             Decision::Place(p) => EventId::derive(&[b"service-place", p.instance.as_str().as_bytes()]),
             Decision::Reschedule(r) => EventId::derive(&[b"service-reschedule", r.replaces.as_str().as_bytes()]),
             Decision::Migrate(m) => EventId::derive(&[b"service-migrate", m.replaces.as_str().as_bytes()]),
+            Decision::Update(u) => EventId::derive(&[b"service-update", u.replaces.as_str().as_bytes()]),
             Decision::Stop(s) => EventId::derive(&[b"service-stop", s.instance.as_str().as_bytes()]),
         };
         self.out.push(ServiceDecision { id, decision, cause, comment });
@@ -516,10 +542,16 @@ impl Planner<'_> {
 
     /// Plan service `name`: stops, replacements, placements. What could not be done.
     fn service(&mut self, name: &str, service: &Service) -> Shortfall {
-        let task = Task::of(service);
-        let version = task.version();
+        let live_task = Task::of(service);
+        let (version, task) = self.services.target(name, &live_task);
         let mut short = Shortfall::default();
         let services = self.services;
+        // A deployment step this pass (start, end) changes what the next pass may do (the version it places, the
+        // hand-overs it makes): the service waits for it.
+        if self.deployment(name, service, &live_task) {
+            return short;
+        }
+        let update = services.deployment(name).filter(|d| d.running() && d.version == version);
         let read = self.read;
         let mut live: Vec<&Instance> = services.of_service(name).filter(|i| i.is_live()).collect();
 
@@ -616,7 +648,7 @@ impl Planner<'_> {
         }
 
         // A stop for the drain frees the place its instance held: it is placed anew in this same pass.
-        slots -= self.drain(name, service, &task, &live, &mut short);
+        slots -= self.handovers(name, service, &task, &live, update, &mut short);
 
         // Missing replicas.
         let missing = service.replicas.saturating_sub(slots);
@@ -647,15 +679,27 @@ impl Planner<'_> {
         short
     }
 
-    /// Drains: each live instance on a draining node is handed over to a replacement elsewhere, at most
-    /// `update.maxParallel` at a time; an old one stops once its replacement has been healthy for
-    /// `minHealthySeconds`. Past a drain's deadline, or with `force`, what is left stops without waiting.
-    /// The number of replicas' places it freed (live or failed instances it stopped).
-    fn drain(&mut self, name: &str, service: &Service, task: &Task, live: &[&Instance], short: &mut Shortfall) -> u32 {
+    /// Hand-overs, for drains and deployments: each live instance on a draining node, and each live instance of
+    /// another version than a running deployment's, is handed over to a replacement, at most
+    /// `update.maxParallel` at a time (a deployment's canaries first, then it waits for promotion); an old one
+    /// stops once its replacement has been healthy for `minHealthySeconds`, and only while that keeps the service
+    /// within its budget. Past a drain's deadline, or with `force`, what is left on the node stops without
+    /// waiting. A deployment whose new instance fits nowhere beside the old one stops the old one first, within
+    /// the budget. The number of replicas' places it freed (live or failed instances it stopped).
+    fn handovers(
+        &mut self,
+        name: &str,
+        service: &Service,
+        task: &Task,
+        live: &[&Instance],
+        update: Option<&Deployment>,
+        short: &mut Shortfall,
+    ) -> u32 {
         let mut freed = 0;
         let (services, read, now) = (self.services, self.read, self.now);
         let drain_of = |node: &NodeId| read.node(node).and_then(|n| n.drain);
         let min_healthy_ms = i64::from(service.update.min_healthy_seconds) * 1000;
+        let target = task.version();
         // Failed instances on a draining node run nothing: once no replacement is under way for them this pass,
         // they are stopped so that the drain can complete.
         let replacing: BTreeSet<InstanceId> = self
@@ -693,19 +737,50 @@ impl Planner<'_> {
                 freed += 1;
             }
         }
-        let mut in_flight = 0;
-        // Stopping a healthy old instance is a voluntary disruption too: it waits while it would leave the service
+        // Stopping a healthy instance is a voluntary disruption too: it waits while it would leave the service
         // below its budget (another of its instances is away: a host rollout's wave, a failure).
         let mut healthy_left = super::budget::healthy_count(services, name);
         let floor = service.min_healthy();
+        // A deployment that reverted stops the replacements (of the version it moves away from) of the old
+        // instances it was handing over; each old one then ends like any hand-over whose line ended: it stops once
+        // that keeps the service within budget, and a replica of the version it goes back to takes its place.
+        let mut kept = BTreeSet::new();
+        for old in services.of_service(name).filter(|i| i.handover.is_some() && i.stop.is_none()) {
+            let Some(next) = services.successor(old) else { continue };
+            // (A failed one replaced in this pass is replaced at the version it goes back to.)
+            if old.version != target
+                || next.version == target
+                || drain_of(&old.node).is_some()
+                || replacing.contains(&next.id)
+            {
+                continue;
+            }
+            let healthy = next.status == InstanceStatus::Healthy;
+            if healthy && healthy_left <= floor {
+                continue; // the hand-over completes, and the new instance is handed back later
+            }
+            let cause = services.deployment(name).map_or(next.placed, |d| d.seq);
+            let reason = format!("service {name} is going back to version {target}; {} serves until then", old.id);
+            if self.stop(next, reason, cause) && healthy {
+                healthy_left -= 1;
+            }
+            kept.insert(old.id.clone());
+        }
+        // Each still counts against `update.maxParallel` until it stops, as `check` counts it.
+        let mut in_flight = kept.len() as u32;
         // Hand-overs in flight: stop the old instance once its successor has served long enough.
         // One still waiting counts against `update.maxParallel`; one stopped in this pass (here, or forced above)
         // no longer does, as `check` sees it after the stop.
+        let mut successors = BTreeSet::new();
         for old in services.of_service(name).filter(|i| i.handover.is_some() && i.stop.is_none()) {
-            if self.stopping.contains(&old.id) {
+            if self.stopping.contains(&old.id) || kept.contains(&old.id) {
                 continue;
             }
             let cause = old.placed.max(drain_of(&old.node).map_or(0, |d| d.seq));
+            let why = |next: &Instance| match drain_of(&old.node) {
+                Some(_) => format!("node {} is draining", old.node),
+                None => format!("{} runs version {}", next.id, next.version),
+            };
             match services.successor(old).filter(|next| !self.stopping.contains(&next.id)) {
                 // Its replacement line ended (stopped): the service places a new replica, and the old instance
                 // stops once that leaves the service within budget.
@@ -721,7 +796,10 @@ impl Planner<'_> {
                     if old.status == InstanceStatus::Healthy {
                         healthy_left -= 1;
                     }
-                    let reason = format!("node {} is draining, and the line of its replacement ended", old.node);
+                    let reason = match drain_of(&old.node) {
+                        Some(_) => format!("node {} is draining, and the line of its replacement ended", old.node),
+                        None => "the line of its replacement ended; a new replica takes its place".to_owned(),
+                    };
                     self.stop(old, reason, cause);
                 }
                 Some(next)
@@ -731,6 +809,7 @@ impl Planner<'_> {
                         && healthy_left <= floor =>
                 {
                     in_flight += 1;
+                    successors.insert(next.id.clone());
                     short.waiting.push((
                         old.id.clone(),
                         format!(
@@ -745,9 +824,10 @@ impl Planner<'_> {
                     if old.status == InstanceStatus::Healthy {
                         healthy_left -= 1;
                     }
+                    successors.insert(next.id.clone());
                     let reason = format!(
-                        "node {} is draining, and {} on {} has been healthy for {} s",
-                        old.node,
+                        "{}, and {} on {} has been healthy for {} s",
+                        why(next),
                         next.id,
                         next.node,
                         (now.0 - next.since_at.0) / 1000
@@ -756,6 +836,7 @@ impl Planner<'_> {
                 }
                 Some(next) => {
                     in_flight += 1;
+                    successors.insert(next.id.clone());
                     short.waiting.push((
                         old.id.clone(),
                         format!(
@@ -769,7 +850,15 @@ impl Planner<'_> {
                 }
             }
         }
-        // New hand-overs, oldest instances first, within the service's limit.
+        // A deployment's new instances that replaced an old one stopped first count while they settle.
+        if let Some(d) = update {
+            let min_ms = min_healthy_ms;
+            in_flight += deploy::new_instances(services, name, d)
+                .filter(|i| i.is_assigned() && !successors.contains(&i.id))
+                .filter(|i| i.status != InstanceStatus::Healthy || now.0 - i.since_at.0 < min_ms)
+                .count() as u32;
+        }
+        // New hand-overs from draining nodes, oldest instances first, within the service's limit.
         for i in live {
             let Some(d) = drain_of(&i.node) else { continue };
             // Forced, or replaced this pass already (a lost instance's replacement is its hand-over).
@@ -792,7 +881,7 @@ impl Planner<'_> {
                         service: name.to_owned(),
                         instance,
                         node,
-                        task_digest: task.version(),
+                        task_digest: target,
                         replaces: i.id.clone(),
                     };
                     self.push(Decision::Migrate(m), d.seq, comment);
@@ -802,7 +891,209 @@ impl Planner<'_> {
                     .push((i.id.clone(), format!("node {} is draining; no node fits its replacement now", i.node))),
             }
         }
+        if let Some(d) = update {
+            freed += self.update(name, service, task, live, d, &replacing, &mut in_flight, &mut healthy_left, short);
+        }
         freed
+    }
+
+    /// A running deployment's next steps: live instances of other versions handed over to new ones (canaries
+    /// first, then `maxParallel` at a time), or — when no node fits a new one beside the old — the old one
+    /// stopped first, within the budget. The places it freed.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        name: &str,
+        service: &Service,
+        task: &Task,
+        live: &[&Instance],
+        d: &Deployment,
+        replacing: &BTreeSet<InstanceId>,
+        in_flight: &mut u32,
+        healthy_left: &mut u32,
+        short: &mut Shortfall,
+    ) -> u32 {
+        let (services, read) = (self.services, self.read);
+        let canaries = deploy::canaries(service, d);
+        // New instances this pass placed already (replacements, drains' hand-overs) count as canaries too, as
+        // `check` counts them.
+        let this_pass = self
+            .out
+            .iter()
+            .filter(|x| match &x.decision {
+                Decision::Place(p) => p.service == name && p.task_digest == d.version,
+                Decision::Reschedule(r) => r.service == name && r.task_digest == d.version,
+                Decision::Migrate(m) => m.service == name && m.task_digest == d.version,
+                Decision::Update(_) | Decision::Stop(_) => false,
+            })
+            .count() as u32;
+        let mut allowed = match canaries {
+            0 => u32::MAX,
+            c => c.saturating_sub(deploy::placed_new(services, name, d) + this_pass),
+        };
+        let floor = service.min_healthy();
+        let mut freed = 0;
+        for i in live {
+            if i.version == d.version
+                || replacing.contains(&i.id)
+                || self.stopping.contains(&i.id)
+                || read.node(&i.node).is_some_and(|n| n.drain.is_some())
+            {
+                continue;
+            }
+            if allowed == 0 {
+                let why = format!(
+                    "deployment of {}: its {canaries} canar{} placed; waiting for `sendan service promote {name}`",
+                    d.version,
+                    if canaries == 1 { "y is" } else { "ies are" }
+                );
+                short.waiting.push((i.id.clone(), why));
+                continue;
+            }
+            if *in_flight >= service.update.max_parallel {
+                let why = format!(
+                    "deployment of {}: {in_flight} update(s) in flight, update.maxParallel is {}",
+                    d.version, service.update.max_parallel
+                );
+                short.waiting.push((i.id.clone(), why));
+                continue;
+            }
+            match self.choose(name, service, task, 1, Some(&i.node)).pop() {
+                Some((instance, node)) => {
+                    *in_flight += 1;
+                    allowed = allowed.saturating_sub(1);
+                    let what = if canaries > 0 { "canary" } else { "update" };
+                    let comment = format!("{what}: hand {} over to {instance} on {node}, version {}", i.id, d.version);
+                    let u = InstanceUpdated {
+                        service: name.to_owned(),
+                        instance,
+                        node,
+                        task_digest: d.version,
+                        replaces: i.id.clone(),
+                    };
+                    self.push(Decision::Update(u), d.seq, comment);
+                }
+                None if i.status == InstanceStatus::Healthy && *healthy_left <= floor => {
+                    let why = format!(
+                        "deployment of {}: no node fits a new instance beside it, and stopping it first would leave service {name} with {} healthy, below its budget of {floor}",
+                        d.version,
+                        *healthy_left - 1
+                    );
+                    short.waiting.push((i.id.clone(), why));
+                }
+                None => {
+                    if i.status == InstanceStatus::Healthy {
+                        *healthy_left -= 1;
+                    }
+                    *in_flight += 1;
+                    allowed = allowed.saturating_sub(1);
+                    let reason = format!(
+                        "service {name} is updating to version {}, and no node fits a new instance beside it: it stops first",
+                        d.version
+                    );
+                    if self.stop(i, reason, d.seq) {
+                        freed += 1;
+                    }
+                }
+            }
+        }
+        freed
+    }
+
+    /// The deployment step service `name` takes now, if any (recorded in `self.deployments`): end a running
+    /// deployment that failed or completed; revert one that failed (with `autoRevert`) or was aborted; start one
+    /// when instances run another version than the live spec's. Whether it took one.
+    fn deployment(&mut self, name: &str, service: &Service, live: &Task) -> bool {
+        let services = self.services;
+        let version = live.version();
+        let last = services.deployment(name);
+        let current = last.filter(|d| d.version == version || (d.revert && d.from == Some(version)));
+        if let Some(d) = last.filter(|d| d.running() && current.is_none()) {
+            let why = format!("the live spec (seq {}) runs service {name} at version {version} now", self.spec_seq);
+            let comment = format!("deployment of {name} {} superseded: {why}", d.version);
+            let end = DeploymentEnded {
+                service: name.to_owned(),
+                task_digest: d.version,
+                outcome: DeploymentOutcome::Superseded,
+                reason: why,
+            };
+            self.deploy(DeploymentMove::End(end), self.spec_seq, comment);
+            return true;
+        }
+        if let Some(d) = current {
+            let end = |outcome: DeploymentOutcome, reason: String| DeploymentEnded {
+                service: name.to_owned(),
+                task_digest: d.version,
+                outcome,
+                reason,
+            };
+            let Some((ended, outcome, _)) = &d.ended else {
+                if let Some(why) = deploy::failure(services, name, service, d, self.now) {
+                    let comment = format!("deployment of {name} {} failed: {why}", d.version);
+                    self.deploy(DeploymentMove::End(end(DeploymentOutcome::Failed, why)), d.seq, comment);
+                    return true;
+                }
+                if deploy::complete(services, name, service, d) {
+                    let why = format!("all {} replicas run {} and are healthy", service.replicas, d.version);
+                    let comment = format!("deployment of {name} {} completed: {why}", d.version);
+                    self.deploy(DeploymentMove::End(end(DeploymentOutcome::Completed, why)), d.seq, comment);
+                    return true;
+                }
+                return false;
+            };
+            let revert = match outcome {
+                DeploymentOutcome::Aborted => true,
+                DeploymentOutcome::Failed => service.update.auto_revert,
+                DeploymentOutcome::Completed | DeploymentOutcome::Superseded => false,
+            };
+            let stable = services.stable.get(name).map(|(v, _)| *v).filter(|v| *v != d.version);
+            if let (true, false, Some(stable)) = (revert, d.revert, stable) {
+                let start = DeploymentStarted {
+                    service: name.to_owned(),
+                    task_digest: stable,
+                    from: Some(d.version),
+                    revert: true,
+                };
+                let comment = format!(
+                    "revert {name} to its stable version {stable}: deployment of {} {}",
+                    d.version,
+                    outcome.name()
+                );
+                self.deploy(DeploymentMove::Start(start), *ended, comment);
+                return true;
+            }
+            return false;
+        }
+        // No deployment of the live version yet: one starts when instances run another version.
+        let mut others: BTreeMap<Hash, u32> = BTreeMap::new();
+        for i in services.of_service(name).filter(|i| i.is_assigned() && i.version != version) {
+            *others.entry(i.version).or_default() += 1;
+        }
+        let Some(most) = others.iter().max_by_key(|(v, n)| (**n, **v)).map(|(v, _)| *v) else { return false };
+        let from = services.stable.get(name).map(|(v, _)| *v).filter(|v| *v != version).unwrap_or(most);
+        let start =
+            DeploymentStarted { service: name.to_owned(), task_digest: version, from: Some(from), revert: false };
+        let comment = format!("roll {name} out to version {version} (from {from}) by its update policy");
+        self.deploy(DeploymentMove::Start(start), self.spec_seq, comment);
+        true
+    }
+
+    fn deploy(&mut self, step: DeploymentMove, cause: u64, comment: String) {
+        let id = match &step {
+            DeploymentMove::Start(s) => EventId::derive(&[
+                b"deployment-start",
+                s.service.as_bytes(),
+                s.task_digest.to_hex().as_bytes(),
+                &cause.to_be_bytes(),
+            ]),
+            DeploymentMove::End(e) => EventId::derive(&[
+                b"deployment-end",
+                e.service.as_bytes(),
+                e.task_digest.to_hex().as_bytes(),
+                &cause.to_be_bytes(),
+            ]),
+        };
+        self.deployments.push(DeploymentDecision { id, step, cause, comment });
     }
 
     /// Every node's filters for one more instance of the service, as the planning now stands.
@@ -856,7 +1147,7 @@ pub fn plan(services: &ServicesState, read: &dyn FleetRead, now: Timestamp) -> P
             shortfalls.insert(name.clone(), short);
         }
     }
-    Plan { decisions: p.out, shortfalls, drained: drained_nodes(read) }
+    Plan { decisions: p.out, shortfalls, drained: drained_nodes(read), deployments: p.deployments }
 }
 
 /// The draining nodes whose agents reported every instance stopped, not yet recorded as drained.
@@ -917,6 +1208,7 @@ pub fn explain_placement(
                 Decision::Place(x) => x.node == v.node,
                 Decision::Reschedule(x) => x.node == v.node,
                 Decision::Migrate(x) => x.node == v.node,
+                Decision::Update(x) => x.node == v.node,
                 Decision::Stop(_) => false,
             })
             .count() as u32;
@@ -932,11 +1224,23 @@ pub fn explain_placement(
 }
 
 impl Decision {
+    /// The node a new instance lands on (`None` for a stop).
+    pub fn placed_on(&self) -> Option<&NodeId> {
+        match self {
+            Decision::Place(p) => Some(&p.node),
+            Decision::Reschedule(r) => Some(&r.node),
+            Decision::Migrate(m) => Some(&m.node),
+            Decision::Update(u) => Some(&u.node),
+            Decision::Stop(_) => None,
+        }
+    }
+
     pub fn instance(&self) -> &InstanceId {
         match self {
             Decision::Place(p) => &p.instance,
             Decision::Reschedule(r) => &r.instance,
             Decision::Migrate(m) => &m.instance,
+            Decision::Update(u) => &u.instance,
             Decision::Stop(s) => &s.instance,
         }
     }

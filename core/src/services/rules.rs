@@ -5,7 +5,7 @@
 
 use super::events::*;
 use super::planner::{filters, lost, node_use, reschedule_due};
-use super::{Instance, InstanceStatus, ServicesState, Task};
+use super::{Deployment, Instance, InstanceStatus, ServicesState, Task, deploy};
 use crate::ids::{Hash, InstanceId, NodeId};
 use crate::kind::EventKind;
 use crate::read::{Ctx, FleetRead};
@@ -30,11 +30,10 @@ fn placement<'a>(
         .services
         .get(name)
         .ok_or_else(|| refuse(format!("the live spec (seq {}) does not declare service {name}", live.seq)))?;
-    let task = Task::of(service);
-    let want = task.version();
+    let (want, task) = services.target(name, &Task::of(service));
     if *version != want {
         return Err(refuse(format!(
-            "version {version} is not the live version {want} of service {name}; it was decided on another spec"
+            "version {version} is not the version {want} service {name} places now; it was decided on another spec or deployment"
         )));
     }
     match services.next_id(name) {
@@ -302,5 +301,181 @@ pub fn agent_returned(services: &ServicesState, p: &NodeAgentReturned) -> Result
             event: EventKind::NodeAgentReturned,
             reason: if other.is_some() { "it is not lost".into() } else { "no agent ever started on it".into() },
         }),
+    }
+}
+
+fn service_refused(service: &str, event: EventKind) -> impl Fn(String) -> Rejection + use<> {
+    let service = service.to_owned();
+    move |reason: String| Rejection::ServiceRefused { service: service.clone(), event, reason }
+}
+
+/// The service as the live spec declares it.
+fn declared<'a>(read: &'a dyn FleetRead, name: &str, event: EventKind) -> Result<&'a Service, Rejection> {
+    let refuse = service_refused(name, event);
+    let live = read.live_spec().ok_or_else(|| refuse("no spec is live".into()))?;
+    live.spec
+        .services
+        .get(name)
+        .ok_or_else(|| refuse(format!("the live spec (seq {}) does not declare service {name}", live.seq)))
+}
+
+/// The service's running deployment at `version`.
+fn running<'s>(
+    services: &'s ServicesState,
+    name: &str,
+    version: &Hash,
+    event: EventKind,
+) -> Result<&'s Deployment, Rejection> {
+    let refuse = service_refused(name, event);
+    match services.deployment(name) {
+        Some(d) if d.running() && d.version == *version => Ok(d),
+        Some(d) if d.running() => {
+            Err(refuse(format!("its running deployment is of version {}, not {version}", d.version)))
+        }
+        _ => Err(refuse(format!("service {name} has no deployment running"))),
+    }
+}
+
+pub fn deployment_started(
+    services: &ServicesState,
+    read: &dyn FleetRead,
+    p: &DeploymentStarted,
+) -> Result<(), Rejection> {
+    let event = EventKind::DeploymentStarted;
+    let refuse = service_refused(&p.service, event);
+    let service = declared(read, &p.service, event)?;
+    let live = Task::of(service).version();
+    let last = services.deployment(&p.service);
+    if p.revert {
+        let Some(d) = last else { return Err(refuse("it has no deployment to revert".into())) };
+        match &d.ended {
+            Some((_, DeploymentOutcome::Failed | DeploymentOutcome::Aborted, _)) if !d.revert => {}
+            Some((_, DeploymentOutcome::Completed | DeploymentOutcome::Superseded, _)) | None => {
+                return Err(refuse(format!("its deployment of {} did not fail and was not aborted", d.version)));
+            }
+            Some(_) => return Err(refuse("its last deployment was a revert already".into())),
+        }
+        if p.from != Some(d.version) || d.version != live {
+            return Err(refuse(format!("a revert replaces the failed version {}, the live one", d.version)));
+        }
+        match services.stable.get(&p.service) {
+            Some((stable, _)) if *stable == p.task_digest => Ok(()),
+            Some((stable, _)) => Err(refuse(format!("its stable version is {stable}, not {}", p.task_digest))),
+            None => Err(refuse("it has no stable version to revert to".into())),
+        }
+    } else {
+        if p.task_digest != live {
+            return Err(refuse(format!("{} is not its live version {live}", p.task_digest)));
+        }
+        if let Some(d) = last.filter(|d| d.running()) {
+            return Err(refuse(format!(
+                "its deployment of {} (seq {}) is still running; it ends (superseded) first",
+                d.version, d.seq
+            )));
+        }
+        if let Some(d) = last
+            && (d.version == live || (d.revert && d.from == Some(live)))
+        {
+            return Err(refuse(format!("a deployment of {live} was started at seq {} already", d.seq)));
+        }
+        if let Some(from) = p.from
+            && !services.versions.contains_key(&from)
+            && services.stable.get(&p.service).map(|(v, _)| *v) != Some(from)
+        {
+            return Err(refuse(format!("no instance runs the version {from} it says it replaces")));
+        }
+        Ok(())
+    }
+}
+
+pub fn updated(services: &ServicesState, read: &dyn FleetRead, p: &InstanceUpdated) -> Result<(), Rejection> {
+    let event = EventKind::InstanceUpdated;
+    let (old, refuse) = replaced(services, event, &p.replaces, &p.service)?;
+    let d = running(services, &p.service, &p.task_digest, event)?;
+    if old.version == d.version {
+        return Err(refuse(format!("it runs version {} already", d.version)));
+    }
+    if let Some(next) = &old.handover {
+        return Err(refuse(format!("it is already being handed over to {next}")));
+    }
+    if !old.is_live() {
+        return Err(refuse("it was replaced, asked to stop, or failed; there is nothing to update".into()));
+    }
+    let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.task_digest)?;
+    let refuse = service_refused(&p.service, event);
+    let canaries = deploy::canaries(service, d);
+    if canaries > 0 && deploy::placed_new(services, &p.service, d) >= canaries {
+        return Err(refuse(format!(
+            "its deployment placed its {canaries} canar{} and waits for `sendan service promote {}`",
+            if canaries == 1 { "y" } else { "ies" },
+            p.service
+        )));
+    }
+    let in_flight = handovers_in_flight(services, &p.service);
+    if in_flight >= service.update.max_parallel {
+        return Err(refuse(format!(
+            "{in_flight} hand-over(s) in flight already, and update.maxParallel is {}",
+            service.update.max_parallel
+        )));
+    }
+    Ok(())
+}
+
+pub fn deployment_promoted(
+    services: &ServicesState,
+    read: &dyn FleetRead,
+    ctx: &Ctx,
+    p: &DeploymentPromoted,
+) -> Result<(), Rejection> {
+    let event = EventKind::DeploymentPromoted;
+    let refuse = service_refused(&p.service, event);
+    let service = declared(read, &p.service, event)?;
+    let d = running(services, &p.service, &p.task_digest, event)?;
+    let canaries = deploy::canaries(service, d);
+    if canaries == 0 {
+        return Err(refuse(if d.promoted.is_some() {
+            "it was promoted already".into()
+        } else {
+            "its deployment has no canaries to promote".into()
+        }));
+    }
+    let good = deploy::good(services, &p.service, service, d, ctx.now);
+    if good < canaries {
+        return Err(refuse(format!(
+            "{good} of its {canaries} canaries have been healthy for update.minHealthySeconds ({} s); promote once they all have",
+            service.update.min_healthy_seconds
+        )));
+    }
+    Ok(())
+}
+
+pub fn deployment_ended(
+    services: &ServicesState,
+    read: &dyn FleetRead,
+    ctx: &Ctx,
+    p: &DeploymentEnded,
+) -> Result<(), Rejection> {
+    let event = EventKind::DeploymentEnded;
+    let refuse = service_refused(&p.service, event);
+    let service = declared(read, &p.service, event)?;
+    let d = running(services, &p.service, &p.task_digest, event)?;
+    match p.outcome {
+        DeploymentOutcome::Aborted => Ok(()),
+        DeploymentOutcome::Completed if deploy::complete(services, &p.service, service, d) => Ok(()),
+        DeploymentOutcome::Completed => Err(refuse(format!(
+            "not every one of its {} replicas runs {} and is healthy yet",
+            service.replicas, p.task_digest
+        ))),
+        DeploymentOutcome::Failed => match deploy::failure(services, &p.service, service, d, ctx.now) {
+            Some(_) => Ok(()),
+            None => Err(refuse("none of its new instances failed or overran its healthy deadline".into())),
+        },
+        DeploymentOutcome::Superseded => {
+            let live = Task::of(service).version();
+            if d.version == live || (d.revert && d.from == Some(live)) {
+                return Err(refuse(format!("the live spec still runs it at {live}")));
+            }
+            Ok(())
+        }
     }
 }

@@ -111,11 +111,71 @@ impl From<&Shortfall> for ShortfallView {
     }
 }
 
+/// A service's latest deployment, as `sendan service status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentView {
+    /// The version it rolls out, and the one it replaces.
+    pub version: Hash,
+    pub from: Option<Hash>,
+    /// It puts the stable version back after a failed or aborted deployment.
+    pub revert: bool,
+    /// The seq and time it started.
+    pub started: u64,
+    pub started_time: Timestamp,
+    /// `running`, `awaiting-promotion`, `completed`, `failed` or `aborted`.
+    pub status: String,
+    /// Canaries it places before it waits for `sendan service promote` (0 once promoted, and for a revert).
+    pub canaries: u32,
+    pub promoted: Option<u64>,
+    /// Its new instances (placed, not asked to stop), how many of them have been healthy for
+    /// `update.minHealthySeconds`, and the instances of other versions still running.
+    pub placed: u32,
+    pub healthy: u32,
+    pub old: u32,
+    pub replicas: u32,
+    /// How it ended: the seq and why.
+    pub ended: Option<u64>,
+    pub reason: Option<String>,
+    /// The service's stable version (what a failed or aborted deployment goes back to).
+    pub stable: Option<Hash>,
+}
+
+impl DeploymentView {
+    pub fn of(services: &ServicesState, name: &str, service: &crate::spec::Service, now: Timestamp) -> Option<Self> {
+        use crate::services::deploy;
+        let d = services.deployment(name)?;
+        let status = match &d.ended {
+            Some((_, outcome, _)) => outcome.name(),
+            None if deploy::awaiting_promotion(services, name, service, d) => "awaiting-promotion",
+            None => "running",
+        };
+        Some(DeploymentView {
+            version: d.version,
+            from: d.from,
+            revert: d.revert,
+            started: d.seq,
+            started_time: d.at,
+            status: status.into(),
+            canaries: deploy::canaries(service, d),
+            promoted: d.promoted,
+            placed: deploy::placed_new(services, name, d),
+            healthy: deploy::good(services, name, service, d, now),
+            old: services.of_service(name).filter(|i| i.is_assigned() && i.version != d.version).count() as u32,
+            replicas: service.replicas,
+            ended: d.ended.as_ref().map(|(seq, _, _)| *seq),
+            reason: d.ended.as_ref().map(|(_, _, why)| why.clone()),
+            stable: services.stable.get(name).map(|(v, _)| *v),
+        })
+    }
+}
+
 /// `GET /v1/services/{name}`: the service's instances per node, its health, and what is pending and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceView {
     pub seq: u64,
     pub summary: ServiceSummary,
+    /// Its latest deployment (a change of what its instances run), running or ended.
+    pub deployment: Option<DeploymentView>,
     /// Every instance that may still run, in id order.
     pub instances: Vec<InstanceView>,
     pub shortfall: ShortfallView,
@@ -166,7 +226,8 @@ pub struct ServicePlanRequest {
 /// One change a plan makes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlannedChange {
-    /// `place`, `reschedule`, `migrate` (a hand-over from a draining node) or `stop`.
+    /// `place`, `reschedule`, `migrate` (a hand-over from a draining node), `update` (a deployment's hand-over to
+    /// a new version) or `stop`.
     pub action: String,
     pub instance: InstanceId,
     pub node: NodeId,
@@ -181,6 +242,7 @@ impl From<&ServiceDecision> for PlannedChange {
             Decision::Place(p) => ("place", p.node.clone(), None),
             Decision::Reschedule(r) => ("reschedule", r.node.clone(), Some(r.replaces.clone())),
             Decision::Migrate(m) => ("migrate", m.node.clone(), Some(m.replaces.clone())),
+            Decision::Update(u) => ("update", u.node.clone(), Some(u.replaces.clone())),
             Decision::Stop(s) => ("stop", s.node.clone(), None),
         };
         PlannedChange {

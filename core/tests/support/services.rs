@@ -96,13 +96,22 @@ pub struct Fleet {
     next_id: u128,
     pub nodes: Vec<TestNode>,
     pub services: BTreeMap<String, Value>,
+    /// Packages whose instances exit at once when their agent starts them (a bad release).
+    pub bad: std::collections::BTreeSet<String>,
 }
 
 impl Fleet {
     /// Nodes bound, installed and `active`, each with its agent started, and the spec live.
     pub fn new(nodes: Vec<TestNode>, services: BTreeMap<String, Value>) -> Fleet {
-        let mut f =
-            Fleet { state: FleetState::default(), events: Vec::new(), clock: 1_000_000, next_id: 0, nodes, services };
+        let mut f = Fleet {
+            state: FleetState::default(),
+            events: Vec::new(),
+            clock: 1_000_000,
+            next_id: 0,
+            nodes,
+            services,
+            bad: Default::default(),
+        };
         for (k, node) in f.nodes.clone().iter().enumerate() {
             let machine = MachineId::new(format!("m-{k}")).unwrap();
             let facts = HardwareFacts {
@@ -195,6 +204,13 @@ impl Fleet {
     /// decisions made.
     pub fn schedule(&mut self) -> Vec<planner::ServiceDecision> {
         let plan = self.plan();
+        for d in &plan.deployments {
+            let payload: Payload = d.step.clone().into();
+            let kind = payload.kind();
+            if let Err(r) = self.submit(Actor::System("scheduler".into()), payload, Some(d.cause)) {
+                panic!("invariant_planner_agrees_with_check: the planner's {kind} ({}) was refused: {r}", d.comment);
+            }
+        }
         for d in &plan.decisions {
             let payload: Payload = d.decision.clone().into();
             let kind = payload.kind();
@@ -213,7 +229,8 @@ impl Fleet {
         plan.decisions
     }
 
-    /// Every agent starts what is pending on its node and reports it healthy; stops what it was asked to.
+    /// Every agent starts what is pending on its node and reports it healthy (or, for a bad package, exited for
+    /// good); stops what it was asked to.
     pub fn agents_converge(&mut self) {
         let ids: Vec<InstanceId> = self.state.services.instances.keys().cloned().collect();
         for i in ids {
@@ -243,6 +260,19 @@ impl Fleet {
                     restarts: 0,
                 })
                 .unwrap();
+                if task.package.as_ref().is_some_and(|p| self.bad.contains(p)) {
+                    let reason = "exit 1: a bad release".to_owned();
+                    let exited = InstanceExited {
+                        instance: i.clone(),
+                        node: inst.node.clone(),
+                        exit_code: Some(1),
+                        signal: None,
+                        restarting: false,
+                        reason,
+                    };
+                    self.agent(exited).unwrap();
+                    continue;
+                }
                 self.agent(InstanceHealthy { instance: i.clone(), node: inst.node.clone() }).unwrap();
             }
         }

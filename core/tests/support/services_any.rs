@@ -4,7 +4,7 @@
 use sendan_core::event::*;
 use sendan_core::fleet::FleetState;
 use sendan_core::ids::{Hash, InstanceId, NodeId, Timestamp};
-use sendan_core::services::InstanceStatus;
+use sendan_core::services::{InstanceStatus, deploy};
 
 pub fn any_service_payload(kind: EventKind, node: NodeId, n: u64) -> Option<Payload> {
     let instance = InstanceId::new(format!("web.{}", n % 4 + 1)).unwrap();
@@ -29,6 +29,33 @@ pub fn any_service_payload(kind: EventKind, node: NodeId, n: u64) -> Option<Payl
             node,
             task_digest: version,
             replaces: InstanceId::new(format!("web.{}", n % 3 + 1)).unwrap(),
+        }
+        .into(),
+        EventKind::InstanceUpdated => InstanceUpdated {
+            service: "web".into(),
+            instance,
+            node,
+            task_digest: version,
+            replaces: InstanceId::new(format!("web.{}", n % 3 + 1)).unwrap(),
+        }
+        .into(),
+        EventKind::DeploymentStarted => DeploymentStarted {
+            service: "web".into(),
+            task_digest: version,
+            from: (n % 2 == 0).then(|| Hash::of(b"old")),
+            revert: n % 3 == 0,
+        }
+        .into(),
+        EventKind::DeploymentPromoted => DeploymentPromoted { service: "web".into(), task_digest: version }.into(),
+        EventKind::DeploymentEnded => DeploymentEnded {
+            service: "web".into(),
+            task_digest: version,
+            outcome: match n % 3 {
+                0 => DeploymentOutcome::Completed,
+                1 => DeploymentOutcome::Failed,
+                _ => DeploymentOutcome::Aborted,
+            },
+            reason: "r".into(),
         }
         .into(),
         EventKind::InstanceStopRequested => InstanceStopRequested { instance, node, reason: "surplus".into() }.into(),
@@ -69,8 +96,30 @@ pub fn legal_service_move(state: &FleetState, node: &NodeId, pick: usize, now: T
         Some(_) => {}
     }
     let plan = sendan_core::services::planner::plan(s, state, now);
-    let mut options: Vec<Payload> = plan.decisions.into_iter().map(|d| d.decision.into()).collect();
+    let mut options: Vec<Payload> = plan.deployments.into_iter().map(|d| d.step.into()).collect();
+    options.extend(plan.decisions.into_iter().map(|d| d.decision.into()));
     options.extend(plan.drained.into_iter().map(|d| d.event.into()));
+    // The scheduler's own decisions are taken a third of the time when it has any, so hand-overs and deployment
+    // steps (which need a run of agent reports before them) are reached, not drowned by the reports.
+    if !options.is_empty() && pick % 3 == 0 {
+        return Some(options[(pick / 3) % options.len()].clone());
+    }
+    // The operator's deployment moves: promote good canaries, or abort.
+    let live = sendan_core::read::FleetRead::live_spec(state);
+    for (name, d) in s.deployments.iter().filter(|(_, d)| d.running()) {
+        let Some(service) = live.and_then(|l| l.spec.services.get(name)) else { continue };
+        let task_digest = d.version;
+        if deploy::awaiting_promotion(s, name, service, d)
+            && deploy::good(s, name, service, d, now) >= deploy::canaries(service, d)
+        {
+            options.push(DeploymentPromoted { service: name.clone(), task_digest }.into());
+        }
+        if pick % 8 == 0 {
+            let outcome = DeploymentOutcome::Aborted;
+            options
+                .push(DeploymentEnded { service: name.clone(), task_digest, outcome, reason: "abort".into() }.into());
+        }
+    }
     for i in s.on_node(node) {
         let (instance, node) = (i.id.clone(), node.clone());
         if !i.is_assigned() {

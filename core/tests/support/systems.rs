@@ -40,9 +40,12 @@ pub fn systems_spec(nodes: &[&str], variant: usize) -> Payload {
         });
     }
     // A service on the pool, so that the scheduler and the node agents have something to place and run.
+    // Its package follows the variant, so a new spec is a deployment of it (with a canary to promote).
     doc["services"]["edge-web"] = serde_json::json!({
-        "package": "/nix/store/3c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-edge-web", "pools": [POOL],
-        "replicas": nodes.len().min(2), "ports": { "http": {} }
+        "package": format!("/nix/store/3c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-edge-web-{}", variant % 2), "pools": [POOL],
+        "replicas": 1, "ports": { "http": {} },
+        "update": { "canary": 1, "minHealthySeconds": 0, "healthyDeadlineSeconds": 60 },
+        "constraints": { "maxPerNode": 2 }
     });
     let spec = sendan_core::spec::ClusterSpec::from_json(&doc.to_string()).unwrap();
     if let Err(e) = spec.validate() {
