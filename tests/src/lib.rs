@@ -202,3 +202,21 @@ pub fn assert_causes(events: &[sendan_core::Event]) {
     assert!(checked > 0, "no controller event to check");
     assert!(bad.is_empty(), "causes that are not exact:\n{}", bad.join("\n"));
 }
+
+/// The whole log, page by page, as the admin reads it.
+pub async fn all_events(admin: &sendan_api::client::Client) -> Vec<sendan_core::Event> {
+    let mut out: Vec<sendan_core::Event> = Vec::new();
+    loop {
+        let f = sendan_api::client::EventFilter {
+            after: out.last().map(|e| e.seq),
+            limit: Some(10_000),
+            ..Default::default()
+        };
+        let page = admin.events(&f).await.expect("the log reads");
+        let done = page.next.is_none();
+        out.extend(page.events);
+        if done {
+            return out;
+        }
+    }
+}

@@ -150,30 +150,28 @@ impl Drop for Agent {
 pub async fn agents(cluster: &ProcCluster, dir: &Path) -> Vec<Agent> {
     let admin = cluster.client(1);
     let tokens = crate::nixfake::enroll(&admin, &WORKERS).await;
+    WORKERS.iter().zip(tokens).enumerate().map(|(i, (node, token))| agent(cluster, dir, node, &token, i)).collect()
+}
+
+/// The agent (not started) of an enrolled `node` with its node `token`, talking to the `i`th member (modulo).
+pub fn agent(cluster: &ProcCluster, dir: &Path, node: &str, token: &str, i: usize) -> Agent {
     let members: Vec<String> = cluster.addrs.values().cloned().collect();
-    WORKERS
-        .iter()
-        .zip(tokens)
-        .enumerate()
-        .map(|(i, (node, token))| {
-            let state_dir = dir.join(format!("agent-{node}"));
-            std::fs::create_dir_all(&state_dir).unwrap();
-            let token_file = state_dir.join("token");
-            std::fs::write(&token_file, token).unwrap();
-            // Disjoint port ranges per agent (and per test process), so instances never race for a port.
-            static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-            let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 40;
-            let base = 20_000 + (std::process::id() % 10) as u16 * 4_000 + k * 100;
-            Agent {
-                node: node.to_string(),
-                state_dir,
-                token_file,
-                server: members[i % members.len()].clone(),
-                ports: (base, base + 99),
-                child: None,
-            }
-        })
-        .collect()
+    let state_dir = dir.join(format!("agent-{node}"));
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let token_file = state_dir.join("token");
+    std::fs::write(&token_file, token).unwrap();
+    // Disjoint port ranges per agent (and per test process), so instances never race for a port.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 40;
+    let base = 20_000 + (std::process::id() % 10) as u16 * 4_000 + k * 100;
+    Agent {
+        node: node.to_string(),
+        state_dir,
+        token_file,
+        server: members[i % members.len()].clone(),
+        ports: (base, base + 99),
+        child: None,
+    }
 }
 
 pub async fn endpoints(admin: &Client, service: &str) -> Option<EndpointsView> {

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use sendan_api::client::{Client, EventFilter};
+use sendan_api::client::Client;
 use sendan_core::rollouts::RolloutState;
 use sendan_core::rollouts::view::RolloutView;
 use sendan_core::systems::AttemptPhase as Phase;
 use sendan_core::{Event, EventKind, Payload};
 use sendan_tests::nixfake::{Behaviour, Fake, Node, Signing, Systems, enroll, history, spec, system_view};
 use sendan_tests::procs::ProcCluster;
-use sendan_tests::{binary, wait_until};
+use sendan_tests::{all_events, binary, wait_until};
 
 const POOL: &str = "edge";
 const NODES: [&str; 5] = ["w-1", "w-2", "w-3", "w-4", "w-5"];
@@ -27,19 +27,6 @@ fn sendan(cluster: &ProcCluster, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("sendan runs")
-}
-
-async fn all_events(admin: &Client) -> Vec<Event> {
-    let mut out = Vec::new();
-    loop {
-        let f = EventFilter { after: out.last().map(|e: &Event| e.seq), limit: Some(10_000), ..Default::default() };
-        let page = admin.events(&f).await.expect("the log reads");
-        let done = page.next.is_none();
-        out.extend(page.events);
-        if done {
-            return out;
-        }
-    }
 }
 
 async fn rollout(admin: &Client, id: u64) -> RolloutView {
