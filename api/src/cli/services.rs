@@ -183,7 +183,14 @@ async fn status(client: &Client, name: &str, json: bool) -> Result<ExitCode> {
         print_deployment(d);
     }
     print_shortfall(&v.shortfall);
-    let mut t = Table::new(&["INSTANCE", "NODE", "VERSION", "STATUS", "SINCE", "ADDRESS", "PORTS", "RESTARTS", "NOTE"]);
+    // Versions matter once the service has had a deployment (or runs more than one).
+    let versions: std::collections::BTreeSet<_> = v.instances.iter().map(|i| i.version).collect();
+    let with_version = v.deployment.is_some() || versions.len() > 1;
+    let mut head = vec!["INSTANCE", "NODE", "VERSION", "STATUS", "SINCE", "ADDRESS", "PORTS", "RESTARTS", "NOTE"];
+    if !with_version {
+        head.remove(2);
+    }
+    let mut t = Table::new(&head);
     for i in &v.instances {
         let ports: Vec<String> = i.ports.iter().map(|(k, p)| format!("{k}={p}")).collect();
         let note = i
@@ -194,7 +201,7 @@ async fn status(client: &Client, name: &str, json: bool) -> Result<ExitCode> {
             .or_else(|| i.replaced_by.clone().map(|r| format!("replaced by {r}")))
             .or_else(|| i.reason.clone())
             .unwrap_or_default();
-        t.row(vec![
+        let mut row = vec![
             i.id.to_string(),
             i.node.to_string(),
             short(&i.version),
@@ -204,7 +211,11 @@ async fn status(client: &Client, name: &str, json: bool) -> Result<ExitCode> {
             if ports.is_empty() { "-".into() } else { ports.join(",") },
             i.restarts.to_string(),
             note,
-        ]);
+        ];
+        if !with_version {
+            row.remove(2);
+        }
+        t.row(row);
     }
     print!("{}", t.render());
     Ok(ExitCode::SUCCESS)
