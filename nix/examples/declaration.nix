@@ -134,6 +134,8 @@
       ipPool = { r01 = "r01-prod"; r02 = "r02-prod"; };
       size = 6;
       namePattern = "worker-{index}";
+      # Rollouts and drains that are not forced disrupt workers only at night (UTC), Monday to Friday.
+      maintenance = [ { days = [ "mon" "tue" "wed" "thu" "fri" ]; start = "01:00"; minutes = 240; } ];
     };
     storage = {
       class = "storage";

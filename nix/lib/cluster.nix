@@ -335,6 +335,22 @@ let
     ++ b.concatMap (unknownRef subject "rack" d.racks) p.racks
     ++ optional (p.size > 0 && p.racks == [ ]) "${subject} has size ${toString p.size} but no racks to place its nodes in"
     ++ optional (!(hasIndex p)) "${subject}: namePattern '${p.namePattern}' must contain {index}"
+    ++ b.concatLists (
+      b.genList (
+        k:
+        let
+          w = b.elemAt p.maintenance k;
+          index = toString (k + 1);
+        in
+        optional (b.match "([01][0-9]|2[0-3]):[0-5][0-9]" w.start == null)
+          "${subject}: maintenance window ${index} starts at '${w.start}', which is not HH:MM (UTC)"
+        ++ optional (w.minutes < 1 || w.minutes > 10080)
+          "${subject}: maintenance window ${index} lasts ${toString w.minutes} minutes; it must last 1 to 10080 (a week)"
+        ++ map (
+          day: "${subject}: maintenance window ${index} names day '${day}'; days are mon, tue, wed, thu, fri, sat, sun"
+        ) (b.filter (day: !(b.elem day [ "mon" "tue" "wed" "thu" "fri" "sat" "sun" ])) w.days)
+      ) (b.length p.maintenance)
+    )
     ++ b.concatMap (r: optional (!(p.ipPools ? ${r})) "${subject} names no ip pool for its rack '${r}'") p.racks
     ++ b.concatMap (
       r:
@@ -569,6 +585,7 @@ let
           size
           namePattern
           indexWidth
+          maintenance
           ;
       }
     ) pools;

@@ -250,6 +250,13 @@ in
       namePattern = opt (nullOr t.nonEmptyStr) null;
       indexWidth = opt (t.between 1 6) 2;
       interface = opt t.nonEmptyStr "en*";
+      # Weekly windows (UTC) in which rollouts and drains that are not forced may disrupt the pool's nodes;
+      # none: always.
+      maintenance = opt (listOf (record {
+        days = opt (listOf t.nonEmptyStr) [ "mon" "tue" "wed" "thu" "fri" "sat" "sun" ];
+        start = req t.nonEmptyStr;
+        minutes = req t.nat;
+      })) [ ];
     })) { };
 
     enrollmentRules = opt (attrsOf (record {

@@ -269,7 +269,7 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::RolloutMemberLeft(p) => rollouts::rules::member_left(ro, read, p),
         P::InstancePlaced(p) => services::rules::placed(sv, read, p),
         P::InstanceRescheduled(p) => services::rules::rescheduled(sv, read, &ctx, p),
-        P::InstanceMigrated(p) => services::rules::migrated(sv, read, p),
+        P::InstanceMigrated(p) => services::rules::migrated(sv, read, &ctx, p),
         P::InstanceUpdated(p) => services::rules::updated(sv, read, p),
         P::DeploymentStarted(p) => services::rules::deployment_started(sv, read, p),
         P::DeploymentPromoted(p) => services::rules::deployment_promoted(sv, read, &ctx, p),

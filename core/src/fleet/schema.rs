@@ -297,5 +297,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "2f4ca69e5e203261b59238ecdee5ce942d1e156aae8f80e7a48a800e333c7fb6";
+    const PINNED: &str = "dc4001abdc6cfe18393b8a27cdedc64f62ce4368b26f6daa8cc3a781b665fb8f";
 }

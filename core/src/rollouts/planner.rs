@@ -381,6 +381,12 @@ fn within_budget(state: &dyn FleetRead, out: &BTreeSet<NodeId>, candidates: &[&N
     chosen
 }
 
+/// Why `r`'s next wave (or its drain before one) waits at `now` for its pool's maintenance window, if it does.
+pub fn window_wait(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Option<String> {
+    let live = state.live_spec()?;
+    live.spec.pools.get(&r.pool)?.maintenance_closed(&r.pool, now)
+}
+
 /// Why the next wave of `r` waits for a service's budget, if it does: its first pending member cannot be taken
 /// out now. For `sendan rollout status`.
 pub fn budget_wait(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Option<String> {
@@ -473,6 +479,10 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
                     r.max_unavailable
                 );
                 return Some(halt(reason));
+            }
+            // Waves, and the drains before them, wait for the pool's maintenance window (halts and reverts do not).
+            if window_wait(state, r, now).is_some() {
+                return None;
             }
             let wave = r.waves.len() as u32 + 1;
             let nodes = if drains_first(r) {

@@ -97,7 +97,8 @@ pub fn wave_started(
 ) -> Result<(), Rejection> {
     let event = EventKind::RolloutWaveStarted;
     rule(rollouts, read, ctx, p.rollout, event, RolloutState::Running, |r, a| {
-        planner::wave_allowed(read, r, a, p.wave, &p.nodes)
+        planner::wave_allowed(read, r, a, p.wave, &p.nodes)?;
+        planner::window_wait(read, r, ctx.now).map_or(Ok(()), Err)
     })?;
     within_budget(rollouts, read, ctx, event, &p.nodes)
 }

@@ -115,6 +115,9 @@ pub fn view(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: T
                 draining.join(", ")
             ))
         }
+        RolloutState::Running if super::planner::window_wait(state, r, now).is_some() => {
+            super::planner::window_wait(state, r, now).map(|why| format!("waiting for the maintenance window: {why}"))
+        }
         RolloutState::Running if held.is_some() => {
             held.map(|why| format!("held back by a service's disruption budget: {why}"))
         }

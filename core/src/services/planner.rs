@@ -865,6 +865,11 @@ impl Planner<'_> {
             if d.forcing(now) || replacing.contains(&i.id) || self.stopping.contains(&i.id) {
                 continue;
             }
+            // A drain's hand-overs wait for the node's maintenance window (past its deadline it is forced anyway).
+            if let Some(why) = self.spec.maintenance_closed_for(i.node.as_str(), now) {
+                short.waiting.push((i.id.clone(), format!("node {} is draining; {why}", i.node)));
+                continue;
+            }
             if in_flight >= service.update.max_parallel {
                 let why = format!(
                     "node {} is draining; {in_flight} hand-over(s) of {name} in flight, update.maxParallel is {}",

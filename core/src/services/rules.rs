@@ -127,7 +127,12 @@ pub fn handovers_in_flight(services: &ServicesState, service: &str) -> u32 {
     services.of_service(service).filter(|i| i.handover.is_some() && i.stop.is_none()).count() as u32
 }
 
-pub fn migrated(services: &ServicesState, read: &dyn FleetRead, p: &InstanceMigrated) -> Result<(), Rejection> {
+pub fn migrated(
+    services: &ServicesState,
+    read: &dyn FleetRead,
+    ctx: &Ctx,
+    p: &InstanceMigrated,
+) -> Result<(), Rejection> {
     let event = EventKind::InstanceMigrated;
     let (old, refuse) = replaced(services, event, &p.replaces, &p.service)?;
     if let Some(next) = &old.handover {
@@ -139,6 +144,9 @@ pub fn migrated(services: &ServicesState, read: &dyn FleetRead, p: &InstanceMigr
     match read.node(&old.node) {
         Some(n) if n.drain.is_some() => {}
         _ => return Err(refuse(format!("node {} is not draining", old.node))),
+    }
+    if let Some(why) = read.live_spec().and_then(|l| l.spec.maintenance_closed_for(old.node.as_str(), ctx.now)) {
+        return Err(refuse(format!("its node's drain waits for the window: {why}")));
     }
     let service = placement(services, read, event, &p.service, &p.instance, &p.node, &p.task_digest)?;
     let in_flight = handovers_in_flight(services, &p.service);

@@ -242,6 +242,78 @@ pub struct Pool {
     pub name_pattern: String,
     #[serde(default = "two")]
     pub index_width: u32,
+    /// When voluntary disruptions (rollout waves, drains' hand-overs) may happen on its nodes: empty, always.
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceWindow>,
+}
+
+/// A weekly maintenance window, in UTC: on each of `days`, from `start` (`HH:MM`) for `minutes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    /// `mon` … `sun`; all of them by default.
+    #[serde(default = "all_days")]
+    pub days: Vec<String>,
+    pub start: String,
+    pub minutes: u32,
+}
+
+/// The days of the week, as windows name them, Monday first.
+pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn all_days() -> Vec<String> {
+    DAYS.iter().map(|d| (*d).to_owned()).collect()
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl MaintenanceWindow {
+    /// Its start as minutes after midnight, when `start` is `HH:MM`.
+    pub fn start_minute(&self) -> Option<i64> {
+        let (h, m) = self.start.split_once(':')?;
+        let ok = |t: &str, max: i64| {
+            (t.len() == 2).then(|| t.parse::<i64>().ok()).flatten().filter(|v| (0..max).contains(v))
+        };
+        Some(ok(h, 24)? * 60 + ok(m, 60)?)
+    }
+
+    /// The times (ms) its openings start on the days around `now`, from a week before to a week after.
+    fn openings(&self, now: i64) -> impl Iterator<Item = i64> + '_ {
+        let start = self.start_minute().unwrap_or(0) * 60_000;
+        let today = now.div_euclid(DAY_MS);
+        (-8..=8).filter_map(move |k| {
+            let day = today + k;
+            // 1970-01-01 was a Thursday.
+            let weekday = DAYS[((day + 3).rem_euclid(7)) as usize];
+            self.days.iter().any(|d| d == weekday).then_some(day * DAY_MS + start)
+        })
+    }
+
+    /// Whether it is open at `now` (ms since the epoch).
+    pub fn open_at(&self, now: i64) -> bool {
+        let length = i64::from(self.minutes) * 60_000;
+        self.openings(now).any(|t| t <= now && now < t + length)
+    }
+
+    /// When it opens next after `now`.
+    pub fn next_opening(&self, now: i64) -> Option<i64> {
+        self.openings(now).filter(|t| *t > now).min()
+    }
+}
+
+impl Pool {
+    /// Why voluntary disruptions on its nodes wait at `now`: its maintenance windows are all closed (and when the
+    /// next opens). `None`: open, or it declares none.
+    pub fn maintenance_closed(&self, name: &str, now: crate::ids::Timestamp) -> Option<String> {
+        if self.maintenance.is_empty() || self.maintenance.iter().any(|w| w.open_at(now.0)) {
+            return None;
+        }
+        let next = self.maintenance.iter().filter_map(|w| w.next_opening(now.0)).min();
+        Some(match next {
+            Some(t) => format!("pool {name}'s maintenance window is closed; it opens at {}", crate::ids::Timestamp(t)),
+            None => format!("pool {name}'s maintenance window is closed"),
+        })
+    }
 }
 
 /// An enrollment rule: which machines it matches and what it binds them to.
@@ -641,6 +713,14 @@ pub struct DisruptionBudget {
     /// At least this many instances stay healthy through a voluntary disruption.
     #[serde(default)]
     pub min_healthy: Option<u32>,
+}
+
+impl ClusterSpec {
+    /// Why voluntary disruptions on `node` wait at `now`: its pool's maintenance windows are closed.
+    pub fn maintenance_closed_for(&self, node: &str, now: crate::ids::Timestamp) -> Option<String> {
+        let pool = self.nodes.get(node)?.pool.as_ref()?;
+        self.pools.get(pool)?.maintenance_closed(pool, now)
+    }
 }
 
 impl Service {

@@ -85,6 +85,12 @@ pub enum SpecError {
     PoolWithoutRacks { pool: String, size: u32 },
     #[error("pool '{pool}': namePattern '{pattern}' must contain {{index}}")]
     PatternWithoutIndex { pool: String, pattern: String },
+    #[error("pool '{pool}': maintenance window {index} starts at '{start}', which is not HH:MM (UTC)")]
+    MaintenanceStart { pool: String, index: usize, start: String },
+    #[error("pool '{pool}': maintenance window {index} lasts {minutes} minutes; it must last 1 to 10080 (a week)")]
+    MaintenanceLength { pool: String, index: usize, minutes: u32 },
+    #[error("pool '{pool}': maintenance window {index} names day '{day}'; days are mon, tue, wed, thu, fri, sat, sun")]
+    MaintenanceDay { pool: String, index: usize, day: String },
     #[error("pool '{pool}' names no ip pool for its rack '{rack}'")]
     RackWithoutIpPool { pool: String, rack: String },
     #[error("pool '{pool}' names an ip pool for rack '{rack}', which is not one of its racks")]
@@ -479,6 +485,18 @@ impl Checker<'_> {
             let has_index = pool.name_pattern.contains("{index}");
             if !has_index {
                 self.push(SpecError::PatternWithoutIndex { pool: name.clone(), pattern: pool.name_pattern.clone() });
+            }
+            for (k, w) in pool.maintenance.iter().enumerate() {
+                let index = k + 1;
+                if w.start_minute().is_none() {
+                    self.push(SpecError::MaintenanceStart { pool: name.clone(), index, start: w.start.clone() });
+                }
+                if !(1..=10_080).contains(&w.minutes) {
+                    self.push(SpecError::MaintenanceLength { pool: name.clone(), index, minutes: w.minutes });
+                }
+                for day in w.days.iter().filter(|d| !super::DAYS.contains(&d.as_str())) {
+                    self.push(SpecError::MaintenanceDay { pool: name.clone(), index, day: day.clone() });
+                }
             }
             let valid_width = (1..=6).contains(&pool.index_width);
             if !valid_width {

@@ -167,6 +167,16 @@ impl Fleet {
         self.fold(SpecApplied { digest, document }.into())
     }
 
+    /// Make the current `services` (and nodes) the live spec, with `edit` applied to its document.
+    #[allow(dead_code)]
+    pub fn apply_spec_with(&mut self, edit: impl Fn(&mut Value)) -> u64 {
+        let mut doc: Value = serde_json::from_str(&spec_document(&self.nodes, &self.services)).unwrap();
+        edit(&mut doc);
+        let document = sendan_core::spec::ClusterSpec::from_json(&doc.to_string()).unwrap().canonical_json();
+        let digest = Hash::of(document.as_bytes());
+        self.fold(SpecApplied { digest, document }.into())
+    }
+
     /// Propose `payload` as `actor` through `check`.
     pub fn submit(&mut self, actor: Actor, payload: Payload, cause: Option<u64>) -> Result<Event, Rejection> {
         self.next_id += 1;
