@@ -66,6 +66,7 @@ macro_rules! with_catalogue {
             56 => SystemConfirmed,
             57 => SystemRolledBack,
             58 => RolloutMemberLeft,
+            59 => RolloutDrainsMembers,
             // Services and node agents (services/events.rs): 60–79.
             60 => InstancePlaced,
             61 => InstanceRescheduled,

@@ -33,6 +33,9 @@ use support::{Fleet, GIB, TestNode, n};
 
 const NEW: &str = "/nix/store/1c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-nixos-system-new";
 
+/// A rollout's action, and whether it was started with `--drain`.
+type RolloutKind = (SwitchAction, bool);
+
 #[derive(Clone, Debug)]
 enum Step {
     Schedule,
@@ -111,10 +114,15 @@ fn step(nodes: usize) -> impl Strategy<Value = Step> {
     ]
 }
 
-/// The rollout's budget and action: `boot` (a reboot: members drained first) a third of the time.
-fn setup() -> impl Strategy<Value = (Vec<TestNode>, BTreeMap<String, serde_json::Value>, Vec<Step>, (u32, SwitchAction))>
+/// The rollout's budget and action: `boot` (a reboot: members drained first) a third of the time, `switch` with
+/// `--drain` (members drained first too) a sixth.
+fn setup() -> impl Strategy<Value = (Vec<TestNode>, BTreeMap<String, serde_json::Value>, Vec<Step>, (u32, RolloutKind))>
 {
-    let action = prop_oneof![2 => Just(SwitchAction::Switch), 1 => Just(SwitchAction::Boot)];
+    let action = prop_oneof![
+        3 => Just((SwitchAction::Switch, false)),
+        1 => Just((SwitchAction::Switch, true)),
+        2 => Just((SwitchAction::Boot, false)),
+    ];
     (fleet_nodes(), services(), 1u32..4, action).prop_flat_map(|(nodes, services, max_unavailable, action)| {
         let k = nodes.len();
         (Just(nodes), Just(services), prop::collection::vec(step(k), 0..120), Just((max_unavailable, action)))
@@ -252,7 +260,7 @@ proptest! {
             RolloutStarted {
                 pool: "blue".into(),
                 system: NEW.into(),
-                action,
+                action: action.0,
                 max_unavailable,
                 canary: 0,
                 max_failures: 1,
@@ -262,6 +270,9 @@ proptest! {
             None,
         )
         .unwrap();
+        if action.1 {
+            f.submit(Actor::Admin, RolloutDrainsMembers { pool: "blue".into() }.into(), None).unwrap();
+        }
         for s in steps {
             let before = healthy(&f);
             match s {
@@ -358,13 +369,16 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
         let start = RolloutStarted {
             pool: "blue".into(),
             system: NEW.into(),
-            action,
+            action: action.0,
             max_unavailable,
             canary: 0,
             max_failures: 1,
             health_timeout_secs: 3_600,
         };
         f.submit(Actor::Admin, start.into(), None).unwrap();
+        if action.1 {
+            f.submit(Actor::Admin, RolloutDrainsMembers { pool: "blue".into() }.into(), None).unwrap();
+        }
         for s in steps {
             match s {
                 Step::Schedule => {

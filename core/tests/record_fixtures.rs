@@ -165,6 +165,7 @@ fn sample(kind: EventKind) -> Payload {
         .into(),
         EventKind::RolloutNodesReverted => RolloutNodesReverted { rollout: 43, nodes: vec![node] }.into(),
         EventKind::RolloutReverted => RolloutReverted { rollout: 43 }.into(),
+        EventKind::RolloutDrainsMembers => RolloutDrainsMembers { pool: "workers".into() }.into(),
         EventKind::InstancePlaced => InstancePlaced {
             service: "web".into(),
             instance: InstanceId::new("web.3").unwrap(),

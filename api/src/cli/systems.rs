@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use sendan_core::event::{NodePinned, NodeSystemSet, NodeUnpinned, RolloutStarted, SwitchAction};
+use sendan_core::event::{NodePinned, NodeSystemSet, NodeUnpinned, RolloutDrainsMembers, RolloutStarted, SwitchAction};
 use sendan_core::rollouts::RolloutState;
 use sendan_core::rollouts::planner::Member;
 use sendan_core::rollouts::view::RolloutView;
@@ -65,6 +65,10 @@ pub struct StartArgs {
     /// Follow the rollout until it completes (exit 0) or is reverted (exit 1).
     #[arg(long)]
     pub wait: bool,
+    /// Drain each member before its wave (its instances handed over within their services' budgets) and
+    /// uncordon it once it confirms, as a `boot` rollout does; one member per wave.
+    #[arg(long)]
+    pub drain: bool,
 }
 
 async fn submit(client: &Client, comment: &str, payload: Payload) -> Result<u64> {
@@ -189,7 +193,22 @@ pub async fn run(client: &Client, cmd: &RolloutCmd, json: bool) -> Result<std::p
                 max_failures: a.max_failures,
                 health_timeout_secs: a.health_timeout,
             };
-            let id = submit(client, "sendan rollout start", payload.into()).await?;
+            let mut events = vec![ProposalIn {
+                id: None,
+                comment: Some("sendan rollout start".into()),
+                cause: None,
+                payload: payload.into(),
+            }];
+            if a.drain {
+                // One batch: the rollout drains its members from its start, before any wave can begin.
+                events.push(ProposalIn {
+                    id: None,
+                    comment: Some("sendan rollout start --drain".into()),
+                    cause: None,
+                    payload: RolloutDrainsMembers { pool: a.pool.clone() }.into(),
+                });
+            }
+            let id = client.submit(&mut events, Duration::from_secs(30)).await?.events[0].seq;
             if !a.wait {
                 let view = rollout_once_applied(client, id).await?;
                 if json {

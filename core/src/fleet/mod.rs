@@ -267,6 +267,7 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::RolloutNodesReverted(p) => rollouts::rules::nodes_reverted(ro, read, &ctx, p),
         P::RolloutReverted(p) => rollouts::rules::reverted(ro, read, &ctx, p),
         P::RolloutMemberLeft(p) => rollouts::rules::member_left(ro, read, p),
+        P::RolloutDrainsMembers(p) => rollouts::rules::drains_members(ro, p),
         P::InstancePlaced(p) => services::rules::placed(sv, read, p),
         P::InstanceRescheduled(p) => services::rules::rescheduled(sv, read, &ctx, p),
         P::InstanceMigrated(p) => services::rules::migrated(sv, read, &ctx, p),
@@ -475,6 +476,7 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         }
         P::RolloutReverted(p) => rollouts::fold::reverted(&mut state.rollouts, seq, p),
         P::RolloutMemberLeft(p) => rollouts::fold::member_left(&mut state.rollouts, seq, p),
+        P::RolloutDrainsMembers(p) => rollouts::fold::drains_members(&mut state.rollouts, p),
         P::InstancePlaced(p) => {
             let task = target_task(state, &p.service);
             services::fold::placed(&mut state.services, seq, time, p, task);

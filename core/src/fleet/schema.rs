@@ -154,6 +154,7 @@ fn probe_events() -> Option<Vec<Payload>> {
         }
         .into(),
         RolloutMemberLeft { rollout: 22, node: w1.clone(), why: "w".into() }.into(),
+        RolloutDrainsMembers { pool: "workers".into() }.into(),
         RolloutReverted { rollout: 22 }.into(),
         NodeAgentStarted { node: w1.clone(), address: "10.0.0.1".into() }.into(),
         InstancePlaced { service: "web".into(), instance: i("web.1")?, node: w1.clone(), task_digest: version }.into(),
@@ -297,5 +298,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "dc4001abdc6cfe18393b8a27cdedc64f62ce4368b26f6daa8cc3a781b665fb8f";
+    const PINNED: &str = "f8632ea26eff0763896326a67394f11779ae740928ed79334a9759df9a65d225";
 }

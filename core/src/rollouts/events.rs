@@ -117,6 +117,20 @@ impl EventData for RolloutReverted {
     const EMITTERS: Emitters = Emitters::SYSTEM;
 }
 
+/// The operator asks the pool's open rollout, which has not started a wave yet, to drain each member before
+/// its wave and uncordon it once it confirms — as a rollout whose action needs a reboot does (`sendan rollout start
+/// --drain`, submitted in one batch with its `RolloutStarted`). Operator. Keeps: the pool has an open rollout, it is
+/// running and has started no wave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutDrainsMembers {
+    pub pool: String,
+}
+
+impl EventData for RolloutDrainsMembers {
+    const EMITTERS: Emitters = Emitters::NONE;
+}
+
 /// A member leaves its rollout: its node was pinned before its agent started on the wave's decision, or another
 /// decision (a new spec) replaced the rollout's. The rollout neither counts it nor puts it back. System (the
 /// rollout controller). Keeps: the rollout is open, the node is a member still counted, and the reason holds

@@ -39,9 +39,18 @@ pub fn started(rollouts: &mut RolloutsState, seq: u64, time: Timestamp, p: &Roll
         halted: None,
         ended: None,
         reverts: Vec::new(),
+        drain: false,
     };
     rollouts.rollouts.insert(seq, Arc::new(r));
     rollouts.open.insert(p.pool.clone(), seq);
+}
+
+/// The pool's open rollout drains each member first.
+pub fn drains_members(rollouts: &mut RolloutsState, p: &RolloutDrainsMembers) {
+    let Some(id) = rollouts.open.get(&p.pool).copied() else { return };
+    if let Some(r) = rollouts.rollouts.get_mut(&id) {
+        Arc::make_mut(r).drain = true;
+    }
 }
 
 /// `previous` is, for each node of the wave in order, what it wanted before (its desired system, else its running

@@ -90,6 +90,8 @@ pub struct Rollout {
     pub ended: Option<u64>,
     /// Revert batches: the seq and time of each `RolloutHalted` / `RolloutNodesReverted` that reverted nodes.
     pub reverts: Vec<(u64, Timestamp)>,
+    /// The operator asked it to drain each member first (`--drain`), whatever its action.
+    pub drain: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -254,7 +254,12 @@ pub fn assess(state: &dyn FleetRead, r: &Rollout, now: Timestamp) -> Assessment 
 /// `boot`, takes effect at a reboot, which stops whatever runs on the node — so the node's instances are handed
 /// over first, and the node takes work again afterwards. Such a rollout moves one member per wave.
 pub fn drains_first(r: &Rollout) -> bool {
-    r.action == SwitchAction::Boot
+    r.action == SwitchAction::Boot || r.drain
+}
+
+/// Why `r` drains its members first, for messages.
+pub fn why_drain(r: &Rollout) -> &'static str {
+    if r.action == SwitchAction::Boot { "its action `boot` needs a reboot" } else { "it was started with --drain" }
 }
 
 /// The drain of `node` that `r`'s controller started, if it is draining for `r`.
@@ -493,10 +498,7 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
                     let since = state.node(n).map_or(0, |f| f.since);
                     return Some(RolloutDecision {
                         id: EventId::derive(&[b"rollout-drain", &id, n.as_str().as_bytes(), &since.to_be_bytes()]),
-                        comment: format!(
-                            "draining {n} before wave {wave} of rollout {}: its action `boot` needs a reboot",
-                            r.id
-                        ),
+                        comment: format!("draining {n} before wave {wave} of rollout {}: {}", r.id, why_drain(r)),
                         event: RolloutMove::Drain(NodeDrainStarted { node: n.clone(), deadline: None, force: false }),
                         cause: last_settled(r, false).max(since),
                     });
@@ -637,8 +639,9 @@ pub fn wave_allowed(
         && let Some(n) = nodes.iter().find(|n| drained_for(state, r, n).is_none_or(|d| d.drained.is_none()))
     {
         return Err(format!(
-            "node {n} is not drained for rollout {} yet, and its action `boot` needs a reboot: a member is drained first",
-            r.id
+            "node {n} is not drained for rollout {} yet, and {}: a member is drained first",
+            r.id,
+            why_drain(r)
         ));
     }
     if canary_phase(r) && nodes.len() > r.canary as usize {

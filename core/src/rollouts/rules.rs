@@ -161,6 +161,24 @@ pub fn reverted(
     rule(rollouts, read, ctx, p.rollout, EventKind::RolloutReverted, RolloutState::Reverting, planner::reverted_allowed)
 }
 
+pub fn drains_members(rollouts: &RolloutsState, p: &RolloutDrainsMembers) -> Result<(), Rejection> {
+    let event = EventKind::RolloutDrainsMembers;
+    let Some(r) = rollouts.open.get(&p.pool).and_then(|id| rollouts.get(*id)) else {
+        return Err(Rejection::UnknownPool {
+            pool: p.pool.clone(),
+            why: "it has no open rollout; --drain is given with `sendan rollout start`".into(),
+        });
+    };
+    let refuse = |reason: String| Rejection::RolloutRefused { rollout: r.id, event, reason };
+    if r.state != RolloutState::Running {
+        return Err(refuse(format!("it is {}, not running", r.state.name())));
+    }
+    if !r.waves.is_empty() {
+        return Err(refuse("it started a wave already; --drain is given when it starts".into()));
+    }
+    Ok(())
+}
+
 pub fn member_left(rollouts: &RolloutsState, read: &dyn FleetRead, p: &RolloutMemberLeft) -> Result<(), Rejection> {
     let kind = EventKind::RolloutMemberLeft;
     let r = rollouts.get(p.rollout).ok_or(Rejection::UnknownRollout { rollout: p.rollout })?;

@@ -111,8 +111,9 @@ pub fn view(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: T
                 .map(|m| m.node.as_str())
                 .collect();
             Some(format!(
-                "draining {} before the next wave (action `boot` needs a reboot): their instances are handed over first",
-                draining.join(", ")
+                "draining {} before the next wave ({}): their instances are handed over first",
+                draining.join(", "),
+                super::planner::why_drain(r)
             ))
         }
         RolloutState::Running if super::planner::window_wait(state, r, now).is_some() => {

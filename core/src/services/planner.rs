@@ -773,7 +773,8 @@ impl Planner<'_> {
         // no longer does, as `check` sees it after the stop.
         let mut successors = BTreeSet::new();
         for old in services.of_service(name).filter(|i| i.handover.is_some() && i.stop.is_none()) {
-            if self.stopping.contains(&old.id) || kept.contains(&old.id) {
+            // (One that failed and is replaced in this pass leaves the state with its replacement.)
+            if self.stopping.contains(&old.id) || kept.contains(&old.id) || replacing.contains(&old.id) {
                 continue;
             }
             let cause = old.placed.max(drain_of(&old.node).map_or(0, |d| d.seq));

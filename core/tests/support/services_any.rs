@@ -114,7 +114,7 @@ pub fn legal_service_move(state: &FleetState, node: &NodeId, pick: usize, now: T
         {
             options.push(DeploymentPromoted { service: name.clone(), task_digest }.into());
         }
-        if pick % 8 == 0 {
+        if pick % 4 == 0 {
             let outcome = DeploymentOutcome::Aborted;
             options
                 .push(DeploymentEnded { service: name.clone(), task_digest, outcome, reason: "abort".into() }.into());

@@ -170,6 +170,8 @@ pub fn legal_system_move(state: &FleetState, nodes: &[&str], node: &NodeId, pick
     } else if pick % 4 == 0 {
         let r = state.open_rollout(POOL).unwrap();
         c.push(operator_halt(state, r, now));
+    } else if state.open_rollout(POOL).is_some_and(|r| r.waves.is_empty() && !r.drain) {
+        c.push(RolloutDrainsMembers { pool: POOL.into() }.into());
     }
     let ns = state.node_system(node);
     c.push(NodeSystemSet { node: node.clone(), system: SYSTEMS[pick % 3].into(), action: SwitchAction::Switch }.into());
