@@ -16,11 +16,13 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sendan_core::event::{MachineDiscovered, MachinePhonedHome, NodeActivated, NodeCommissioned, NodeInstallRequested, NodeInstallStarted};
+use sendan_core::event::{
+    MachineDiscovered, MachinePhonedHome, NodeActivated, NodeCommissioned, NodeInstallRequested, NodeInstallStarted,
+};
 use sendan_core::facts::{Dmi, HardwareFacts, Nic};
 use sendan_core::fleet::FleetState;
-use sendan_core::machines::identity::identity_refusal;
 use sendan_core::ids::{Actor, EventId, Hash, MachineId, NodeId, Timestamp};
+use sendan_core::machines::identity::identity_refusal;
 use sendan_core::machines::netboot::{self, Boot, StatelessToken};
 use sendan_core::{Payload, Proposal, Rejection, log};
 
@@ -59,7 +61,14 @@ fn known(i: usize) -> HardwareFacts {
 
 fn apply(state: &mut FleetState, seq: &mut u128, actor: Actor, payload: impl Into<Payload>) -> Result<(), Rejection> {
     *seq += 1;
-    let p = Proposal { id: EventId::from_u128(*seq), time: Timestamp(NOW), actor, comment: None, cause: None, payload: payload.into() };
+    let p = Proposal {
+        id: EventId::from_u128(*seq),
+        time: Timestamp(NOW),
+        actor,
+        comment: None,
+        cause: None,
+        payload: payload.into(),
+    };
     log::append(state, &[p]).map(|_| ()).map_err(|b| b.rejection)
 }
 
@@ -71,7 +80,14 @@ fn fleet(stages: [u8; 3]) -> FleetState {
         let node = NodeId::new(format!("n{i}")).unwrap();
         apply(&mut state, &mut seq, Actor::Admin, MachineDiscovered { machine: machine.clone(), facts }).unwrap();
         if stage % 4 >= 1 {
-            let c = NodeCommissioned { node: node.clone(), machine: machine.clone(), class: None, pool: None, profile: None, rule: None };
+            let c = NodeCommissioned {
+                node: node.clone(),
+                machine: machine.clone(),
+                class: None,
+                pool: None,
+                profile: None,
+                rule: None,
+            };
             apply(&mut state, &mut seq, Actor::Admin, c).unwrap();
         }
         if stage % 4 >= 2 {
@@ -91,11 +107,21 @@ fuzz_target!(|input: Input<'_>| {
     // Netboot: the MAC as iPXE sends it, the script for it.
     if let Ok(mac) = netboot::normalize_mac(input.raw_mac) {
         assert_eq!(netboot::normalize_mac(&mac).as_deref(), Ok(mac.as_str()));
-        let image = netboot::Image { kernel: "http://k".into(), initrd: "http://i".into(), cmdline: input.raw_mac.into() };
+        let image =
+            netboot::Image { kernel: "http://k".into(), initrd: "http://i".into(), cmdline: input.raw_mac.into() };
         let script = match netboot::boot_for(&state, &mac) {
             Boot::Installer { why, .. } => {
-                let t = StatelessToken { mac: mac.clone(), expires: netboot::bootstrap_expiry(Timestamp(NOW), i64::from(input.ttl_ms)), epoch: netboot::bootstrap_epoch(&state, &mac) };
-                netboot::installer_script(Some(&image), &why, "http://10.0.0.1:7770", &netboot::bootstrap_token(SECRET, &t))
+                let t = StatelessToken {
+                    mac: mac.clone(),
+                    expires: netboot::bootstrap_expiry(Timestamp(NOW), i64::from(input.ttl_ms)),
+                    epoch: netboot::bootstrap_epoch(&state, &mac),
+                };
+                netboot::installer_script(
+                    Some(&image),
+                    &why,
+                    "http://10.0.0.1:7770",
+                    &netboot::bootstrap_token(SECRET, &t),
+                )
             }
             Boot::Rescue { node, why } => netboot::rescue_script(Some(&image), &why, "http://s", &node),
             Boot::LocalDisk { why } => netboot::local_disk_script(&why),
@@ -114,7 +140,11 @@ fuzz_target!(|input: Input<'_>| {
         _ => HardwareFacts::default(),
     };
     for (i, pick) in input.nics.iter().take(4).enumerate() {
-        let mac = if *pick < 128 { MACS[usize::from(*pick) % MACS.len()].to_owned() } else { format!("52:54:00:aa:00:{pick:02x}") };
+        let mac = if *pick < 128 {
+            MACS[usize::from(*pick) % MACS.len()].to_owned()
+        } else {
+            format!("52:54:00:aa:00:{pick:02x}")
+        };
         facts.nics.push(Nic { name: format!("eth{i}"), mac, ..Nic::default() });
     }
     if let Some(u) = input.uuid {
@@ -137,10 +167,21 @@ fuzz_target!(|input: Input<'_>| {
         token: Hash::of(input.token.as_bytes()),
         expires: Timestamp(NOW + 3_600_000),
     };
-    let p = Proposal { id: EventId::from_u128(u128::MAX), time: Timestamp(NOW), actor: Actor::Bootstrap(machine.clone()), comment: None, cause: None, payload: event.into() };
+    let p = Proposal {
+        id: EventId::from_u128(u128::MAX),
+        time: Timestamp(NOW),
+        actor: Actor::Bootstrap(machine.clone()),
+        comment: None,
+        cause: None,
+        payload: event.into(),
+    };
     let mut after = state.clone();
     match (pre, log::append(&mut after, &[p])) {
-        (None, Err(b)) => assert!(!matches!(b.rejection, Rejection::IdentityRefused { .. }), "pre-check passed, check refused: {}", b.rejection),
+        (None, Err(b)) => assert!(
+            !matches!(b.rejection, Rejection::IdentityRefused { .. }),
+            "pre-check passed, check refused: {}",
+            b.rejection
+        ),
         (Some(r), Ok(_)) => panic!("the pre-check refused ({r}) but check accepted"),
         (Some(_), Err(b)) => {
             assert!(matches!(b.rejection, Rejection::IdentityRefused { .. }), "{}", b.rejection);

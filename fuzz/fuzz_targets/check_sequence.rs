@@ -161,7 +161,11 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
         EventKind::MachinePhonedHome => MachinePhonedHome {
             facts: HardwareFacts {
                 machine_id: Some(machine.to_string()),
-                nics: vec![Nic { name: "eth0".into(), mac: format!("52:54:00:00:00:{:02x}", variant % 4), ..Nic::default() }],
+                nics: vec![Nic {
+                    name: "eth0".into(),
+                    mac: format!("52:54:00:00:00:{:02x}", variant % 4),
+                    ..Nic::default()
+                }],
                 ..HardwareFacts::default()
             },
             mac: format!("52:54:00:00:00:{:02x}", variant % 4),
@@ -170,7 +174,9 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             machine,
         }
         .into(),
-        EventKind::NodeSystemSet => NodeSystemSet { node, system: system(variant), action: SwitchAction::Switch }.into(),
+        EventKind::NodeSystemSet => {
+            NodeSystemSet { node, system: system(variant), action: SwitchAction::Switch }.into()
+        }
         EventKind::NodePinned => NodePinned { node, reason: "maintenance".into() }.into(),
         EventKind::NodeUnpinned => NodeUnpinned { node }.into(),
         EventKind::RolloutStarted => RolloutStarted {
@@ -184,20 +190,25 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
         }
         .into(),
         EventKind::RolloutWaveStarted => {
-            RolloutWaveStarted { rollout: u64::from(variant), wave: 1 + u32::from(variant % 2), nodes: vec![node] }.into()
+            RolloutWaveStarted { rollout: u64::from(variant), wave: 1 + u32::from(variant % 2), nodes: vec![node] }
+                .into()
         }
         EventKind::RolloutCompleted => RolloutCompleted { rollout: u64::from(variant) }.into(),
         EventKind::RolloutHalted => {
             RolloutHalted { rollout: u64::from(variant), reason: "operator".into(), revert: vec![node] }.into()
         }
-        EventKind::RolloutNodesReverted => RolloutNodesReverted { rollout: u64::from(variant), nodes: vec![node] }.into(),
+        EventKind::RolloutNodesReverted => {
+            RolloutNodesReverted { rollout: u64::from(variant), nodes: vec![node] }.into()
+        }
         EventKind::RolloutReverted => RolloutReverted { rollout: u64::from(variant) }.into(),
+        EventKind::RolloutDrainsMembers => RolloutDrainsMembers { pool: "workers".into() }.into(),
         EventKind::RolloutMemberLeft => {
             RolloutMemberLeft { rollout: u64::from(variant), node, why: "pinned".into() }.into()
         }
         EventKind::SystemReported => SystemReported { node, current: Some(system(variant)), booted: None }.into(),
         EventKind::SystemPrefetched => {
-            SystemPrefetched { node, decision: u64::from(variant), system: system(variant), path: system(variant) }.into()
+            SystemPrefetched { node, decision: u64::from(variant), system: system(variant), path: system(variant) }
+                .into()
         }
         EventKind::SystemPrefetchFailed => SystemPrefetchFailed {
             node,
@@ -249,7 +260,10 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             exit_code: 0,
         }
         .into(),
-        EventKind::InstancePlaced => InstancePlaced { service: "web".into(), instance: instance(variant), node, task_digest: web_version() }.into(),
+        EventKind::InstancePlaced => {
+            InstancePlaced { service: "web".into(), instance: instance(variant), node, task_digest: web_version() }
+                .into()
+        }
         EventKind::InstanceRescheduled => InstanceRescheduled {
             service: "web".into(),
             instance: instance(variant),
@@ -277,6 +291,36 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
             node,
             task_digest: web_version(),
             replaces: instance(variant.wrapping_add(1)),
+        }
+        .into(),
+        EventKind::InstanceUpdated => InstanceUpdated {
+            service: "web".into(),
+            instance: instance(variant),
+            node,
+            task_digest: if variant % 2 == 0 { web_version() } else { Hash::of(&[variant]) },
+            replaces: instance(variant.wrapping_add(1)),
+        }
+        .into(),
+        EventKind::DeploymentStarted => DeploymentStarted {
+            service: "web".into(),
+            task_digest: if variant % 2 == 0 { web_version() } else { Hash::of(&[variant]) },
+            from: (variant % 3 != 0).then(|| Hash::of(&[variant, 1])),
+            revert: variant % 4 == 0,
+        }
+        .into(),
+        EventKind::DeploymentPromoted => {
+            DeploymentPromoted { service: "web".into(), task_digest: web_version() }.into()
+        }
+        EventKind::DeploymentEnded => DeploymentEnded {
+            service: "web".into(),
+            task_digest: web_version(),
+            outcome: match variant % 4 {
+                0 => DeploymentOutcome::Completed,
+                1 => DeploymentOutcome::Failed,
+                2 => DeploymentOutcome::Aborted,
+                _ => DeploymentOutcome::Superseded,
+            },
+            reason: "fuzz".into(),
         }
         .into(),
         EventKind::InstanceHealthy => InstanceHealthy { instance: instance(variant), node }.into(),
@@ -481,7 +525,8 @@ fuzz_target!(|input: Input<'_>| {
                     time: Timestamp(clock),
                     actor: actor(step.actor),
                     comment: step.comment.map(|i| COMMENTS[usize::from(i) % COMMENTS.len()].to_owned()),
-                    cause: None, payload: step.what.resolve(&scratch)?,
+                    cause: None,
+                    payload: step.what.resolve(&scratch)?,
                 };
                 let _ = log::append(&mut scratch, std::slice::from_ref(&p));
                 Some(p)

@@ -34,7 +34,8 @@ fuzz_target!(|bytes: &[u8]| {
 
     // The same event with the hash this build computes for it is a valid link after its `prev`.
     if (1..u64::MAX).contains(&event.seq) {
-        let body = record::encode_body(&event.id, event.time, &event.actor, &event.comment, event.cause, &event.payload);
+        let body =
+            record::encode_body(&event.id, event.time, &event.actor, &event.comment, event.cause, &event.payload);
         let sealed = Event { hash: record::link(&event.prev, event.seq, &body), ..event };
         let mut v = Verifier::resume(sealed.seq - 1, sealed.prev);
         v.push(sealed.seq, &record::encode(&sealed))
