@@ -432,12 +432,8 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
     assert!(rollout_drains > 5, "members drained by a reboot rollout: {rollout_drains}");
 }
 
-/// A rollout whose action (`boot`) needs a reboot drains each member before its wave and uncordons it once it
-/// confirms: run to completion on a settled fleet, every wave member was drained (its instances handed over and
-/// reported stopped) before its wave, no service ever went below its budget, and at the end every node is
-/// `active`, uncordoned, and the services have all their replicas healthy again.
-#[test]
-fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
+/// Four nodes in two racks, and service `web` with 3 replicas and `budget.maxUnavailable = 1`, placed and healthy.
+fn settled_web_fleet() -> Fleet {
     let nodes: Vec<TestNode> = (0..4)
         .map(|k| TestNode {
             name: format!("n{k:02}"),
@@ -455,6 +451,16 @@ fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
     let mut f = Fleet::new(nodes, BTreeMap::from([("web".to_owned(), web)]));
     f.schedule();
     f.agents_converge();
+    f
+}
+
+/// A rollout whose action (`boot`) needs a reboot drains each member before its wave and uncordons it once it
+/// confirms: run to completion on a settled fleet, every wave member was drained (its instances handed over and
+/// reported stopped) before its wave, no service ever went below its budget, and at the end every node is
+/// `active`, uncordoned, and the services have all their replicas healthy again.
+#[test]
+fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
+    let mut f = settled_web_fleet();
     assert_eq!(healthy_count(&f.state.services, "web"), 3);
     let start = RolloutStarted {
         pool: "blue".into(),
@@ -580,23 +586,7 @@ fn the_update_generator_reaches_every_deployment_step() {
 /// it. No scheduler pass ever takes the service below 2 healthy instances.
 #[test]
 fn a_service_update_canaries_promotes_completes_and_a_bad_one_is_reverted() {
-    let nodes: Vec<TestNode> = (0..4)
-        .map(|k| TestNode {
-            name: format!("n{k:02}"),
-            pool: Some("blue".into()),
-            rack: "r0".into(),
-            cpu: 4,
-            memory_gib: 16,
-        })
-        .collect();
-    let web = json!({
-        "package": "/nix/store/0c0m3hxf0r8bw4ragbmfkm3mn4bpbq6z-web-1.0", "replicas": 3, "pools": ["blue"],
-        "resources": {"cpu": 1, "memoryBytes": GIB}, "budget": {"maxUnavailable": 1},
-        "update": {"maxParallel": 1, "minHealthySeconds": 1, "healthyDeadlineSeconds": 60},
-    });
-    let mut f = Fleet::new(nodes, BTreeMap::from([("web".to_owned(), web)]));
-    f.schedule();
-    f.agents_converge();
+    let mut f = settled_web_fleet();
     let run = |f: &mut Fleet, passes: usize| {
         for _ in 0..passes {
             let before = healthy(f);
