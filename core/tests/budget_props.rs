@@ -247,6 +247,20 @@ fn operator_deployment(f: &mut Fleet, k: usize, promote: bool) -> bool {
     f.submit(Actor::Admin, payload, None).is_ok()
 }
 
+/// A release, promotion or abort step.
+fn release_step(f: &mut Fleet, step: &Step) {
+    match *step {
+        Step::Update { k, canary, bad } => release(f, k, canary, bad),
+        Step::Promote(k) => {
+            operator_deployment(f, k, true);
+        }
+        Step::Abort(k) => {
+            operator_deployment(f, k, false);
+        }
+        _ => {}
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(160))]
 
@@ -339,13 +353,7 @@ proptest! {
                     let _ = f.agent(InstanceExited { instance, node, exit_code: Some(1), signal: None, restarting: false, reason: "exit 1".into() });
                 }
                 Step::Clock(ms) => f.clock += ms,
-                Step::Update { k, canary, bad } => release(&mut f, k, canary, bad),
-                Step::Promote(k) => {
-                    operator_deployment(&mut f, k, true);
-                }
-                Step::Abort(k) => {
-                    operator_deployment(&mut f, k, false);
-                }
+                s @ (Step::Update { .. } | Step::Promote(_) | Step::Abort(_)) => release_step(&mut f, &s),
             }
             invariant_drained_means_empty(&f);
         }
@@ -546,13 +554,7 @@ fn the_update_generator_reaches_every_deployment_step() {
                 }
                 Step::AgentsConverge => f.agents_converge(),
                 Step::Clock(ms) => f.clock += ms,
-                Step::Update { k, canary, bad } => release(&mut f, k, canary, bad),
-                Step::Promote(k) => {
-                    operator_deployment(&mut f, k, true);
-                }
-                Step::Abort(k) => {
-                    operator_deployment(&mut f, k, false);
-                }
+                s @ (Step::Update { .. } | Step::Promote(_) | Step::Abort(_)) => release_step(&mut f, &s),
                 _ => {}
             }
         }
