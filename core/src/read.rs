@@ -100,6 +100,8 @@ pub trait FleetRead {
     fn current_system(&self, node: &NodeId) -> Option<&str>;
     /// Why the node is pinned, if it is, and the seq of the `NodePinned`.
     fn pin(&self, node: &NodeId) -> Option<(u64, &str)>;
+    /// The node's confirmed decision that waits for a reboot, and the system it boots (`NodeSystem::pending_reboot`).
+    fn pending_reboot(&self, node: &NodeId) -> Option<(u64, &str)>;
     /// Whether the node's agent began activating `decision` (reported `SystemActivating` or later for it).
     fn activation_started(&self, node: &NodeId, decision: u64) -> bool;
     /// The open rollout `node` is a member of: its id and pool.

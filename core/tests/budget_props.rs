@@ -41,8 +41,11 @@ enum Step {
     Schedule,
     AgentsConverge,
     RolloutDecide,
-    /// The agent of the `k`th in-flight rollout member finishes its switch (confirmed, or failed and rolled back).
-    MemberSettles(usize, bool),
+    /// The agent of the `k`th in-flight rollout member finishes its switch (confirmed, or failed and rolled back);
+    /// a switch that exits 100 (a reboot is needed) or not.
+    MemberSettles(usize, bool, bool),
+    /// Every drained node that waits for a reboot into its confirmed system is rebooted by its agent.
+    Reboot,
     Cordon(usize),
     Uncordon(usize),
     Drain(usize, Option<i64>),
@@ -101,7 +104,9 @@ fn step(nodes: usize) -> impl Strategy<Value = Step> {
         6 => Just(Step::Schedule),
         6 => Just(Step::AgentsConverge),
         5 => Just(Step::RolloutDecide),
-        5 => (0usize..8, prop::bool::weighted(0.8)).prop_map(|(k, ok)| Step::MemberSettles(k, ok)),
+        5 => (0usize..8, prop::bool::weighted(0.8), prop::bool::weighted(0.3))
+            .prop_map(|(k, ok, reboot)| Step::MemberSettles(k, ok, reboot)),
+        3 => Just(Step::Reboot),
         1 => (0..nodes).prop_map(Step::Cordon),
         1 => (0..nodes).prop_map(Step::Uncordon),
         1 => (0..nodes, prop::option::of(1i64..30)).prop_map(|(k, d)| Step::Drain(k, d)),
@@ -185,8 +190,9 @@ fn disrupt(f: &mut Fleet, nodes: &[NodeId]) {
     }
 }
 
-/// The member's agent activates its decision to the end; its instances are healthy again afterwards.
-fn settle(f: &mut Fleet, node: &NodeId, ok: bool) {
+/// The member's agent activates its decision to the end (a `switch` that exits 100 when `reboot`: the new
+/// system needs a reboot); its instances are healthy again afterwards.
+fn settle(f: &mut Fleet, node: &NodeId, ok: bool, reboot: bool) {
     let Some(d) = f.state.decision(node).map(|d| (d.seq, d.system.to_owned(), d.action)) else { return };
     let (decision, path, action) = d;
     let previous = f.state.current_system(node).map(str::to_owned);
@@ -194,8 +200,14 @@ fn settle(f: &mut Fleet, node: &NodeId, ok: bool) {
         SystemPrefetched { node: node.clone(), decision, system: path.clone(), path: path.clone() }.into(),
         SystemActivating { node: node.clone(), decision, path: path.clone(), action, previous: previous.clone() }
             .into(),
-        SystemSwitched { node: node.clone(), decision, path: path.clone(), exit_code: 0, reboot_required: false }
-            .into(),
+        SystemSwitched {
+            node: node.clone(),
+            decision,
+            path: path.clone(),
+            exit_code: if reboot { 100 } else { 0 },
+            reboot_required: reboot,
+        }
+        .into(),
     ];
     for p in steps {
         if f.agent(p).is_err() {
@@ -212,6 +224,26 @@ fn settle(f: &mut Fleet, node: &NodeId, ok: bool) {
     for instance in assigned_in(f, node, InstanceStatus::Unhealthy) {
         f.agent(InstanceHealthy { instance, node: node.clone() }).unwrap();
     }
+}
+
+/// Every node that waits for a reboot into its confirmed system and is drained is rebooted by its agent: whatever
+/// still ran there stops (a voluntary disruption, so the budget must hold), and the agent reports the booted
+/// system. The nodes rebooted.
+fn reboot_drained(f: &mut Fleet) -> Vec<NodeId> {
+    let due: Vec<(NodeId, String)> = f
+        .state
+        .nodes
+        .records
+        .values()
+        .filter(|r| r.drain.is_some_and(|d| d.drained.is_some()))
+        .filter_map(|r| f.state.pending_reboot(&r.id).map(|(_, p)| (r.id.clone(), p.to_owned())))
+        .collect();
+    for (node, path) in &due {
+        disrupt(f, std::slice::from_ref(node));
+        let booted = Some(path.clone());
+        f.agent(SystemReported { node: node.clone(), current: booted.clone(), booted }).unwrap();
+    }
+    due.into_iter().map(|(n, _)| n).collect()
 }
 
 /// The `k`th service's name.
@@ -323,11 +355,15 @@ proptest! {
                         invariant_voluntary_disruption_keeps_the_budget(&f, &before, "a rollout wave");
                     }
                 }
-                Step::MemberSettles(k, ok) => {
+                Step::MemberSettles(k, ok, reboot) => {
                     let moving = in_flight(&f);
                     if moving.is_empty() { continue }
                     let node = moving[k % moving.len()].clone();
-                    settle(&mut f, &node, ok);
+                    settle(&mut f, &node, ok, reboot);
+                }
+                Step::Reboot => {
+                    reboot_drained(&mut f);
+                    invariant_voluntary_disruption_keeps_the_budget(&f, &before, "a reboot of a drained node");
                 }
                 Step::Cordon(k) => {
                     let node = n(&f.nodes[k].name);
@@ -369,6 +405,7 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
     let mut runner =
         TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(Config::default().rng_algorithm));
     let (mut waves, mut handovers, mut drained, mut refused, mut rollout_drains) = (0, 0, 0, 0, 0);
+    let mut reboots = 0;
     for _ in 0..200 {
         let (nodes, services, steps, (max_unavailable, action)) = setup().new_tree(&mut runner).unwrap().current();
         let mut f = Fleet::new(nodes, services);
@@ -416,12 +453,13 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
                         disrupt(&mut f, &out);
                     }
                 }
-                Step::MemberSettles(k, ok) => {
+                Step::MemberSettles(k, ok, reboot) => {
                     let moving = in_flight(&f);
                     if !moving.is_empty() {
-                        settle(&mut f, &moving[k % moving.len()].clone(), ok);
+                        settle(&mut f, &moving[k % moving.len()].clone(), ok, reboot);
                     }
                 }
+                Step::Reboot => reboots += reboot_drained(&mut f).len(),
                 Step::Drain(k, secs) => {
                     let node = n(&f.nodes[k].name);
                     let deadline = secs.map(|s| Timestamp(f.now().0 + s * 1000));
@@ -438,6 +476,7 @@ fn the_generator_reaches_waves_handovers_drains_and_budget_waits() {
     assert!(drained > 5, "drained nodes: {drained}");
     assert!(refused > 5, "waves held back by a budget: {refused}");
     assert!(rollout_drains > 5, "members drained by a reboot rollout: {rollout_drains}");
+    assert!(reboots > 5, "drained members rebooted into their new system: {reboots}");
 }
 
 /// Four nodes in two racks, and service `web` with 3 replicas and `budget.maxUnavailable = 1`, placed and healthy.
@@ -463,17 +502,46 @@ fn settled_web_fleet() -> Fleet {
 }
 
 /// A rollout whose action (`boot`) needs a reboot drains each member before its wave and uncordons it once it
-/// confirms: run to completion on a settled fleet, every wave member was drained (its instances handed over and
-/// reported stopped) before its wave, no service ever went below its budget, and at the end every node is
-/// `active`, uncordoned, and the services have all their replicas healthy again.
+/// booted the new system: run to completion on a settled fleet, every wave member was drained (its instances
+/// handed over and reported stopped) before its wave, no service ever went below its budget, and at the end every
+/// node is `active`, uncordoned, booted into the new system, and the services have all their replicas healthy
+/// again.
 #[test]
 fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
     let mut f = settled_web_fleet();
+    let id = drive_rollout(&mut f, SwitchAction::Boot, false);
+    rollout_ends_completed_and_uncordoned(&mut f, id);
+}
+
+/// A `switch` rollout whose switches exit 100 (the new system needs a reboot) drains each member after it
+/// confirms and before its agent reboots it, one at a time, and the next wave waits for the reboot: nothing runs
+/// on a node when it reboots, no service goes below its budget, and every node ends booted into the new system,
+/// `active` and uncordoned.
+#[test]
+fn a_switch_that_needs_a_reboot_drains_the_member_before_its_agent_reboots_it() {
+    let mut f = settled_web_fleet();
+    let id = drive_rollout(&mut f, SwitchAction::Switch, true);
+    let drains: Vec<&NodeId> = f
+        .events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            // The rollout does not drain first (`switch`, no --drain): each of its drains is before a reboot.
+            Payload::NodeDrainStarted(d) if e.actor == Actor::System("rollout".into()) => Some(&d.node),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(drains.len(), 4, "every member was drained before its reboot: {drains:?}");
+    rollout_ends_completed_and_uncordoned(&mut f, id);
+}
+
+/// Run a rollout of pool `blue` to its end (max-unavailable 2, no canary), every member's switch exiting 100 when
+/// `exit_100`; the invariants checked at every step. The rollout's id.
+fn drive_rollout(f: &mut Fleet, action: SwitchAction, exit_100: bool) -> u64 {
     assert_eq!(healthy_count(&f.state.services, "web"), 3);
     let start = RolloutStarted {
         pool: "blue".into(),
         system: NEW.into(),
-        action: SwitchAction::Boot,
+        action,
         max_unavailable: 2,
         canary: 0,
         max_failures: 0,
@@ -481,30 +549,45 @@ fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
     };
     let id = f.submit(Actor::Admin, start.into(), None).unwrap().seq;
     for _ in 0..400 {
-        let before = healthy(&f);
+        let before = healthy(f);
         f.schedule();
-        invariant_voluntary_disruption_keeps_the_budget(&f, &before, "a scheduler pass");
+        invariant_voluntary_disruption_keeps_the_budget(f, &before, "a scheduler pass");
         f.agents_converge();
         for d in rollouts::decide(&f.state.rollouts, &f.state, f.now()) {
             let payload = d.payload();
             if let rollouts::RolloutMove::WaveStarted(w) = &d.event {
                 for n in &w.nodes {
-                    let drain = f.state.node(n).unwrap().drain.expect("a wave member is draining");
-                    assert!(drain.drained.is_some(), "{n} joined wave {} before it was drained", w.wave);
-                    assert_eq!(f.state.services.on_node(n).count(), 0, "{n} still holds instances");
+                    if rollouts::drains_first(f.state.rollout(id).unwrap()) {
+                        let drain = f.state.node(n).unwrap().drain.expect("a wave member is draining");
+                        assert!(drain.drained.is_some(), "{n} joined wave {} before it was drained", w.wave);
+                        assert_eq!(f.state.services.on_node(n).count(), 0, "{n} still holds instances");
+                    }
+                    let rebooting = f.state.nodes.records.values().find(|r| f.state.pending_reboot(&r.id).is_some());
+                    assert!(rebooting.is_none(), "wave {} started while {:?} waits for its reboot", w.wave, rebooting);
                 }
             }
             f.submit(Actor::System("rollout".into()), payload, Some(d.cause)).unwrap();
         }
-        for n in in_flight(&f) {
-            settle(&mut f, &n, true);
+        for n in in_flight(f) {
+            settle(f, &n, true, exit_100);
         }
-        invariant_drained_means_empty(&f);
+        let before = healthy(f);
+        for n in reboot_drained(f) {
+            assert_eq!(f.state.services.on_node(&n).count(), 0, "{n} rebooted with instances on it");
+        }
+        invariant_voluntary_disruption_keeps_the_budget(f, &before, "a reboot");
+        invariant_drained_means_empty(f);
         f.clock += 1_500;
         if !f.state.rollout(id).unwrap().state.is_open() {
             break;
         }
     }
+    id
+}
+
+/// Rollout `id` completed, every member moved and booted the new system, every node is `active` and
+/// uncordoned, and `web` gets all its replicas healthy again.
+fn rollout_ends_completed_and_uncordoned(f: &mut Fleet, id: u64) {
     let r = f.state.rollout(id).unwrap();
     let view = sendan_core::rollouts::view::view(&f.state.rollouts, &f.state, r, f.now());
     assert_eq!(
@@ -523,6 +606,8 @@ fn a_reboot_rollout_drains_each_member_first_and_uncordons_it_after() {
     for node in f.state.nodes.records.values() {
         assert_eq!(node.state, sendan_core::NodeState::Active, "{} ends {}", node.id, node.state);
         assert!(node.cordon.is_none() && node.drain.is_none(), "{} ends cordoned or draining", node.id);
+        let sys = f.state.systems.get(&node.id).unwrap();
+        assert_eq!(sys.booted.as_deref(), Some(NEW), "{} booted the new system", node.id);
     }
     for _ in 0..5 {
         f.schedule();

@@ -305,13 +305,18 @@ pub struct Node {
 
 impl Node {
     /// Prepare `id`'s directory below `root`: running and booted system `running`, the agent's config pointing at
-    /// `server` with `token`, and the health check "the running system carries the `healthy` marker".
+    /// `server` with `token`, the health check "the running system carries the `healthy` marker", and a reboot
+    /// command that stands for the machine's reboot: it records the boot default in `reboot.log` and points the
+    /// booted and running system links at it (the machine came back on it at once).
     pub fn new(root: &Path, id: &str, running: &str, server: &str, token: &str) -> Node {
         let dir = root.join(id);
         std::fs::create_dir_all(dir.join("state")).unwrap();
         std::os::unix::fs::symlink(running, dir.join("current-system")).unwrap();
         std::os::unix::fs::symlink(running, dir.join("booted-system")).unwrap();
         std::fs::write(dir.join("token"), token).unwrap();
+        let reboot = "#!/bin/sh\nset -e\nt=$(readlink -f \"$FAKE_DIR/profile\")\necho \"$t $SENDAN_SYSTEM\" >> \"$FAKE_DIR/reboot.log\"\n\
+                      ln -sfn \"$t\" \"$FAKE_DIR/booted-system\"\nln -sfn \"$t\" \"$FAKE_DIR/current-system\"\n";
+        std::fs::write(dir.join("reboot.sh"), reboot).unwrap();
         let p = |name: &str| dir.join(name).display().to_string();
         let config = format!(
             r#"server = "http://{server}"
@@ -327,6 +332,7 @@ switch-timeout-secs = 30
 health-timeout-secs = 3
 confirm-timeout-secs = 3
 health-interval-ms = 100
+reboot-command = ["/bin/sh", "{reboot}"]
 
 [health]
 commands = [["/bin/sh", "-c", "test -e \"$FAKE_DIR/current-system/healthy\""]]
@@ -336,6 +342,7 @@ commands = [["/bin/sh", "-c", "test -e \"$FAKE_DIR/current-system/healthy\""]]
             profile = p("profile"),
             current = p("current-system"),
             booted = p("booted-system"),
+            reboot = p("reboot.sh"),
         );
         std::fs::write(dir.join("agent.toml"), config).unwrap();
         Node { id: id.to_owned(), config: dir.join("agent.toml"), dir, agent: None }
@@ -395,6 +402,12 @@ commands = [["/bin/sh", "-c", "test -e \"$FAKE_DIR/current-system/healthy\""]]
     /// What the fake systems' `switch-to-configuration` were asked, in order: `(system, verb)`.
     pub fn switches(&self) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(self.dir.join("switch.log")).unwrap_or_default();
+        text.lines().filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned()))).collect()
+    }
+
+    /// The reboots the agent asked for, in order: `(boot default, the system the agent meant)`.
+    pub fn reboots(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.dir.join("reboot.log")).unwrap_or_default();
         text.lines().filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned()))).collect()
     }
 

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sendan_api::client::Client;
+use sendan_core::rollouts::planner::MemberPhase;
 use sendan_core::spec::ClusterSpec;
 use sendan_core::systems::AttemptPhase as Phase;
 use sendan_core::wire::ServiceView;
-use sendan_tests::nixfake::{Fake, Node, Signing, Systems, enroll, spec, system_view};
+use sendan_tests::nixfake::{Behaviour, Fake, Node, Signing, Systems, enroll, spec, system_view};
 use sendan_tests::procs::ProcCluster;
 use sendan_tests::services::{self, Agent, build_package, endpoints, wait_endpoints};
 use sendan_tests::{binary, wait_until};
@@ -98,14 +99,18 @@ impl Sampler {
 /// deadline and nowhere to hand over to stops what is left when the deadline passes, and the node is drained.
 /// (c) A service release whose canary never becomes healthy fails its deployment past
 /// `healthyDeadlineSeconds`, is reverted to the stable version, and the service ends with three healthy
-/// instances of it — the endpoints never below two throughout.
+/// instances of it — the endpoints never below two throughout. (d) A `switch` rollout whose
+/// `switch-to-configuration` exits 100 (the new system needs a reboot) drains each member after its switch and
+/// before its agent reboots it, the next wave waiting for the reboot: every node is drained before it reboots,
+/// boots the new system, ends uncordoned, and the endpoints never drop below two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_rollout_drains_and_service_updates_keep_the_service_within_its_budget() {
     use Signing::Trusted;
     let dir = tempfile::tempdir().unwrap();
     let package = tokio::task::block_in_place(|| build_package(dir.path()));
     let systems = tokio::task::block_in_place(|| {
-        Systems::build(&[(Fake::ok("old"), Trusted), (Fake::ok("new"), Trusted)], &["old"])
+        let wants_reboot = Fake::with("next", Behaviour::Exit(100));
+        Systems::build(&[(Fake::ok("old"), Trusted), (Fake::ok("new"), Trusted), (wants_reboot, Trusted)], &["old"])
     });
     let cluster = ProcCluster::start(3, &["--agent-deadline-secs", "30"]).await;
     let admin = cluster.client(1);
@@ -146,7 +151,9 @@ async fn a_host_rollout_drains_and_service_updates_keep_the_service_within_its_b
     let status = tokio::task::block_in_place(|| sendan(&cluster, &["rollout", "status", POOL]));
     eprintln!("$ sendan rollout status {POOL}\n{status}");
     for host in &hosts {
-        assert_eq!(host.switches(), [(new.clone(), "boot".to_owned())], "{} booted the new system", host.id);
+        assert_eq!(host.switches(), [(new.clone(), "boot".to_owned())], "{} staged the new system", host.id);
+        assert_eq!(host.reboots(), [(new.clone(), new.clone())], "{} was rebooted into it, once", host.id);
+        assert_eq!(host.link("booted-system").as_deref(), Some(new.as_str()), "{} booted it", host.id);
         let n = admin.node(&host.id, None).await.unwrap().node;
         assert_eq!(n.state, sendan_core::NodeState::Active, "{}", host.id);
         assert!(n.cordoned.is_none() && n.drain.is_none(), "{} is uncordoned at the end: {n:?}", host.id);
@@ -209,6 +216,58 @@ async fn a_host_rollout_drains_and_service_updates_keep_the_service_within_its_b
     assert!(v.instances.iter().filter(|i| i.stopping.is_none()).all(|i| i.version == v1), "{:?}", v.instances);
     let status = tokio::task::block_in_place(|| sendan(&cluster, &["service", "status", "api"]));
     eprintln!("$ sendan service status api\n{status}");
+
+    // (d) A `switch` rollout whose switches exit 100: each member is drained before its agent reboots it.
+    let sampler = Sampler::start(cluster.client(2));
+    let next = systems.path("next").to_owned();
+    let args = ["rollout", "start", POOL, next.as_str(), "--max-unavailable", "2"];
+    tokio::task::block_in_place(|| sendan(&cluster, &args));
+    let rollouts: sendan_core::wire::RolloutsView = admin.get("/v1/rollouts", &()).await.unwrap();
+    let id = rollouts.rollouts[0].id;
+    // A confirmed member of the first wave waits for its reboot, and the rollout says so.
+    wait_until("a member of the first wave waits for its reboot", PATIENCE, || async {
+        let v: sendan_core::wire::RolloutView = admin.get(&format!("/v1/rollouts/{id}"), &()).await.ok()?;
+        let waiting = v.waiting.unwrap_or_default();
+        let rebooting = v.waves.iter().flat_map(|w| &w.members).any(|m| m.phase == MemberPhase::Rebooting);
+        (rebooting && waiting.contains("waiting for reboots")).then_some(())
+    })
+    .await;
+    let status = tokio::task::block_in_place(|| sendan(&cluster, &["rollout", "status", POOL]));
+    eprintln!("$ sendan rollout status {POOL}\n{status}");
+    assert!(status.contains("rebooting"), "{status}");
+    wait_until("the exit-100 rollout completes", PATIENCE, || async {
+        let v: sendan_core::wire::RolloutView = admin.get(&format!("/v1/rollouts/{id}"), &()).await.ok()?;
+        (v.state == sendan_core::rollouts::RolloutState::Completed && v.counts.confirmed == 4).then_some(())
+    })
+    .await;
+    wait_endpoints(&admin, "api", "three api instances serve after the reboots", PATIENCE, |v| {
+        v.endpoints.len() == 3
+    })
+    .await;
+    let lowest = sampler.lowest().await;
+    assert!(lowest >= 2, "the reboots took api down to {lowest} healthy instances; its budget keeps 2");
+    let events = sendan_tests::all_events(&admin).await;
+    for host in &hosts {
+        assert_eq!(host.reboots().last(), Some(&(next.clone(), next.clone())), "{} rebooted into next", host.id);
+        let drained = events.iter().rev().find_map(|e| match &e.payload {
+            sendan_core::Payload::NodeDrained(d) if d.node.as_str() == host.id => Some(e.seq),
+            _ => None,
+        });
+        let booted = events.iter().find_map(|e| match &e.payload {
+            sendan_core::Payload::SystemReported(r)
+                if r.node.as_str() == host.id && r.booted.as_deref() == Some(next.as_str()) =>
+            {
+                Some(e.seq)
+            }
+            _ => None,
+        });
+        let (drained, booted) = (drained.expect("drained"), booted.expect("booted next"));
+        assert!(drained < booted, "{} was drained (seq {drained}) before it rebooted (seq {booted})", host.id);
+        let n = admin.node(&host.id, None).await.unwrap().node;
+        assert!(n.cordoned.is_none() && n.drain.is_none(), "{} is uncordoned at the end: {n:?}", host.id);
+    }
+    let status = tokio::task::block_in_place(|| sendan(&cluster, &["rollout", "status", POOL]));
+    eprintln!("$ sendan rollout status {POOL}\n{status}");
     drop(runners);
     drop(hosts);
 }

@@ -272,7 +272,7 @@ impl<H: Host> Agent<H> {
         if view.is_none() && self.local.activation.is_none() {
             return Ok(false);
         }
-        let desired = view.as_ref().map(|v| Desired::from_view(&v.system)).unwrap_or_default();
+        let desired = view.as_ref().map(Desired::from_node_view).unwrap_or_default();
         loop {
             let leftover_running = match self.local.activation.as_ref().map(|a| &a.step) {
                 Some(Step::Switching { pid, unit, .. } | Step::RollingBack { pid, unit, .. })
@@ -326,6 +326,7 @@ impl<H: Host> Agent<H> {
             Action::Confirm => self.confirm(),
             Action::RollBack { reason } => self.roll_back(reason),
             Action::Finish => self.finish(),
+            Action::Reboot { decision, path } => self.reboot(decision, path),
         }
     }
 
@@ -594,6 +595,20 @@ impl<H: Host> Agent<H> {
         self.set_step(Step::RolledBack)?;
         self.flush()?;
         Ok(Flow::Next)
+    }
+
+    /// Reboot the drained node into `decision`'s system, once: remembered first, so an agent that comes back on
+    /// another system (the boot loader kept the old one) reports it rather than rebooting again.
+    fn reboot(&mut self, decision: u64, path: String) -> Result<Flow, AgentError> {
+        self.local.rebooted = Some(decision);
+        self.save()?;
+        self.log(format!("decision {decision}: the node is drained; rebooting into {path}"));
+        if let Err(e) = self.host.reboot(&path) {
+            self.log(format!("decision {decision}: {e}; the node needs an operator to reboot it"));
+        }
+        // The machine goes down now; where the reboot command returns (a test host), the next pass reports the
+        // booted system.
+        Ok(Flow::Again)
     }
 
     /// The activation is over: the decision is handled.

@@ -48,6 +48,10 @@ pub struct ConfigFile {
     pub substituters: Option<Vec<String>>,
     pub trusted_public_keys: Option<Vec<String>>,
     pub health: Option<HealthChecks>,
+    /// How the agent reboots the node into a confirmed system that takes effect at a reboot (action `boot`, or a
+    /// switch that exited 100), once the node is drained: an argv list; default `["systemctl", "reboot"]`. It
+    /// sees the system as `SENDAN_SYSTEM`.
+    pub reboot_command: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -116,6 +120,7 @@ pub struct Config {
     pub substituters: Vec<String>,
     pub trusted_public_keys: Vec<String>,
     pub health: HealthChecks,
+    pub reboot_command: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -168,6 +173,7 @@ impl ConfigFile {
             substituters: over.substituters.or(self.substituters),
             trusted_public_keys: over.trusted_public_keys.or(self.trusted_public_keys),
             health: over.health.or(self.health),
+            reboot_command: over.reboot_command.or(self.reboot_command),
         }
     }
 
@@ -202,6 +208,10 @@ impl ConfigFile {
         if health.commands.iter().any(Vec::is_empty) {
             return Err(invalid("health.commands", "a command is an argv list with at least the program"));
         }
+        let reboot_command = self.reboot_command.unwrap_or_else(|| vec!["systemctl".into(), "reboot".into()]);
+        if reboot_command.first().is_none_or(|p| p.trim().is_empty()) {
+            return Err(invalid("reboot-command", "an argv list with at least the program"));
+        }
         for (key, list) in [("substituters", &self.substituters), ("trusted-public-keys", &self.trusted_public_keys)] {
             if list.iter().flatten().any(|s| s.trim().is_empty() || s.contains(char::is_whitespace)) {
                 return Err(invalid(key, "entries must be non-empty and contain no whitespace"));
@@ -226,6 +236,7 @@ impl ConfigFile {
             substituters: self.substituters.unwrap_or_default(),
             trusted_public_keys: self.trusted_public_keys.unwrap_or_default(),
             health,
+            reboot_command,
             state_dir,
         })
     }

@@ -38,6 +38,9 @@ pub trait Host {
     fn reboot_required(&self, path: &str) -> bool;
     /// One round of health checks of `path`; the failures, in words.
     fn check_health(&self, path: &str) -> Vec<String>;
+    /// Reboot the machine into `path` (the boot default already): run the reboot command. `Ok` when it started
+    /// the reboot; the machine may go down at any moment after.
+    fn reboot(&self, path: &str) -> Result<(), String>;
 }
 
 pub struct RealHost {
@@ -234,6 +237,19 @@ fn systemctl(args: &[&str]) -> Option<std::process::ExitStatus> {
 }
 
 impl Host for RealHost {
+    fn reboot(&self, path: &str) -> Result<(), String> {
+        let argv = &self.config.reboot_command;
+        let status = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("SENDAN_SYSTEM", path)
+            .stdin(Stdio::null())
+            .stdout(self.log_file())
+            .stderr(self.log_file())
+            .status()
+            .map_err(|e| format!("cannot run the reboot command {:?}: {e}", argv[0]))?;
+        if status.success() { Ok(()) } else { Err(format!("the reboot command {argv:?} failed ({status})")) }
+    }
+
     fn current_system(&self) -> Option<String> {
         resolve(&self.config.current_system)
     }

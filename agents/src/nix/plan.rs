@@ -18,6 +18,8 @@ pub struct Desired {
     /// The running and booted systems the log knows.
     pub current: Option<String>,
     pub booted: Option<String>,
+    /// A confirmed decision to reboot into now, and its system: the node is drained (nothing runs on it).
+    pub reboot: Option<(u64, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +37,14 @@ impl Desired {
             finished: s.attempt.as_ref().filter(|a| a.phase.is_finished()).map(|a| a.decision),
             current: s.current.clone(),
             booted: s.booted.clone(),
+            reboot: None,
         }
+    }
+
+    /// What the agent acts on, from the whole `GET /v1/nodes/{id}/system` answer.
+    pub fn from_node_view(v: &sendan_core::wire::NodeSystemView) -> Desired {
+        let reboot = v.reboot.as_ref().filter(|r| r.drained).map(|r| (r.decision, r.system.clone()));
+        Desired { reboot, ..Desired::from_view(&v.system) }
     }
 }
 
@@ -90,6 +99,11 @@ pub enum Action {
     },
     /// Forget the activation; its decision is handled.
     Finish,
+    /// Reboot the drained node into the confirmed decision's system (the boot default).
+    Reboot {
+        decision: u64,
+        path: String,
+    },
 }
 
 /// The steps after the switch has been started, for an activation that will switch.
@@ -118,6 +132,15 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Action> {
         out.push(Action::Report);
     }
     if desired.pinned {
+        return out;
+    }
+    let newer = desired.decision.as_ref().is_some_and(|d| d.seq > observed.local.handled);
+    if let Some((decision, path)) = &desired.reboot
+        && !newer
+        && observed.booted.as_ref() != Some(path)
+        && observed.local.rebooted != Some(*decision)
+    {
+        out.push(Action::Reboot { decision: *decision, path: path.clone() });
         return out;
     }
     let Some(d) = &desired.decision else { return out };
@@ -341,5 +364,24 @@ mod tests {
         let local = activation(Step::ProfileSet);
         let d = Desired { pinned: true, ..wants(9, OLD) };
         assert_eq!(plan(&d, &observed(&local))[0], Action::Switch);
+    }
+
+    #[test]
+    fn a_drained_node_is_rebooted_into_its_confirmed_system_once() {
+        // Decision 5 confirmed NEW, which needs a reboot; the control plane says the node is drained.
+        let local = Local { handled: 5, ..Local::default() };
+        let d = Desired { reboot: Some((5, NEW.into())), ..wants(5, NEW) };
+        assert_eq!(plan(&d, &observed(&local)), [Action::Reboot { decision: 5, path: NEW.into() }]);
+        // Once per decision: back on the old system (the boot loader kept it), the agent reports, never loops.
+        let after = Local { rebooted: Some(5), ..local.clone() };
+        assert!(!plan(&d, &observed(&after)).iter().any(|a| matches!(a, Action::Reboot { .. })));
+        // Booted into it already: nothing to do.
+        let booted = Observed { booted: Some(NEW.into()), ..observed(&local) };
+        assert!(!plan(&d, &booted).iter().any(|a| matches!(a, Action::Reboot { .. })));
+        // A newer decision goes first; pinned nodes are left alone.
+        let newer = Desired { reboot: Some((5, NEW.into())), ..wants(9, OLD) };
+        assert!(!plan(&newer, &observed(&local)).iter().any(|a| matches!(a, Action::Reboot { .. })));
+        let pinned = Desired { pinned: true, ..d };
+        assert!(plan(&pinned, &observed(&local)).is_empty());
     }
 }

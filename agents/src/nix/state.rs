@@ -22,6 +22,10 @@ pub struct Local {
     pub outbox: Vec<serde_json::Value>,
     /// The running and booted systems last reported (`SystemReported`).
     pub reported: Option<(Option<String>, Option<String>)>,
+    /// The decision the agent last rebooted the node for: it reboots once per decision, even when the machine
+    /// comes back on another system.
+    #[serde(default)]
+    pub rebooted: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +155,7 @@ mod tests {
             }),
             outbox: vec![serde_json::json!({"type": "NodeActivated", "node": "n1"})],
             reported: Some((None, None)),
+            rebooted: Some(3),
         };
         store.save(&local).unwrap();
         assert_eq!(store.load().unwrap(), local);

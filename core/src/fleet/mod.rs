@@ -154,6 +154,9 @@ impl FleetRead for FleetState {
     fn pin(&self, node: &NodeId) -> Option<(u64, &str)> {
         self.systems.get(node)?.pinned.as_ref().map(|p| (p.seq, p.reason.as_str()))
     }
+    fn pending_reboot(&self, node: &NodeId) -> Option<(u64, &str)> {
+        self.systems.get(node)?.pending_reboot()
+    }
     fn activation_started(&self, node: &NodeId, decision: u64) -> bool {
         let attempt = self.systems.get(node).and_then(|s| s.attempt.as_ref());
         attempt.is_some_and(|a| a.decision == decision && a.phase != systems::AttemptPhase::Prefetched)

@@ -38,6 +38,9 @@ pub enum MemberPhase {
     /// Moved by a wave; no confirmation or failure yet.
     Moving,
     Confirmed,
+    /// Confirmed, on a system that takes effect at a reboot (action `boot`, or a switch that said so): drained
+    /// first, then rebooted by its agent; it counts as away until it booted the rollout's system.
+    Rebooting,
     Failed,
     /// Another decision replaced the rollout's, or it was pinned before its agent started.
     Left,
@@ -55,6 +58,7 @@ impl MemberPhase {
             MemberPhase::Untouched => "untouched",
             MemberPhase::Moving => "moving",
             MemberPhase::Confirmed => "confirmed",
+            MemberPhase::Rebooting => "rebooting",
             MemberPhase::Failed => "failed",
             MemberPhase::Left => "left",
             MemberPhase::Reverting => "reverting",
@@ -81,7 +85,7 @@ pub struct Member {
 impl Member {
     /// Counts against `max_unavailable`.
     pub fn unavailable(&self) -> bool {
-        matches!(self.phase, MemberPhase::Moving | MemberPhase::Reverting) || self.unhealthy
+        matches!(self.phase, MemberPhase::Moving | MemberPhase::Reverting | MemberPhase::Rebooting) || self.unhealthy
     }
 }
 
@@ -97,6 +101,9 @@ impl Assessment {
     }
     pub fn moving(&self) -> usize {
         self.count(|m| m.phase == MemberPhase::Moving)
+    }
+    pub fn rebooting(&self) -> usize {
+        self.count(|m| m.phase == MemberPhase::Rebooting)
     }
     pub fn reverting(&self) -> usize {
         self.count(|m| m.phase == MemberPhase::Reverting)
@@ -116,9 +123,11 @@ impl Assessment {
     pub fn pending(&self) -> Vec<&NodeId> {
         self.members.iter().filter(|m| m.phase == MemberPhase::Pending).map(|m| &m.node).collect()
     }
-    /// Moved members confirmed on the rollout's system: what a halted rollout still has to put back.
+    /// Moved members confirmed on the rollout's system (booted into it or not): what a halted rollout still has
+    /// to put back.
     pub fn confirmed(&self) -> Vec<&NodeId> {
-        self.members.iter().filter(|m| m.phase == MemberPhase::Confirmed).map(|m| &m.node).collect()
+        let put_back = |m: &&Member| matches!(m.phase, MemberPhase::Confirmed | MemberPhase::Rebooting);
+        self.members.iter().filter(put_back).map(|m| &m.node).collect()
     }
     pub fn member(&self, node: &NodeId) -> Option<&Member> {
         self.members.iter().find(|m| &m.node == node)
@@ -206,6 +215,9 @@ fn moved_status(
             match outcome {
                 MemberOutcome::InFlight if late(since) => (MemberPhase::RevertFailed, true, no_report()),
                 MemberOutcome::InFlight => (MemberPhase::Reverting, false, failed),
+                MemberOutcome::Confirmed if awaits_reboot(read, &wn.node, rv.decision) => {
+                    (MemberPhase::Reverting, false, Some(reboot_why(read, r, &wn.node)))
+                }
                 MemberOutcome::Confirmed => (MemberPhase::Reverted, false, failed),
                 MemberOutcome::Failed { healthy, why } => (MemberPhase::RevertFailed, !healthy, Some(why.clone())),
                 MemberOutcome::Left { why } => (MemberPhase::Left, false, Some(why.clone())),
@@ -214,10 +226,28 @@ fn moved_status(
         None => match &wn.outcome {
             MemberOutcome::InFlight if late(w.time) => (MemberPhase::Failed, true, no_report()),
             MemberOutcome::InFlight => (MemberPhase::Moving, false, None),
+            MemberOutcome::Confirmed if awaits_reboot(read, &wn.node, w.seq) => {
+                (MemberPhase::Rebooting, false, Some(reboot_why(read, r, &wn.node)))
+            }
             MemberOutcome::Confirmed => (MemberPhase::Confirmed, false, None),
             MemberOutcome::Failed { healthy, why } => (MemberPhase::Failed, !healthy, Some(why.clone())),
             MemberOutcome::Left { why } => (MemberPhase::Left, false, Some(why.clone())),
         },
+    }
+}
+
+/// Whether `node` confirmed `decision` and waits for a reboot into its system.
+fn awaits_reboot(read: &dyn FleetRead, node: &NodeId, decision: u64) -> bool {
+    read.pending_reboot(node).is_some_and(|(d, _)| d == decision)
+}
+
+/// Where a member that waits for its reboot stands, in words.
+fn reboot_why(read: &dyn FleetRead, r: &Rollout, node: &NodeId) -> String {
+    match read.node(node).and_then(|n| n.drain) {
+        Some(d) if d.drained.is_some() => "drained; waiting for its agent to reboot it into the new system".into(),
+        Some(d) if d.rollout == Some(r.id) => "needs a reboot; its instances are being handed over first".into(),
+        Some(_) => "needs a reboot; waiting for an operator's drain to finish".into(),
+        None => "needs a reboot; it is drained first".into(),
     }
 }
 
@@ -449,6 +479,9 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
         return Some(d);
     }
     let a = assess(state, r, now);
+    if let Some(d) = reboot_drain(state, r) {
+        return Some(d);
+    }
     let halt = |reason: String| RolloutDecision {
         id: EventId::derive(&[b"rollout-halted", &id]),
         comment: format!("halting rollout {} of pool {}: {reason}", r.id, r.pool),
@@ -460,7 +493,7 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
             if let Some(reason) = halt_reason(r, &a) {
                 return Some(halt(reason));
             }
-            if a.moving() > 0 {
+            if a.moving() > 0 || a.rebooting() > 0 {
                 return None;
             }
             let pending = a.pending();
@@ -565,13 +598,13 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
 }
 
 /// The next member drained for `r` to take work again, if one is: it confirmed `r`'s system (its wave's, or
-/// its revert's), or `r` no longer runs and never moved it.
+/// its revert's) and booted it when that needs a reboot, or `r` no longer runs and never moved it.
 fn uncordon(state: &dyn FleetRead, r: &Rollout) -> Option<RolloutDecision> {
-    if !drains_first(r) {
-        return None;
-    }
     for node in &r.members {
         let Some(d) = drained_for(state, r, node) else { continue };
+        if state.pending_reboot(node).is_some() {
+            continue;
+        }
         let (done, cause) = match r.moved(node) {
             Some((_, wn)) => match &wn.revert {
                 Some(rv) => (rv.outcome == MemberOutcome::Confirmed, rv.settled),
@@ -594,6 +627,44 @@ fn uncordon(state: &dyn FleetRead, r: &Rollout) -> Option<RolloutDecision> {
         }
     }
     None
+}
+
+/// The drain before a member's reboot, if one is due: a member confirmed `r`'s system (its wave's decision, or
+/// its revert's) and waits for a reboot into it, and nobody drains it yet. Its agent reboots it once it is
+/// drained, and [`uncordon`] gives it work again once it booted the system. One member at a time, like the
+/// drains of a rollout that [`drains_first`]: the work of two nodes drained together may have nowhere to go.
+fn reboot_drain(state: &dyn FleetRead, r: &Rollout) -> Option<RolloutDecision> {
+    // The confirmed decision of the member, and the report that confirmed it.
+    let decision = |wave: &Wave, wn: &WaveNode| match &wn.revert {
+        Some(rv) => (rv.outcome == MemberOutcome::Confirmed).then_some((rv.decision, rv.settled)),
+        None => (wn.outcome == MemberOutcome::Confirmed).then_some((wave.seq, wn.settled)),
+    };
+    let mut due = Vec::new();
+    for w in &r.waves {
+        for wn in &w.nodes {
+            let Some((seq, settled)) = decision(w, wn) else { continue };
+            if !awaits_reboot(state, &wn.node, seq) {
+                continue;
+            }
+            let Some(rec) = state.node(&wn.node) else { continue };
+            match rec.drain {
+                // Its reboot is under way (drained, or being drained, for this rollout): one at a time.
+                Some(d) if d.rollout == Some(r.id) => return None,
+                // Someone else drains it: its agent reboots it once that drain is done.
+                Some(_) => {}
+                None if rec.state == NodeState::Active => due.push((wn.node.clone(), seq, settled)),
+                None => {}
+            }
+        }
+    }
+    let (node, seq, settled) = due.into_iter().next()?;
+    let id = r.id.to_be_bytes();
+    Some(RolloutDecision {
+        id: EventId::derive(&[b"rollout-reboot-drain", &id, node.as_str().as_bytes(), &seq.to_be_bytes()]),
+        comment: format!("draining {node} before its reboot into the system of rollout {}", r.id),
+        event: RolloutMove::Drain(NodeDrainStarted { node, deadline: None, force: false }),
+        cause: settled.max(seq),
+    })
 }
 
 /// May wave `wave` of `r` move `nodes` now? `Err` is the reason, for the rejection.
@@ -621,6 +692,13 @@ pub fn wave_allowed(
     }
     if let Some(m) = a.members.iter().find(|m| m.phase == MemberPhase::Moving) {
         return Err(format!("wave {} has not settled: {} is still moving", m.wave.unwrap_or(0), m.node));
+    }
+    if let Some(m) = a.members.iter().find(|m| m.phase == MemberPhase::Rebooting) {
+        return Err(format!(
+            "wave {} has not settled: {} has not booted the new system yet",
+            m.wave.unwrap_or(0),
+            m.node
+        ));
     }
     for n in nodes {
         match a.member(n) {
@@ -669,7 +747,7 @@ pub fn completion_allowed(r: &Rollout, a: &Assessment) -> Result<(), String> {
     if let Some(reason) = halt_reason(r, a) {
         return Err(format!("the rollout must halt: {reason}"));
     }
-    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Moving | MemberPhase::Pending)) {
+    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Moving | MemberPhase::Pending | MemberPhase::Rebooting)) {
         return Err(format!("member {} is still {}", m.node, m.phase.name()));
     }
     Ok(())
@@ -685,7 +763,7 @@ pub fn revert_allowed(r: &Rollout, a: &Assessment, nodes: &[NodeId]) -> Result<(
             return Err(format!("node {n} appears twice"));
         }
         match a.member(n) {
-            Some(m) if m.phase == MemberPhase::Confirmed => {}
+            Some(m) if matches!(m.phase, MemberPhase::Confirmed | MemberPhase::Rebooting) => {}
             Some(m) => return Err(format!("node {n} is {}, not a confirmed member to put back", m.phase.name())),
             None => return Err(format!("node {n} is not a member of the rollout (pool {})", r.pool)),
         }
@@ -705,7 +783,7 @@ pub fn revert_allowed(r: &Rollout, a: &Assessment, nodes: &[NodeId]) -> Result<(
 
 /// May halted `r` end now (every moved member put back, or not to be)?
 pub fn reverted_allowed(_r: &Rollout, a: &Assessment) -> Result<(), String> {
-    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Reverting | MemberPhase::Confirmed)) {
+    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Reverting | MemberPhase::Confirmed | MemberPhase::Rebooting)) {
         return Err(format!("member {} is still {}", m.node, m.phase.name()));
     }
     Ok(())

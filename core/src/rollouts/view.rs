@@ -79,7 +79,7 @@ pub fn view(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: T
     let counts = Counts {
         members: a.members.len(),
         confirmed: count(MemberPhase::Confirmed),
-        moving: count(MemberPhase::Moving) + count(MemberPhase::Reverting),
+        moving: count(MemberPhase::Moving) + count(MemberPhase::Reverting) + count(MemberPhase::Rebooting),
         failed: count(MemberPhase::Failed) + count(MemberPhase::RevertFailed),
         pending: count(MemberPhase::Pending),
         skipped: count(MemberPhase::Skipped) + count(MemberPhase::Left),
@@ -96,6 +96,15 @@ pub fn view(rollouts: &RolloutsState, state: &dyn FleetRead, r: &Rollout, now: T
                 moving.join(", "),
                 r.health_timeout_secs
             ))
+        }
+        RolloutState::Running if a.rebooting() > 0 => {
+            let rebooting: Vec<String> = a
+                .members
+                .iter()
+                .filter(|m| m.phase == MemberPhase::Rebooting)
+                .map(|m| format!("{} ({})", m.node, m.why.as_deref().unwrap_or("needs a reboot")))
+                .collect();
+            Some(format!("waiting for reboots into the new system: {}", rebooting.join("; ")))
         }
         RolloutState::Running
             if super::planner::drains_first(r)

@@ -50,6 +50,20 @@ pub struct NodeSystem {
     pub updated: u64,
 }
 
+impl NodeSystem {
+    /// The confirmed decision whose system takes effect only at a reboot that has not happened yet, and its store
+    /// path: its action was `boot`, or its switch said a reboot is needed (exit 100, or a new kernel, initrd or
+    /// modules), and the node has not booted it since. A `test` activation is never rebooted into (it leaves the
+    /// boot default alone).
+    pub fn pending_reboot(&self) -> Option<(u64, &str)> {
+        let a = self.attempt.as_ref().filter(|a| a.phase == AttemptPhase::Confirmed && a.action.sets_profile())?;
+        let path = a.path.as_deref()?;
+        let staged = a.action == SwitchAction::Boot && self.current.as_deref() != Some(path);
+        let needed = a.reboot_required || staged;
+        (needed && self.booted.as_deref() != Some(path)).then_some((a.decision, path))
+    }
+}
+
 /// A decision: the system a node should run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Desired {

@@ -125,6 +125,21 @@ pub struct NodeSystemView {
     pub trusted_public_keys: Vec<String>,
     /// The open rollout the node is a member of.
     pub rollout: Option<u64>,
+    /// A confirmed system that takes effect at a reboot the node has not had yet.
+    #[serde(default)]
+    pub reboot: Option<RebootView>,
+}
+
+/// A reboot a node waits for (`NodeSystem::pending_reboot`). Its agent reboots it only once the node is drained
+/// (`drained`): by the rollout that moved it, or by an operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RebootView {
+    /// The confirmed decision.
+    pub decision: u64,
+    /// The store path the reboot boots.
+    pub system: String,
+    /// The node is drained: nothing runs on it, and its agent may reboot it now.
+    pub drained: bool,
 }
 
 /// `GET /v1/rollouts`: every rollout, newest first.
