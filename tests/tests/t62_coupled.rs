@@ -240,10 +240,8 @@ async fn a_host_rollout_drains_and_service_updates_keep_the_service_within_its_b
         (v.state == sendan_core::rollouts::RolloutState::Completed && v.counts.confirmed == 4).then_some(())
     })
     .await;
-    wait_endpoints(&admin, "api", "three api instances serve after the reboots", PATIENCE, |v| {
-        v.endpoints.len() == 3
-    })
-    .await;
+    wait_endpoints(&admin, "api", "three api instances serve after the reboots", PATIENCE, |v| v.endpoints.len() == 3)
+        .await;
     let lowest = sampler.lowest().await;
     assert!(lowest >= 2, "the reboots took api down to {lowest} healthy instances; its budget keeps 2");
     let events = sendan_tests::all_events(&admin).await;

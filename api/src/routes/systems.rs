@@ -37,10 +37,12 @@ pub async fn node_system(
         substituters,
         trusted_public_keys,
         rollout: fleet.rollout_of(&id).map(|r| r.id),
-        reboot: fleet.node_system(&id).and_then(|s| s.pending_reboot()).map(|(decision, system)| sendan_core::wire::RebootView {
-            decision,
-            system: system.to_owned(),
-            drained: node.drain.is_some_and(|d| d.drained.is_some()),
+        reboot: fleet.node_system(&id).and_then(|s| s.pending_reboot()).map(|(decision, system)| {
+            sendan_core::wire::RebootView {
+                decision,
+                system: system.to_owned(),
+                drained: node.drain.is_some_and(|d| d.drained.is_some()),
+            }
         }),
     }))
 }

@@ -747,7 +747,11 @@ pub fn completion_allowed(r: &Rollout, a: &Assessment) -> Result<(), String> {
     if let Some(reason) = halt_reason(r, a) {
         return Err(format!("the rollout must halt: {reason}"));
     }
-    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Moving | MemberPhase::Pending | MemberPhase::Rebooting)) {
+    if let Some(m) = a
+        .members
+        .iter()
+        .find(|m| matches!(m.phase, MemberPhase::Moving | MemberPhase::Pending | MemberPhase::Rebooting))
+    {
         return Err(format!("member {} is still {}", m.node, m.phase.name()));
     }
     Ok(())
@@ -783,7 +787,11 @@ pub fn revert_allowed(r: &Rollout, a: &Assessment, nodes: &[NodeId]) -> Result<(
 
 /// May halted `r` end now (every moved member put back, or not to be)?
 pub fn reverted_allowed(_r: &Rollout, a: &Assessment) -> Result<(), String> {
-    if let Some(m) = a.members.iter().find(|m| matches!(m.phase, MemberPhase::Reverting | MemberPhase::Confirmed | MemberPhase::Rebooting)) {
+    if let Some(m) = a
+        .members
+        .iter()
+        .find(|m| matches!(m.phase, MemberPhase::Reverting | MemberPhase::Confirmed | MemberPhase::Rebooting))
+    {
         return Err(format!("member {} is still {}", m.node, m.phase.name()));
     }
     Ok(())
