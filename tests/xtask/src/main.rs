@@ -3,10 +3,13 @@
 //! - `cargo xtask test [ARGS…]` provisions what the tests need when it is missing (Debian's `nix-bin`, with the
 //!   build sandbox off as Debian ships it), then runs `cargo test --workspace [ARGS…]`. It installs with
 //!   `apt-get` when it runs as root (or can use `sudo`), and otherwise says exactly what to run.
-//! - `cargo xtask setup` only provisions.
+//! - `cargo xtask setup` only provisions: that includes QEMU with Debian's iPXE ROMs and the VM test image
+//!   (`cargo xtask vm-image`, see `vm.rs`), built from Debian packages into `<target dir>/vm-image`.
 //! - `cargo xtask fuzz [--seconds S | --runs N] [TARGET…]` builds every fuzz target with cargo-fuzz (installing it
 //!   when missing) and runs each one, printing how many executions each reached clean; a crash prints its
 //!   reproducer (base64) and fails.
+
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -17,11 +20,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => setup().and_then(|()| test(&args[1..])),
         Some("setup") => setup().map(|()| ExitCode::SUCCESS),
+        Some("vm-image") => vm::image().map(|_| ExitCode::SUCCESS),
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask test [ARGS…]      provision what the tests need, then `cargo test --workspace ARGS…`\n\
-                 \x20      cargo xtask setup               only provision\n\
+                 \x20      cargo xtask setup               only provision (the VM test image included)\n\
+                 \x20      cargo xtask vm-image            build the VM test image into <target>/vm-image\n\
                  \x20      cargo xtask fuzz [--seconds S | --runs N] [TARGET…]   build and run the fuzz targets"
             );
             return ExitCode::from(2);
@@ -119,10 +124,14 @@ fn setup() -> Result<(), String> {
     }
     let two = Command::new("nix-instantiate").args(["--eval", "-E", "1 + 1"]).output();
     match two {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "2" => Ok(()),
-        Ok(o) => Err(format!("nix-instantiate cannot evaluate `1 + 1`: {}", String::from_utf8_lossy(&o.stderr))),
-        Err(e) => Err(format!("cannot run nix-instantiate: {e}")),
+        Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "2" => {}
+        Ok(o) => {
+            return Err(format!("nix-instantiate cannot evaluate `1 + 1`: {}", String::from_utf8_lossy(&o.stderr)));
+        }
+        Err(e) => return Err(format!("cannot run nix-instantiate: {e}")),
     }
+    // QEMU, iPXE and the VM image the bare-metal tests netboot.
+    vm::image().map(|_| ())
 }
 
 fn test(args: &[String]) -> Result<ExitCode, String> {
