@@ -1,6 +1,7 @@
 //! The bootstrap side of a member: where installers find it and the installer and rescue images it netboots
 //! (configuration, validated once), and the netboot script with its bootstrap token.
 
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use sendan_core::machines::netboot::{Boot, Image};
@@ -19,6 +20,8 @@ pub struct NetbootConfig {
     pub public_url: String,
     pub installer: Option<Image>,
     pub rescue: Option<Image>,
+    /// The files served at `/v1/boot/files/…`.
+    pub boot_dir: Option<PathBuf>,
     /// How long a bootstrap token handed out in a netboot script works before its machine phones home.
     pub token_ttl: Duration,
 }
@@ -27,6 +30,7 @@ pub struct NetbootConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetbootFields {
     pub public_url: Option<String>,
+    pub boot_dir: Option<PathBuf>,
     pub installer_kernel: Option<String>,
     pub installer_initrd: Option<String>,
     pub installer_cmdline: Option<String>,
@@ -53,10 +57,48 @@ fn url(key: &'static str, value: &str, schemes: &[&str]) -> Result<String, Confi
     Ok(value.to_owned())
 }
 
+/// `rel` as a path below `dir` that stays below it (no `..`, no absolute path, no hidden file), if it is one.
+pub fn below(dir: &Path, rel: &str) -> Option<PathBuf> {
+    let p = Path::new(rel);
+    let plain = p.components().all(|c| matches!(c, Component::Normal(n) if !n.to_string_lossy().starts_with('.')));
+    (plain && !rel.is_empty()).then(|| dir.join(p))
+}
+
+/// An image location: a URL iPXE fetches, or (without a scheme) a file below the boot directory, served at
+/// `<public-url>/v1/boot/files/<path>`.
+fn location(key: &'static str, value: &str, public_url: &str, boot_dir: Option<&Path>) -> Result<String, ConfigError> {
+    if value.contains("://") {
+        return Ok(value.to_owned());
+    }
+    let value = value.trim().trim_start_matches("./");
+    let Some(dir) = boot_dir else {
+        return Err(invalid(key, format!("`{value}` is not a URL, and no `boot-dir` is set to find it in")));
+    };
+    let path = below(dir, value)
+        .ok_or_else(|| invalid(key, format!("`{value}` must be a plain relative path below the boot directory")))?;
+    if !path.is_file() {
+        return Err(invalid(key, format!("{} is not a file (it is looked up below boot-dir)", path.display())));
+    }
+    let url_path: Vec<String> = value.split('/').map(percent_encode).collect();
+    Ok(format!("{public_url}/v1/boot/files/{}", url_path.join("/")))
+}
+
+/// One path segment, percent-encoded where a URL needs it.
+fn percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn image(
     (kernel_key, kernel): (&'static str, Option<String>),
     (initrd_key, initrd): (&'static str, Option<String>),
     (cmdline_key, cmdline): (&'static str, Option<String>),
+    (public_url, boot_dir): (&str, Option<&Path>),
 ) -> Result<Option<Image>, ConfigError> {
     // iPXE fetches images over HTTP, HTTPS or TFTP.
     const SCHEMES: [&str; 3] = ["http://", "https://", "tftp://"];
@@ -70,8 +112,8 @@ fn image(
         (Some(_), None) => Err(invalid(initrd_key, format!("`{kernel_key}` is set, so `{initrd_key}` is required"))),
         (None, Some(_)) => Err(invalid(kernel_key, format!("`{initrd_key}` is set, so `{kernel_key}` is required"))),
         (Some(k), Some(i)) => Ok(Some(Image {
-            kernel: url(kernel_key, &k, &SCHEMES)?,
-            initrd: url(initrd_key, &i, &SCHEMES)?,
+            kernel: url(kernel_key, &location(kernel_key, &k, public_url, boot_dir)?, &SCHEMES)?,
+            initrd: url(initrd_key, &location(initrd_key, &i, public_url, boot_dir)?, &SCHEMES)?,
             cmdline: cmdline.trim().to_owned(),
         })),
     }
@@ -82,6 +124,7 @@ impl NetbootFields {
     pub fn overlay(self, over: NetbootFields) -> NetbootFields {
         NetbootFields {
             public_url: over.public_url.or(self.public_url),
+            boot_dir: over.boot_dir.or(self.boot_dir),
             installer_kernel: over.installer_kernel.or(self.installer_kernel),
             installer_initrd: over.installer_initrd.or(self.installer_initrd),
             installer_cmdline: over.installer_cmdline.or(self.installer_cmdline),
@@ -103,18 +146,27 @@ impl NetbootFields {
         if !(60..=7 * 24 * 3600).contains(&ttl) {
             return Err(invalid("bootstrap-token-ttl-secs", "it must be between 60 seconds and 7 days"));
         }
+        if let Some(dir) = &self.boot_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid("boot-dir", format!("{} is not a directory", dir.display())));
+        }
+        let at = (public_url.as_str(), self.boot_dir.as_deref());
         Ok(NetbootConfig {
-            public_url,
             installer: image(
                 ("installer-kernel", self.installer_kernel),
                 ("installer-initrd", self.installer_initrd),
                 ("installer-cmdline", self.installer_cmdline),
+                at,
             )?,
             rescue: image(
                 ("rescue-kernel", self.rescue_kernel),
                 ("rescue-initrd", self.rescue_initrd),
                 ("rescue-cmdline", self.rescue_cmdline),
+                at,
             )?,
+            boot_dir: self.boot_dir.clone(),
+            public_url,
             token_ttl: Duration::from_secs(ttl),
         })
     }
@@ -201,5 +253,38 @@ mod tests {
             let err = fields.validate("http://a:1").unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should say {want:?}");
         }
+    }
+
+    #[test]
+    fn image_paths_without_a_scheme_are_files_below_the_boot_dir_served_by_the_member() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("installer")).unwrap();
+        std::fs::write(dir.path().join("installer/bzImage"), "k").unwrap();
+        std::fs::write(dir.path().join("installer/initrd img"), "i").unwrap();
+        let fields = |kernel: &str, boot_dir: Option<&Path>| NetbootFields {
+            public_url: Some("http://10.0.2.100".into()),
+            boot_dir: boot_dir.map(Path::to_owned),
+            installer_kernel: Some(kernel.into()),
+            installer_initrd: Some("installer/initrd img".into()),
+            ..NetbootFields::default()
+        };
+        let ok = fields("./installer/bzImage", Some(dir.path())).validate("http://a:1").unwrap();
+        let image = ok.installer.unwrap();
+        assert_eq!(image.kernel, "http://10.0.2.100/v1/boot/files/installer/bzImage");
+        assert_eq!(image.initrd, "http://10.0.2.100/v1/boot/files/installer/initrd%20img");
+        assert_eq!(ok.boot_dir.as_deref(), Some(dir.path()));
+        let cases = [
+            (fields("installer/bzImage", None), "no `boot-dir` is set"),
+            (fields("installer/missing", Some(dir.path())), "is not a file"),
+            (fields("../etc/passwd", Some(dir.path())), "plain relative path"),
+            (fields("/etc/passwd", Some(dir.path())), "plain relative path"),
+            (fields("installer/bzImage", Some(&dir.path().join("nope"))), "is not a directory"),
+        ];
+        for (f, want) in cases {
+            let err = f.validate("http://a:1").unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should say {want:?}");
+        }
+        assert_eq!(below(dir.path(), "a/.hidden"), None);
+        assert_eq!(below(dir.path(), ""), None);
     }
 }

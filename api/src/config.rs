@@ -39,6 +39,8 @@ pub struct ConfigFile {
     pub election_timeout_ms: Option<u64>,
     /// The URL installers reach this member at; default `http://<its initial-cluster address>`.
     pub public_url: Option<String>,
+    /// Files served at `/v1/boot/files/…`; image paths without a URL scheme are below it.
+    pub boot_dir: Option<PathBuf>,
     /// The netboot installer's kernel, initrd and extra kernel command line (iPXE fetches them).
     pub installer_kernel: Option<String>,
     pub installer_initrd: Option<String>,
@@ -173,6 +175,7 @@ impl ConfigFile {
             heartbeat_ms: over.heartbeat_ms.or(self.heartbeat_ms),
             election_timeout_ms: over.election_timeout_ms.or(self.election_timeout_ms),
             public_url: over.public_url.or(self.public_url),
+            boot_dir: over.boot_dir.or(self.boot_dir),
             installer_kernel: over.installer_kernel.or(self.installer_kernel),
             installer_initrd: over.installer_initrd.or(self.installer_initrd),
             installer_cmdline: over.installer_cmdline.or(self.installer_cmdline),
@@ -189,6 +192,7 @@ impl ConfigFile {
     fn netboot_fields(&self) -> crate::bootstrap::NetbootFields {
         crate::bootstrap::NetbootFields {
             public_url: self.public_url.clone(),
+            boot_dir: self.boot_dir.clone(),
             installer_kernel: self.installer_kernel.clone(),
             installer_initrd: self.installer_initrd.clone(),
             installer_cmdline: self.installer_cmdline.clone(),

@@ -90,6 +90,8 @@ pub enum Content {
     EventStream(SchemaFn),
     /// postcard, between members only.
     Postcard,
+    /// Any bytes (`application/octet-stream`).
+    Bytes,
 }
 
 /// One route of the API.
@@ -335,6 +337,15 @@ pub fn routes() -> Vec<Route> {
         )
         .query::<routes::bootstrap::IpxeParams>()
         .answers_raw(Content::Text("text/plain")),
+        route(
+            Get,
+            "/v1/boot/files/{*path}",
+            Bootstrap,
+            Public,
+            "A file of the member's boot directory (installer and rescue images), with ranges and ETags",
+            |m| on(m, routes::bootfiles::file),
+        )
+        .answers_raw(Content::Bytes),
         route(Post, "/v1/bootstrap/phone-home", Bootstrap, Installer, "Report the machine's hardware facts", |m| {
             on(m, routes::bootstrap::phone_home)
         })
@@ -433,7 +444,7 @@ fn media(content: Content, g: &mut SchemaGenerator) -> Option<Value> {
                 "x-event-schema": f(g),
             }
         }),
-        Content::Postcard => {
+        Content::Postcard | Content::Bytes => {
             json!({ "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } })
         }
     };
@@ -460,9 +471,15 @@ fn query_parameters(query: SchemaFn) -> Vec<Value> {
     out
 }
 
+/// A route's path as the document writes it: axum's catch-all `{*name}` is OpenAPI's `{name}`.
+pub fn doc_path(path: &str) -> String {
+    path.replace("{*", "{")
+}
+
 fn path_parameters(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| name.trim_start_matches('*'))
         .map(|name| {
             let what = match (path, name) {
                 (p, "id") if p.starts_with("/v1/nodes/") => "The node id.",
@@ -470,6 +487,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
                 (p, "id") if p.starts_with("/v1/machines/refused/") => "The refusal's number on this member.",
                 (p, "id") if p.starts_with("/v1/cluster/members/") => "The member id.",
                 (_, "digest") => "The spec's sha256 digest (hex).",
+                (_, "path") => "A file's path below the boot directory (it may contain `/`).",
                 _ => "A path parameter.",
             };
             json!({ "name": name, "in": "path", "required": true, "description": what, "schema": { "type": "string" } })
@@ -482,7 +500,7 @@ fn operation(r: &Route, g: &mut SchemaGenerator) -> Value {
         "{}{}",
         r.method.name(),
         r.path
-            .replace(['{', '}', '.'], "")
+            .replace(['{', '}', '.', '*'], "")
             .split(['/', '-'])
             .filter(|s| !s.is_empty())
             .map(|s| format!("_{s}"))
@@ -524,18 +542,20 @@ fn operation(r: &Route, g: &mut SchemaGenerator) -> Value {
 fn generate() -> Value {
     let mut g =
         SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into()).into_generator();
-    let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
-    let mut order: Vec<&str> = Vec::new();
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
     for r in routes() {
-        if !paths.contains_key(r.path) {
-            order.push(r.path);
+        let path = doc_path(r.path);
+        if !paths.contains_key(&path) {
+            order.push(path.clone());
         }
         let op = operation(&r, &mut g);
-        paths.entry(r.path).or_default().insert(r.method.name().into(), op);
+        paths.entry(path).or_default().insert(r.method.name().into(), op);
     }
     let mut path_map = Map::new();
     for p in order {
-        path_map.insert(p.into(), Value::Object(paths.remove(p).unwrap_or_default()));
+        let ops = paths.remove(&p).unwrap_or_default();
+        path_map.insert(p, Value::Object(ops));
     }
     let mut schemas = Value::Object(g.take_definitions(true));
     // The caps decoding enforces on every event's strings and lists, stated where a client reads them.
@@ -632,7 +652,7 @@ mod tests {
         for r in routes() {
             assert!(seen.insert((r.path, r.method.name())), "{} {} is in the table twice", r.method.name(), r.path);
             assert!(
-                doc["paths"][r.path][r.method.name()].is_object(),
+                doc["paths"][doc_path(r.path)][r.method.name()].is_object(),
                 "{} {} is not documented",
                 r.method.name(),
                 r.path

@@ -72,6 +72,11 @@ pub struct ServerArgs {
     /// Raft election timeout in milliseconds (randomised up to twice this) [default: 800].
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
+    /// Serve the files below DIR at `/v1/boot/files/…` (ranges and ETags), so installer and rescue images need no
+    /// second web server; an --installer-kernel/-initrd or --rescue-kernel/-initrd without a URL scheme is a
+    /// path below DIR.
+    #[arg(long, value_name = "DIR", help_heading = "Netboot")]
+    pub boot_dir: Option<PathBuf>,
     /// The URL netbooted installers reach this member at (`sendan.server=` in the iPXE script)
     /// [default: http://<this member's --initial-cluster address>].
     #[arg(long, help_heading = "Netboot")]
@@ -134,6 +139,7 @@ impl ServerArgs {
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_ms: self.election_timeout_ms,
             public_url: self.public_url.clone(),
+            boot_dir: self.boot_dir.clone(),
             installer_kernel: self.installer_kernel.clone(),
             installer_initrd: self.installer_initrd.clone(),
             installer_cmdline: self.installer_cmdline.clone(),

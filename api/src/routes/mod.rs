@@ -1,6 +1,7 @@
 //! HTTP handlers: each parses, makes one call, and maps the result.
 
 pub mod audit;
+pub mod bootfiles;
 pub mod bootstrap;
 pub mod cluster;
 pub mod enrollment;

@@ -143,9 +143,13 @@ fn unpacked(package: &str) -> Result<PathBuf, String> {
     let debs = cache.join("debs");
     std::fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
     let find = |debs: &Path| {
-        std::fs::read_dir(debs).ok().into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{package}_")))
-        })
+        std::fs::read_dir(debs)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{package}_"))))
     };
     let deb = match find(&debs) {
         Some(d) => d,
@@ -341,7 +345,8 @@ fn resolve(trees: &[PathBuf], rel: &str) -> Result<PathBuf, String> {
     let mut rel = rel.trim_start_matches('/').to_owned();
     for _ in 0..16 {
         // Debian 12 ships libraries below /lib, but merged-/usr paths name them below /usr/lib too.
-        let alternatives = [rel.clone(), rel.strip_prefix("usr/").map(str::to_owned).unwrap_or_else(|| format!("usr/{rel}"))];
+        let alternatives =
+            [rel.clone(), rel.strip_prefix("usr/").map(str::to_owned).unwrap_or_else(|| format!("usr/{rel}"))];
         let found = alternatives
             .iter()
             .flat_map(|r| trees.iter().map(move |t| t.join(r)))
