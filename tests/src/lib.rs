@@ -8,6 +8,7 @@ pub mod nixfake;
 pub mod procs;
 pub mod services;
 pub mod upgrade;
+pub mod vm;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -36,7 +36,7 @@ const SSH_KEYGEN_FILES: [&str; 6] = [
 const INIT: &str = r#"#!/bin/busybox sh
 # Sendan's VM test installer: bring up the first NIC with DHCP, then run the real `sendan-agent install`.
 /bin/busybox --install -s /bin
-export PATH=/bin:/usr/bin
+export PATH=/bin:/usr/bin HOME=/root
 mkdir -p /proc /sys /dev /run /tmp /mnt /etc
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -58,6 +58,9 @@ mode=$(sed -n 's/.*sendan\.mode=\([a-z-]*\).*/\1/p' /proc/cmdline)
 echo "sendan-vm: running sendan-agent install (mode ${mode:-plan})"
 /bin/sendan-agent install --lldp off --wait-secs 600
 echo "sendan-vm: sendan-agent install exited $?"
+if [ -f /run/sendan-install/commands.sh ]; then
+  echo "--- commands.sh ---"; cat /run/sendan-install/commands.sh; echo "--- end of commands.sh ---"
+fi
 sync
 poweroff -f
 "#;
@@ -408,6 +411,10 @@ pub fn image() -> Result<PathBuf, String> {
     cpio.char_device("dev/null", 1, 3);
     cpio.file("init", 0o755, INIT.as_bytes());
     cpio.file("etc/udhcpc.script", 0o755, UDHCPC.as_bytes());
+    // ssh-keygen looks its user up.
+    cpio.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
+    cpio.file("etc/group", 0o644, b"root:x:0:\n");
+    cpio.dir("root");
     cpio.file("bin/sendan-agent", 0o755, &agent);
 
     let busybox = unpacked("busybox-static")?;
