@@ -52,7 +52,9 @@ fn lab_2() -> VmSpec {
 /// kernel keeps for itself), is enrolled by its SMBIOS serial to node lab-1, gets a plan whose disks are its own
 /// `/dev/disk/by-id/virtio-<serial>`, and rehearses the install, listing the disko and nixos-install commands it
 /// would run; (b) a VM whose disks are too small for its node's layout is refused before anything is written, the
-/// refusal naming the disk.
+/// refusal naming the disk; (c) once an operator puts lab-1 into `rescue`, the same machine's next netboot boots
+/// the rescue image the member serves — its command line names the node and carries no bootstrap token — and
+/// the disks are left alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_netboots_through_ipxe_phones_home_and_rehearses_its_install() {
     if let Some(why) = sendan_tests::vm::unavailable() {
@@ -72,6 +74,12 @@ async fn a_vm_netboots_through_ipxe_phones_home_and_rehearses_its_install() {
         "installer/initrd.img",
         "--installer-cmdline",
         "console=ttyS0 panic=-1 sendan.mode=dry-run",
+        "--rescue-kernel",
+        "rescue/vmlinuz",
+        "--rescue-initrd",
+        "rescue/initrd.img",
+        "--rescue-cmdline",
+        "console=ttyS0 panic=-1",
         "--public-url",
         public.as_str(),
         // Every VM reaches the member from 127.0.0.1 (the guestfwd): no per-address limit.
@@ -160,4 +168,21 @@ async fn a_vm_netboots_through_ipxe_phones_home_and_rehearses_its_install() {
     .await;
     let why = format!("{refused:?}");
     assert!(why.contains("disk 'root'") && why.contains("big-root"), "{why}");
+
+    // (c) Rescue: the operator's verb, then the machine's next netboot.
+    let out = tokio::task::block_in_place(|| sendan_ok(&c, 1, &["node", "rescue", "lab-1", "--comment", "fsck"]));
+    assert!(out.contains("it is `rescue` now"), "{out}");
+    let again = dir.path().join("second-boot");
+    let mut rescue = Vm::netboot(&again, lab_1(), port);
+    let console = tokio::task::block_in_place(|| rescue.powered_off(BOOT));
+    let cmdline = console.lines().find(|l| l.contains("Command line:")).unwrap_or_default().to_owned();
+    assert!(
+        cmdline.contains("sendan.node=lab-1") && !cmdline.contains("sendan.token="),
+        "a rescue boot names its node and carries no bootstrap token: {cmdline}"
+    );
+    assert!(
+        console.contains("sendan-vm: rescue system for node lab-1; disks: virtio-SENDAN-D0 virtio-SENDAN-D1"),
+        "{console}"
+    );
+    assert!(!console.contains("sendan-agent install"), "the rescue image installs nothing: {console}");
 }

@@ -50,6 +50,12 @@ for d in /sys/block/vd*; do
   [ -n "$s" ] && ln -s "../../$(basename "$d")" "/dev/disk/by-id/virtio-$s"
 done
 ip link set lo up
+# A rescue boot (`sendan.node=`, no bootstrap token): the disks are left alone. A real rescue image starts sshd.
+if grep -q 'sendan\.node=' /proc/cmdline && ! grep -q 'sendan\.token=' /proc/cmdline; then
+  node=$(sed -n 's/.*sendan\.node=\([^ ]*\).*/\1/p' /proc/cmdline)
+  echo "sendan-vm: rescue system for node $node; disks: $(ls /dev/disk/by-id | tr '\n' ' ')"
+  poweroff -f
+fi
 nic=$(ls /sys/class/net | grep -v '^lo$' | sort | head -n 1)
 for n in $(ls /sys/class/net | grep -v '^lo$'); do ip link set "$n" up; done
 udhcpc -i "$nic" -n -q -t 10 -s /etc/udhcpc.script || echo "sendan-vm: no DHCP lease on $nic"
