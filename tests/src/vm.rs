@@ -115,13 +115,14 @@ impl Vm {
         ];
         for (i, mac) in spec.macs.iter().enumerate() {
             // Restricted user networking: the guest reaches only the forwarded member, never the host or beyond.
-            let mut netdev = format!("user,id=n{i},restrict=on");
-            if i == 0 {
-                netdev.push_str(&format!(
+            let forward = if i == 0 {
+                format!(
                     ",guestfwd=tcp:{SERVER_IN_GUEST}:80-tcp:127.0.0.1:{port},bootfile=http://{SERVER_IN_GUEST}/v1/boot/ipxe?mac=${{net0/mac}}"
-                ));
-            }
-            args.extend(["-netdev".into(), netdev]);
+                )
+            } else {
+                String::new()
+            };
+            args.extend(["-netdev".into(), format!("user,id=n{i},restrict=on{forward}")]);
             args.extend(["-device".into(), format!("virtio-net-pci,netdev=n{i},mac={mac}")]);
         }
         for (i, d) in spec.disks.iter().enumerate() {

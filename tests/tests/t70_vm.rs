@@ -144,11 +144,8 @@ async fn a_vm_netboots_through_ipxe_phones_home_and_rehearses_its_install() {
     for serial in ["SENDAN-D0", "SENDAN-D1"] {
         assert!(text.contains(&format!("/dev/disk/by-id/virtio-{serial}")), "{plan:#}");
     }
-    let history: Vec<EventKind> = events
-        .iter()
-        .filter(|e| e.payload.node().is_some_and(|n| n.as_str() == "lab-1"))
-        .map(|e| e.kind())
-        .collect();
+    let history: Vec<EventKind> =
+        events.iter().filter(|e| e.payload.node().is_some_and(|n| n.as_str() == "lab-1")).map(|e| e.kind()).collect();
     assert!(history.contains(&EventKind::NodeCommissioned), "{history:?}");
 
     // (b) lab-2's disks are 1 GiB; its layout's root needs 8 GiB: refused, before anything is written.
