@@ -415,3 +415,80 @@ async fn lifecycle_verbs_are_audited_and_illegal_ones_name_the_state() {
     let released = machines.machines.iter().find(|m| m.machine.id.as_str() == old).unwrap();
     assert_eq!(released.machine.node, None, "the replaced machine is released");
 }
+
+/// Property: a member with `--boot-dir` serves the files below it at `/v1/boot/files/…` with what iPXE and a
+/// resuming download rely on — the whole file with a strong ETag, a byte range as 206 with its `Content-Range`,
+/// 304 for a matching `If-None-Match`, the whole file again when `If-Range` names another version — and the netboot
+/// script points at them; a path out of the directory is a 400 that says why, a missing file a 404, and a member
+/// without a boot directory says how to give it one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_boot_directory_is_served_with_ranges_and_etags_and_nothing_outside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot");
+    std::fs::create_dir_all(boot.join("installer")).unwrap();
+    let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    std::fs::write(boot.join("installer/bzImage"), &body).unwrap();
+    std::fs::write(boot.join("installer/initrd"), b"initrd").unwrap();
+    std::fs::write(dir.path().join("secret"), b"not served").unwrap();
+    let boot_s = boot.display().to_string();
+    let flags = [
+        "--boot-dir",
+        boot_s.as_str(),
+        "--installer-kernel",
+        "installer/bzImage",
+        "--installer-initrd",
+        "installer/initrd",
+    ];
+    let c = ProcCluster::start(1, &flags).await;
+    let base = format!("http://{}/v1/boot/files", c.addrs[&1]);
+    let http = sendan_tests::http();
+
+    let whole = http.get(format!("{base}/installer/bzImage")).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    let etag = whole.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "a strong ETag: {etag}");
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), body.as_slice());
+
+    let part = http.get(format!("{base}/installer/bzImage")).header("range", "bytes=100-199").send().await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], "bytes 100-199/10000");
+    assert_eq!(part.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &body[100..200]);
+
+    let same = http.get(format!("{base}/installer/bzImage")).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(same.status(), 304);
+
+    let stale = http
+        .get(format!("{base}/installer/bzImage"))
+        .header("range", "bytes=100-199")
+        .header("if-range", "\"another-version\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200, "a range of another version is not what the client has");
+    assert_eq!(stale.bytes().await.unwrap().len(), body.len());
+    let fresh = http
+        .get(format!("{base}/installer/bzImage"))
+        .header("range", "bytes=0-9")
+        .header("if-range", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 206);
+
+    let script = Client::new(&c.addrs[&1], None).ipxe("52:54:00:aa:bb:01").await.unwrap();
+    assert!(script.contains(&format!("kernel --name kernel {base}/installer/bzImage ")), "{script}");
+    assert!(script.contains(&format!("initrd --name initrd {base}/installer/initrd")), "{script}");
+
+    // Encoded slashes reach the server as they are (a client would normalize a literal `..` away).
+    let out = http.get(format!("{base}/installer%2F..%2F..%2Fsecret")).send().await.unwrap();
+    assert_eq!(out.status(), 400);
+    assert!(out.text().await.unwrap().contains("not a plain relative path"));
+    let missing = http.get(format!("{base}/installer/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let bare = ProcCluster::start(1, &[]).await;
+    let none = http.get(format!("http://{}/v1/boot/files/x", bare.addrs[&1])).send().await.unwrap();
+    assert_eq!(none.status(), 404);
+    assert!(none.text().await.unwrap().contains("start it with --boot-dir"));
+}
