@@ -478,10 +478,10 @@ fn decide_one(state: &dyn FleetRead, r: &Rollout, now: Timestamp, out: &BTreeSet
     if let Some(d) = uncordon(state, r) {
         return Some(d);
     }
-    let a = assess(state, r, now);
     if let Some(d) = reboot_drain(state, r) {
         return Some(d);
     }
+    let a = assess(state, r, now);
     let halt = |reason: String| RolloutDecision {
         id: EventId::derive(&[b"rollout-halted", &id]),
         comment: format!("halting rollout {} of pool {}: {reason}", r.id, r.pool),
@@ -606,10 +606,7 @@ fn uncordon(state: &dyn FleetRead, r: &Rollout) -> Option<RolloutDecision> {
             continue;
         }
         let (done, cause) = match r.moved(node) {
-            Some((_, wn)) => match &wn.revert {
-                Some(rv) => (rv.outcome == MemberOutcome::Confirmed, rv.settled),
-                None => (wn.outcome == MemberOutcome::Confirmed, wn.settled),
-            },
+            Some((w, wn)) => confirmed_decision(w, wn).map_or((false, 0), |(_, settled)| (true, settled)),
             None => (r.state != RolloutState::Running, r.halted.unwrap_or(d.seq)),
         };
         if done {
@@ -629,20 +626,24 @@ fn uncordon(state: &dyn FleetRead, r: &Rollout) -> Option<RolloutDecision> {
     None
 }
 
+/// The decision a moved member confirmed last — its revert's once put back, else its wave's — and the seq of the
+/// report that confirmed it; `None` while that decision is not confirmed.
+fn confirmed_decision(w: &Wave, wn: &WaveNode) -> Option<(u64, u64)> {
+    match &wn.revert {
+        Some(rv) => (rv.outcome == MemberOutcome::Confirmed).then_some((rv.decision, rv.settled)),
+        None => (wn.outcome == MemberOutcome::Confirmed).then_some((w.seq, wn.settled)),
+    }
+}
+
 /// The drain before a member's reboot, if one is due: a member confirmed `r`'s system (its wave's decision, or
 /// its revert's) and waits for a reboot into it, and nobody drains it yet. Its agent reboots it once it is
 /// drained, and [`uncordon`] gives it work again once it booted the system. One member at a time, like the
 /// drains of a rollout that [`drains_first`]: the work of two nodes drained together may have nowhere to go.
 fn reboot_drain(state: &dyn FleetRead, r: &Rollout) -> Option<RolloutDecision> {
-    // The confirmed decision of the member, and the report that confirmed it.
-    let decision = |wave: &Wave, wn: &WaveNode| match &wn.revert {
-        Some(rv) => (rv.outcome == MemberOutcome::Confirmed).then_some((rv.decision, rv.settled)),
-        None => (wn.outcome == MemberOutcome::Confirmed).then_some((wave.seq, wn.settled)),
-    };
     let mut due = Vec::new();
     for w in &r.waves {
         for wn in &w.nodes {
-            let Some((seq, settled)) = decision(w, wn) else { continue };
+            let Some((seq, settled)) = confirmed_decision(w, wn) else { continue };
             if !awaits_reboot(state, &wn.node, seq) {
                 continue;
             }
