@@ -112,6 +112,7 @@ let
             profile = null;
             diskLayout = null;
             system = null;
+            bmc = null;
           };
         }
       ) pool.size
@@ -141,6 +142,14 @@ let
     ) d.nodes;
 
   firstNonNull = util.findFirst (x: x != null) null;
+  # `HOST` or `HOST:PORT` (a port from 1 to 65535).
+  bmcHostPort =
+    a:
+    let
+      m = b.match "([A-Za-z0-9.-]+)(:([1-9][0-9]{0,4}))?" a;
+      port = if m == null then null else b.elemAt m 2;
+    in
+    m != null && (port == null || (b.fromJSON port >= 1 && b.fromJSON port <= 65535));
   substituteNode = name: s: if s == null then null else b.mapAttrs (_: v: if v == null then null else b.replaceStrings [ "{node}" ] [ name ] v) s;
 
   resolveNode =
@@ -172,7 +181,11 @@ let
         inherit ipPool;
         allocated = n.address == null;
       };
-    };
+    }
+    # Only a node with a BMC says so (its unset fields left out), so specs without BMCs keep their digests.
+    // (if n.bmc == null then { } else {
+      bmc = b.removeAttrs n.bmc (b.filter (k: n.bmc.${k} == null) (b.attrNames n.bmc));
+    });
 
   resolved = b.mapAttrs resolveNode rawNodes;
 
@@ -409,6 +422,19 @@ let
         unknownRef subject "disk layout" d.diskLayouts n.diskLayout
     )
     ++ optionals (known d.profiles n.profile || raw.system != null) (systemErrors subject n.system)
+    ++ optionals (raw.bmc != null) (
+      optional (raw.bmc.driver == "redfish" && b.match "https?://[^[:space:]]+" raw.bmc.address == null)
+        "${subject}: bmc address '${raw.bmc.address}' is not an http:// or https:// URL (driver redfish)"
+      ++ optional (raw.bmc.driver == "ipmi" && !(bmcHostPort raw.bmc.address))
+        "${subject}: bmc address '${raw.bmc.address}' is not HOST or HOST:PORT (driver ipmi)"
+      ++ b.concatMap (
+        f:
+        let
+          v = raw.bmc.${f};
+        in
+        optional (v != null && !(util.hasPrefix "/" v)) "${subject}: bmc ${f} '${v}' is not an absolute path"
+      ) [ "passwordFile" "caFile" ]
+    )
     ++ optionals (!n.network.allocated && p != null) (
       if !(ipv4.isUsable p.net a) then
         [ "${subject}: address ${n.network.address} is not a usable address of ${poolDesc n.network.ipPool}" ]

@@ -290,6 +290,15 @@ in
       profile = opt (nullOr t.nonEmptyStr) null;
       diskLayout = opt (nullOr t.nonEmptyStr) null;
       system = opt (nullOr systemTarget) null;
+      # The node's BMC; the password is a file on the servers, never in the spec.
+      bmc = opt (nullOr (record {
+        driver = req (t.enum [ "redfish" "ipmi" ]);
+        address = req t.nonEmptyStr;
+        user = req t.nonEmptyStr;
+        passwordFile = req t.nonEmptyStr;
+        system = opt (nullOr t.nonEmptyStr) null;
+        caFile = opt (nullOr t.nonEmptyStr) null;
+      })) null;
     })) { };
 
     services = opt (attrsOf (record {

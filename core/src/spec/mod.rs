@@ -443,6 +443,36 @@ pub struct NodeDeclaration {
     /// The system this node runs, `{node}` already substituted.
     pub system: SystemTarget,
     pub network: NodeNetwork,
+    /// Its baseboard management controller, when the leader may power it and set its next boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<Bmc>,
+}
+
+/// A node's baseboard management controller. The password is a file on the servers, read by the leader when it
+/// acts; it is never in the spec or the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bmc {
+    pub driver: BmcDriver,
+    /// Redfish: the service's URL (`https://10.0.9.5`); IPMI: `HOST` or `HOST:PORT` (lanplus, port 623 by default).
+    pub address: String,
+    pub user: String,
+    /// An absolute path, on every Sendan server, of a file holding the password.
+    pub password_file: String,
+    /// Redfish: the system's path, such as `/redfish/v1/Systems/1`; default: the service's only system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Redfish over https: an absolute path of PEM certificates the BMC's certificate must chain to; default:
+    /// the public web roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BmcDriver {
+    Redfish,
+    Ipmi,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -124,6 +124,12 @@ pub enum SpecError {
     AddressNotUsable { node: String, address: Ipv4Addr, pool: String, cidr: String },
     #[error("node {node}: address {address} is the gateway of ip pool '{pool}'")]
     AddressIsGateway { node: String, address: Ipv4Addr, pool: String },
+    #[error("node {node}: bmc address '{address}' is not an http:// or https:// URL (driver redfish)")]
+    BmcRedfishAddress { node: String, address: String },
+    #[error("node {node}: bmc address '{address}' is not HOST or HOST:PORT (driver ipmi)")]
+    BmcIpmiAddress { node: String, address: String },
+    #[error("node {node}: bmc {field} '{path}' is not an absolute path")]
+    BmcPath { node: String, field: &'static str, path: String },
     #[error("node {node}: address {address} is reserved in ip pool '{pool}' ({range})")]
     AddressReserved { node: String, address: Ipv4Addr, pool: String, range: String },
     #[error("duplicate address {address}: {}", owners_text(nodes, peers))]
@@ -626,6 +632,9 @@ impl Checker<'_> {
             if node.network.interface.is_empty() {
                 self.invalid(subject.clone(), "network.interface must not be empty");
             }
+            if let Some(bmc) = &node.bmc {
+                self.bmc(name, bmc);
+            }
             let Some(pool) = s.ip_pools.get(&node.network.ip_pool) else { continue };
             let address = node.network.address;
             let ip_pool = node.network.ip_pool.clone();
@@ -645,6 +654,32 @@ impl Checker<'_> {
                     pool: ip_pool,
                     range: r.to_string(),
                 });
+            }
+        }
+    }
+
+    fn bmc(&mut self, node: &str, bmc: &super::Bmc) {
+        let a = bmc.address.as_str();
+        let ok = match bmc.driver {
+            super::BmcDriver::Redfish => {
+                let rest = a.strip_prefix("https://").or_else(|| a.strip_prefix("http://"));
+                rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+            }
+            super::BmcDriver::Ipmi => bmc_host_port(a),
+        };
+        if !ok {
+            let (node, address) = (node.to_owned(), a.to_owned());
+            self.push(match bmc.driver {
+                super::BmcDriver::Redfish => SpecError::BmcRedfishAddress { node, address },
+                super::BmcDriver::Ipmi => SpecError::BmcIpmiAddress { node, address },
+            });
+        }
+        let paths = [("passwordFile", Some(&bmc.password_file)), ("caFile", bmc.ca_file.as_ref())];
+        for (field, path) in paths {
+            if let Some(p) = path
+                && !p.starts_with('/')
+            {
+                self.push(SpecError::BmcPath { node: node.to_owned(), field, path: p.clone() });
             }
         }
     }
@@ -989,3 +1024,13 @@ impl Checker<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// `HOST` or `HOST:PORT`: a host name or IPv4 address, and a port from 1 to 65535.
+fn bmc_host_port(a: &str) -> bool {
+    let (host, port) = match a.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (a, None),
+    };
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    host_ok && port.is_none_or(|p| !p.starts_with('0') && p.parse::<u16>().is_ok_and(|n| n > 0))
+}
