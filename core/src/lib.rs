@@ -1,6 +1,7 @@
 //! Sendan's pure domain: the event envelope and catalogue, one module per aggregate — the node lifecycle
 //! (`nodes`), machines and bootstrap (`machines`), the live cluster spec (`specs`), per-node NixOS systems
-//! (`systems`), pool rollouts (`rollouts`) and native services with their node agents (`services`) — and
+//! (`systems`), pool rollouts (`rollouts`), native services with their node agents (`services`) and BMC power
+//! requests (`power`) — and
 //! `fleet`, which only composes them. No I/O, no clock, no
 //! randomness: time and ids arrive in the input, so every replica computes the same log from the same proposals.
 //!
@@ -85,6 +86,10 @@ macro_rules! with_catalogue {
             73 => InstanceUpdated,
             74 => DeploymentPromoted,
             75 => DeploymentEnded,
+            // Power (power/events.rs): 80–89.
+            80 => PowerRequested,
+            81 => PowerCompleted,
+            82 => PowerObserved,
         }
     };
 }
@@ -116,6 +121,7 @@ pub mod spec;
 // The aggregates: each a folder with its events, state, rules (`check`), fold (`evolve`), planner and views.
 pub mod machines;
 pub mod nodes;
+pub mod power;
 pub mod rollouts;
 pub mod services;
 pub mod specs;

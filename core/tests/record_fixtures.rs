@@ -217,6 +217,22 @@ fn sample(kind: EventKind) -> Payload {
         EventKind::NodeAgentStarted => NodeAgentStarted { node, address: "10.0.2.21".into() }.into(),
         EventKind::NodeAgentLost => NodeAgentLost { node, silent_ms: 31_250 }.into(),
         EventKind::NodeAgentReturned => NodeAgentReturned { node }.into(),
+        EventKind::PowerRequested => PowerRequested {
+            node,
+            action: Some(PowerAction::Reboot),
+            boot: Some(BootOverride { device: BootDevice::Pxe, once: true }),
+            force: false,
+        }
+        .into(),
+        EventKind::PowerCompleted => PowerCompleted {
+            node,
+            request: 812,
+            outcome: PowerOutcome::Failed,
+            error: Some("https://10.0.9.5: the BMC did not report power on within 120 s".into()),
+            power: Some(Power::Off),
+        }
+        .into(),
+        EventKind::PowerObserved => PowerObserved { node, power: Power::On }.into(),
         EventKind::NodeCordoned => NodeCordoned { node, reason: "DIMM B2 reports correctable errors".into() }.into(),
         EventKind::NodeDrainStarted => {
             NodeDrainStarted { node, deadline: Some(Timestamp(1_790_000_600_000)), force: false }.into()

@@ -340,6 +340,24 @@ fn payload_of(kind: EventKind, node: NodeId, machine: MachineId, variant: u8) ->
         EventKind::NodeAgentStarted => NodeAgentStarted { node, address: "127.0.0.1".into() }.into(),
         EventKind::NodeAgentLost => NodeAgentLost { node, silent_ms: u64::from(variant) }.into(),
         EventKind::NodeAgentReturned => NodeAgentReturned { node }.into(),
+        EventKind::PowerRequested => PowerRequested {
+            node,
+            action: [None, Some(PowerAction::On), Some(PowerAction::Off), Some(PowerAction::Reboot)][variant as usize % 4],
+            boot: (variant % 3 == 0).then_some(BootOverride { device: BootDevice::Pxe, once: variant % 2 == 0 }),
+            force: variant % 5 == 0,
+        }
+        .into(),
+        EventKind::PowerCompleted => PowerCompleted {
+            node,
+            request: u64::from(variant),
+            outcome: if variant % 2 == 0 { PowerOutcome::Done } else { PowerOutcome::Failed },
+            error: (variant % 3 != 0).then(|| "unreachable".into()),
+            power: (variant % 4 != 0).then_some(Power::On),
+        }
+        .into(),
+        EventKind::PowerObserved => {
+            PowerObserved { node, power: if variant % 2 == 0 { Power::On } else { Power::Off } }.into()
+        }
     })
 }
 

@@ -17,6 +17,7 @@ pub use crate::kind::EventKind;
 pub use crate::machines::events::*;
 pub use crate::nixos::{SwitchAction, SystemKind, switch_succeeded, system_kind};
 pub use crate::nodes::events::*;
+pub use crate::power::events::*;
 pub use crate::rollouts::events::*;
 pub use crate::services::events::*;
 pub use crate::specs::events::*;

@@ -18,6 +18,7 @@ use crate::event::{Event, Payload, Proposal};
 use crate::ids::{Actor, Hash, InstanceId, MachineId, NodeId, Timestamp};
 use crate::machines::{MachineRecord, MachinesState};
 use crate::nodes::{NodeRecord, NodesState};
+use crate::power::{NodePower, PowerState};
 use crate::read::{Ctx, DecisionFacts, DrainFacts, FleetRead, MachineFacts, NodeFacts};
 use crate::rejection::Rejection;
 use crate::rollouts::fold::Decided;
@@ -27,7 +28,7 @@ use crate::spec::LiveSpec;
 use crate::specs::SpecState;
 use crate::systems::fold::Settled;
 use crate::systems::{Desired, NodeSystem, Source, SystemsState};
-use crate::{machines, nodes, rollouts, services, specs, systems};
+use crate::{machines, nodes, power, rollouts, services, specs, systems};
 
 /// The state after some prefix of the log. Clones are cheap — persistent maps of shared records, so a clone
 /// copies no record and a change copies only the records it touches — which is what makes a batch atomic (it is
@@ -47,6 +48,7 @@ pub struct FleetState {
     pub systems: SystemsState,
     pub rollouts: RolloutsState,
     pub services: ServicesState,
+    pub power: PowerState,
 }
 
 impl FleetState {
@@ -74,6 +76,10 @@ impl FleetState {
 
     pub fn node_system(&self, id: &NodeId) -> Option<&NodeSystem> {
         self.systems.get(id)
+    }
+
+    pub fn node_power(&self, id: &NodeId) -> Option<&NodePower> {
+        self.power.get(id)
     }
 
     pub fn rollout(&self, id: u64) -> Option<&Rollout> {
@@ -287,6 +293,9 @@ pub fn check(state: &FleetState, proposal: &Proposal) -> Result<(), Rejection> {
         P::NodeAgentStarted(p) => services::rules::agent_started(read, p),
         P::NodeAgentLost(p) => services::rules::agent_lost(sv, p),
         P::NodeAgentReturned(p) => services::rules::agent_returned(sv, p),
+        P::PowerRequested(p) => power::rules::requested(&state.power, read, p),
+        P::PowerCompleted(p) => power::rules::request_completed(&state.power, p),
+        P::PowerObserved(p) => power::rules::observed(&state.power, read, p),
     }
 }
 
@@ -527,6 +536,9 @@ pub(crate) fn fold(state: &mut FleetState, event: &Event, payload: &Payload) -> 
         P::NodeAgentStarted(p) => services::fold::agent_started(&mut state.services, seq, time, p),
         P::NodeAgentLost(p) => services::fold::agent_lost(&mut state.services, seq, time, p),
         P::NodeAgentReturned(p) => services::fold::agent_returned(&mut state.services, seq, time, p),
+        P::PowerRequested(p) => power::fold::requested(&mut state.power, seq, time, p),
+        P::PowerCompleted(p) => power::fold::request_completed(&mut state.power, seq, p),
+        P::PowerObserved(p) => power::fold::observed(&mut state.power, seq, p),
     }
     index
 }

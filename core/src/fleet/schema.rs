@@ -64,7 +64,7 @@ fn probe_events() -> Option<Vec<Payload>> {
     let (m1, m2, m3) = (m("m1")?, m("m2")?, m("m3")?);
     let i = |s: &str| InstanceId::new(s).ok();
     let version = crate::services::Task::of(spec.services.get("web")?).version();
-    Some(vec![
+    let mut events: Vec<Payload> = vec![
         MachineDiscovered { machine: m1.clone(), facts: facts("m1", "52:54:00:00:00:01") }.into(),
         SpecApplied { digest: spec.digest(), document: spec.canonical_json() }.into(),
         NodeCommissioned {
@@ -222,7 +222,24 @@ fn probe_events() -> Option<Vec<Payload>> {
         .into(),
         NodeCordoned { node: w2.clone(), reason: "r".into() }.into(),
         NodeAgentLost { node: w1.clone(), silent_ms: 1 }.into(),
-    ])
+    ];
+    // Power: one request completed (its seq is the next one's), one pending, one observation.
+    let boot = Some(BootOverride { device: BootDevice::Pxe, once: true });
+    let request = events.len() as u64 + 1;
+    events.extend([
+        PowerRequested { node: w1.clone(), action: Some(PowerAction::Reboot), boot, force: true }.into(),
+        PowerCompleted {
+            node: w1.clone(),
+            request,
+            outcome: PowerOutcome::Failed,
+            error: Some("e".into()),
+            power: Some(Power::Off),
+        }
+        .into(),
+        PowerRequested { node: w2.clone(), action: None, boot, force: false }.into(),
+        PowerObserved { node: w2.clone(), power: Power::On }.into(),
+    ]);
+    Some(events)
 }
 
 /// The state the probe folds to.
@@ -289,6 +306,10 @@ mod tests {
         let d = sv.deployment("web").expect("the probe's deployment");
         assert!(d.from.is_some() && d.promoted.is_some() && d.ended.is_some());
         assert!(!sv.stable.is_empty());
+        let p1 = s.power.get(&n("worker-01").unwrap()).unwrap();
+        assert!(p1.pending.is_none() && p1.last.as_ref().is_some_and(|l| l.error.is_some()) && p1.observed.is_some());
+        let p2 = s.power.get(&n("worker-02").unwrap()).unwrap();
+        assert!(p2.pending.is_some_and(|r| r.boot.is_some()) && p2.observed.is_some());
     }
 
     /// A changed fingerprint means checkpoints of older builds are refolded from the events: update the pinned
@@ -298,5 +319,5 @@ mod tests {
         assert_eq!(fingerprint().to_hex(), PINNED);
     }
 
-    const PINNED: &str = "f8632ea26eff0763896326a67394f11779ae740928ed79334a9759df9a65d225";
+    const PINNED: &str = "b5af707b97ebfb4cea44b8c3e0b65276ebc3c15c90ece19ac181666a718027a2";
 }
