@@ -264,6 +264,23 @@ impl Client {
         self.get("/v1/nodes", query).await
     }
 
+    /// `GET /v1/nodes/{id}/power`; `live`: ask the BMC now.
+    pub async fn node_power(
+        &self,
+        id: &str,
+        at: Option<u64>,
+        live: bool,
+    ) -> Result<sendan_core::wire::NodePowerView, ClientError> {
+        #[derive(serde::Serialize)]
+        struct Q {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            at: Option<u64>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            live: bool,
+        }
+        self.get(&format!("/v1/nodes/{id}/power"), &Q { at, live }).await
+    }
+
     pub async fn node(&self, id: &str, at: Option<u64>) -> Result<NodeView, ClientError> {
         self.get(&format!("/v1/nodes/{id}"), &[("at", at)]).await
     }

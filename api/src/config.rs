@@ -32,6 +32,8 @@ pub struct ConfigFile {
     pub bootstrap_rate_limit: Option<u32>,
     /// Seconds without a heartbeat after which the leader declares a node's agent lost.
     pub agent_deadline_secs: Option<u64>,
+    /// Seconds the power controller waits for a BMC to report the power state it asked for.
+    pub power_deadline_secs: Option<u64>,
     pub snapshot_every: Option<u64>,
     pub keep_after_snapshot: Option<u64>,
     pub checkpoint_every: Option<u64>,
@@ -94,6 +96,8 @@ pub struct ServerConfig {
     pub bootstrap_rate_limit: u32,
     /// How long the leader waits for a node agent's heartbeat before it declares the agent lost.
     pub agent_deadline: std::time::Duration,
+    /// How long the power controller waits for a BMC to reach the power state it asked for.
+    pub power_deadline: std::time::Duration,
     pub raft: sendan_raft::ClusterOptions,
     pub netboot: crate::bootstrap::NetbootConfig,
     /// `None`: plain HTTP.
@@ -124,6 +128,8 @@ pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 pub const DEFAULT_BOOTSTRAP_RATE: u32 = 10;
 /// A node agent silent this long is lost, and its instances are placed elsewhere.
 pub const DEFAULT_AGENT_DEADLINE_SECS: u64 = 30;
+/// A BMC that has not reached the power state asked for in this long has failed the request.
+pub const DEFAULT_POWER_DEADLINE_SECS: u64 = 120;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -169,6 +175,7 @@ impl ConfigFile {
             http_body_timeout_secs: over.http_body_timeout_secs.or(self.http_body_timeout_secs),
             bootstrap_rate_limit: over.bootstrap_rate_limit.or(self.bootstrap_rate_limit),
             agent_deadline_secs: over.agent_deadline_secs.or(self.agent_deadline_secs),
+            power_deadline_secs: over.power_deadline_secs.or(self.power_deadline_secs),
             snapshot_every: over.snapshot_every.or(self.snapshot_every),
             keep_after_snapshot: over.keep_after_snapshot.or(self.keep_after_snapshot),
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
@@ -286,6 +293,8 @@ impl ConfigFile {
             bootstrap_rate_limit: self.bootstrap_rate_limit.unwrap_or(DEFAULT_BOOTSTRAP_RATE),
             agent_deadline: secs("agent-deadline-secs", self.agent_deadline_secs)?
                 .unwrap_or(std::time::Duration::from_secs(DEFAULT_AGENT_DEADLINE_SECS)),
+            power_deadline: secs("power-deadline-secs", self.power_deadline_secs)?
+                .unwrap_or(std::time::Duration::from_secs(DEFAULT_POWER_DEADLINE_SECS)),
             raft,
             netboot,
             tls,

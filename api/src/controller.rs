@@ -9,6 +9,7 @@
 
 mod enrollment;
 mod liveness;
+pub mod power;
 mod rollout;
 mod scheduler;
 
@@ -47,6 +48,7 @@ pub fn spawn_all(app: &Arc<App>) {
     spawn(app.clone(), enrollment::EnrollmentController);
     spawn(app.clone(), scheduler::SchedulerController);
     spawn(app.clone(), liveness::LivenessController::new(app.clone()));
+    power::spawn(app.clone());
 }
 
 /// Run `c` on `app` until the member shuts down.

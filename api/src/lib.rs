@@ -16,6 +16,7 @@ pub mod guard;
 pub mod liveness;
 pub mod metrics;
 pub mod openapi;
+pub mod power;
 pub mod routes;
 pub mod serve;
 pub mod tls;

@@ -191,6 +191,11 @@ pub fn routes() -> Vec<Route> {
         })
         .query::<routes::nodes::AtParams>()
         .answers::<wire::NodeSystemView>(),
+        route(Get, "/v1/nodes/{id}/power", Api, Admin, "A node's BMC, power requests and power state", |m| {
+            on(m, routes::nodes::power)
+        })
+        .query::<routes::nodes::PowerParams>()
+        .answers::<wire::NodePowerView>(),
         route(Get, "/v1/nodes/{id}/plan", Api, AdminOrNode, "The install plan the node would be served", |m| {
             on(m, routes::enrollment::node_plan)
         })

@@ -47,15 +47,21 @@ pub enum NodeVerb {
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Wipe and install the node again on the same hardware (a node must be drained first).
+    /// Wipe and install the node again on the same hardware (a node must be drained first). With a BMC, in the
+    /// same step: boot from the network once and reboot, and wait until the BMC did.
     Reprovision {
         id: String,
+        #[command(flatten)]
+        power: PowerFlags,
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Boot the node into the rescue image on its next netboot.
+    /// Boot the node into the rescue image on its next netboot. With a BMC, in the same step: boot from the
+    /// network once and reboot (within the disruption budgets unless `--force`), and wait until the BMC did.
     Rescue {
         id: String,
+        #[command(flatten)]
+        power: PowerFlags,
         #[arg(long)]
         comment: Option<String>,
     },
@@ -163,6 +169,58 @@ async fn submit(client: &Client, payload: Payload, comment: Option<String>) -> R
     Ok(client.submit(&mut events, Duration::from_secs(30)).await?.events[0].seq)
 }
 
+/// How `reprovision` and `rescue` use the node's BMC.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct PowerFlags {
+    /// Only move the lifecycle: leave the machine's power alone (boot it from the network yourself).
+    #[arg(long)]
+    pub no_power: bool,
+    /// Reboot even if that takes a service below its disruption budget.
+    #[arg(long)]
+    pub force: bool,
+    /// Return once recorded, without waiting for the BMC.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `reprovision` / `rescue`: the lifecycle event and — when the node has a BMC — a one-time network boot and a
+/// reboot, in one atomic batch.
+async fn with_power(
+    client: &Client,
+    node: &str,
+    payload: Payload,
+    flags: PowerFlags,
+    comment: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let kind = payload.kind();
+    let has_bmc = !flags.no_power && client.node_power(node, None, false).await?.bmc.is_some();
+    if !has_bmc {
+        if !flags.no_power && !json {
+            eprintln!(
+                "sendan: note: node {node} has no BMC declared; power it on or reboot it into the network yourself"
+            );
+        }
+        let seq = submit(client, payload, comment).await?;
+        let view = client.node(node, Some(seq)).await?;
+        if json {
+            println!("{}", serde_json::json!({ "node": node, "event": kind, "seq": seq, "state": view.node.state }));
+        } else {
+            println!("node {node}: `{kind}` recorded at seq {seq}; it is `{}` now", view.node.state);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let boot = Some(sendan_core::event::BootOverride { device: sendan_core::event::BootDevice::Pxe, once: true });
+    let events = vec![
+        ProposalIn { id: None, comment: comment.clone(), cause: None, payload },
+        super::power::request_event(node, Some(sendan_core::event::PowerAction::Reboot), boot, flags.force, comment)?,
+    ];
+    if !json {
+        eprintln!("node {node}: `{kind}`, then through its BMC: boot pxe once, then reboot");
+    }
+    super::power::submit_and_wait(client, node, events, !flags.no_wait, json).await
+}
+
 pub async fn node_verb(client: &Client, verb: &NodeVerb, json: bool) -> Result<ExitCode> {
     let (node, payload, comment): (String, Payload, &Option<String>) = match verb {
         NodeVerb::Plan { id } => {
@@ -187,10 +245,14 @@ pub async fn node_verb(client: &Client, verb: &NodeVerb, json: bool) -> Result<E
             (n.clone(), binding.into(), comment)
         }
         NodeVerb::Install { id: n, comment } => (n.clone(), NodeInstallRequested { node: id(n)? }.into(), comment),
-        NodeVerb::Reprovision { id: n, comment } => {
-            (n.clone(), NodeReprovisionRequested { node: id(n)? }.into(), comment)
+        NodeVerb::Reprovision { id: n, power, comment } => {
+            let payload = NodeReprovisionRequested { node: id(n)? }.into();
+            return with_power(client, n, payload, *power, comment.clone(), json).await;
         }
-        NodeVerb::Rescue { id: n, comment } => (n.clone(), NodeRescueRequested { node: id(n)? }.into(), comment),
+        NodeVerb::Rescue { id: n, power, comment } => {
+            let payload = NodeRescueRequested { node: id(n)? }.into();
+            return with_power(client, n, payload, *power, comment.clone(), json).await;
+        }
         NodeVerb::Drain { id: n, deadline, force, comment } => {
             let deadline = deadline.map(|d| {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

@@ -25,6 +25,7 @@ mod cluster;
 mod events;
 mod nodes;
 pub mod output;
+mod power;
 mod server;
 pub mod services;
 pub mod spec;

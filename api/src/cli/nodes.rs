@@ -1,5 +1,5 @@
-//! `sendan nodes` and `sendan node show|token|system|set-system|pin|unpin` (the lifecycle verbs are in
-//! `bootstrap.rs`): what the fleet holds, node by node.
+//! `sendan nodes` and `sendan node show|token|system|set-system|pin|unpin|power|boot-device` (the lifecycle verbs
+//! are in `bootstrap.rs`, power in `power.rs`): what the fleet holds, node by node.
 
 use std::process::ExitCode;
 
@@ -59,6 +59,36 @@ pub enum NodeCmd {
     },
     /// Let the node follow its desired system again.
     Unpin { id: String },
+    /// Power the node through its BMC (declared in `nodes.<id>.bmc`), or ask the BMC its power state (`status`).
+    /// Off, soft-off and reboot keep every service within its disruption budget unless `--force`. Waits until
+    /// the leader has carried the request out.
+    Power {
+        id: String,
+        #[arg(value_enum)]
+        action: super::power::PowerVerb,
+        /// Skip the disruption budget check.
+        #[arg(long)]
+        force: bool,
+        /// Return once the request is recorded.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Set the device the node boots from through its BMC.
+    BootDevice {
+        id: String,
+        #[arg(value_enum)]
+        device: super::power::DeviceArg,
+        /// For the next boot only.
+        #[arg(long)]
+        once: bool,
+        /// Return once the request is recorded.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long)]
+        comment: Option<String>,
+    },
     #[command(flatten)]
     Verb(bootstrap::NodeVerb),
 }
@@ -147,6 +177,12 @@ pub async fn run(client: &Client, cmd: &NodeCmd, json: bool) -> Result<ExitCode>
         NodeCmd::SetSystem { id, system, action } => set_system(client, id, system, *action, json).await?,
         NodeCmd::Pin { id, reason } => pin(client, id, reason, json).await?,
         NodeCmd::Unpin { id } => unpin(client, id, json).await?,
+        NodeCmd::Power { id, action, force, no_wait, comment } => {
+            return super::power::power(client, id, *action, *force, !no_wait, comment.clone(), json).await;
+        }
+        NodeCmd::BootDevice { id, device, once, no_wait, comment } => {
+            return super::power::boot_device(client, id, *device, *once, !no_wait, comment.clone(), json).await;
+        }
         NodeCmd::Verb(verb) => return bootstrap::node_verb(client, verb, json).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -168,10 +204,13 @@ async fn show(client: &Client, id: &str, at: Option<u64>, json: bool) -> Result<
         }
     }
     let install = c.node_install(id, at).await?;
+    let power = c.node_power(id, Some(until_seq), false).await?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "view": view, "install": install, "history": history }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "view": view, "install": install, "power": power, "history": history })
+            )?
         );
     } else {
         let n = &view.node;
@@ -202,6 +241,9 @@ async fn show(client: &Client, id: &str, at: Option<u64>, json: bool) -> Result<
             println!("reason:   {r}");
         }
         bootstrap::install_lines(&install).iter().for_each(|l| println!("{l}"));
+        if power.bmc.is_some() || power.pending.is_some() || power.last.is_some() {
+            super::power::lines(&power).iter().for_each(|l| println!("{l}"));
+        }
         let allowed: Vec<String> = view.allowed.iter().map(|k| k.to_string()).collect();
         println!("allowed:  {}", if allowed.is_empty() { "-".into() } else { allowed.join(", ") });
         println!("as of:    seq {}\n", view.seq);

@@ -57,6 +57,10 @@ pub struct ServerArgs {
     /// places its instances elsewhere; a new leader waits this long before declaring anything [default: 30].
     #[arg(long, help_heading = "Services")]
     pub agent_deadline_secs: Option<u64>,
+    /// Seconds the leader's power controller waits for a node's BMC to report the power state it asked for
+    /// before it records the request failed [default: 120].
+    #[arg(long, help_heading = "Power")]
+    pub power_deadline_secs: Option<u64>,
     /// Take a Raft snapshot (and compact the Raft log) every this many entries [default: 20000].
     #[arg(long)]
     pub snapshot_every: Option<u64>,
@@ -133,6 +137,7 @@ impl ServerArgs {
             http_body_timeout_secs: self.http_body_timeout_secs,
             bootstrap_rate_limit: self.bootstrap_rate_limit,
             agent_deadline_secs: self.agent_deadline_secs,
+            power_deadline_secs: self.power_deadline_secs,
             snapshot_every: self.snapshot_every,
             keep_after_snapshot: self.keep_after_snapshot,
             checkpoint_every: self.checkpoint_every,

@@ -107,3 +107,66 @@ pub async fn issue_token(
     let receipt = crate::write::submit(&app, &auth.0, vec![event]).await?;
     Ok(Json(sendan_core::wire::IssuedToken { node, token, seq: receipt.events[0].seq }))
 }
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerParams {
+    /// Read the fleet as it was right after this event.
+    pub at: Option<u64>,
+    /// Also ask the BMC now (this member reads the password file); a power state other than the one the log
+    /// last recorded is recorded (`PowerObserved`).
+    #[serde(default)]
+    pub live: bool,
+}
+
+/// `GET /v1/nodes/{id}/power`: the node's BMC, pending and last power request, recorded power state, and with
+/// `?live=true` what the BMC says now.
+pub async fn power(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    P(id): P<String>,
+    Q(p): Q<PowerParams>,
+) -> Result<Json<sendan_core::wire::NodePowerView>, ApiError> {
+    auth.admin()?;
+    let id = node_id(&id)?;
+    if p.live && p.at.is_some() {
+        return Err(ApiError::bad_request("`live` asks the BMC now; it cannot be combined with `at`"));
+    }
+    let fleet = fleet_at(&app, p.at).await?;
+    if fleet.node(&id).is_none() {
+        return Err(ApiError::NotFound(format!("node {id} does not exist at seq {}", fleet.seq)));
+    }
+    let mut view = sendan_core::wire::NodePowerView::of(&fleet, &id);
+    if p.live {
+        let bmc = fleet.live().and_then(|l| l.spec.nodes.get(id.as_str())).and_then(|d| d.bmc.clone());
+        let Some(bmc) = bmc else {
+            return Err(ApiError::bad_request(format!(
+                "node {id} has no BMC in the live spec; declare `nodes.{id}.bmc` and apply the spec"
+            )));
+        };
+        let now = match crate::power::Driver::connect(&bmc).await {
+            Ok(driver) => driver.power().await,
+            Err(e) => Err(e),
+        };
+        view.live = Some(match now {
+            Ok(power) => {
+                if view.observed.map(|o| o.0) != Some(power) {
+                    let event = sendan_core::wire::ProposalIn {
+                        id: None,
+                        comment: Some("read from the BMC by a status query".into()),
+                        cause: None,
+                        payload: sendan_core::event::PowerObserved { node: id.clone(), power }.into(),
+                    };
+                    let principal = crate::auth::Principal::System(crate::controller::power::NAME);
+                    // Another query may have recorded the same change first; that is fine.
+                    if let Ok(r) = crate::write::submit(&app, &principal, vec![event]).await {
+                        view.observed = Some((power, r.events[0].seq));
+                    }
+                }
+                sendan_core::wire::LivePower { power: Some(power), error: None }
+            }
+            Err(e) => sendan_core::wire::LivePower { power: None, error: Some(e.0) },
+        });
+    }
+    Ok(Json(view))
+}

@@ -463,7 +463,7 @@ pub struct Bmc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     /// Redfish over https: an absolute path of PEM certificates the BMC's certificate must chain to; default:
-    /// the public web roots.
+    /// the server's CA bundle (`/etc/ssl/certs/ca-certificates.crt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
 }

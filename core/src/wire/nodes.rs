@@ -11,6 +11,7 @@ use crate::machines::enrollment::{DeclaredNode, problem_sentence};
 use crate::machines::events::InstallStep;
 use crate::machines::{self, MachineRecord, MachinesState};
 use crate::nodes::NodeRecord;
+use crate::power::events::{BootOverride, Power, PowerAction, PowerOutcome};
 use crate::read::FleetRead;
 use crate::rejection::IdentityRefusal;
 
@@ -360,4 +361,102 @@ pub struct RefusedView {
     /// The member answering (each keeps its own).
     pub member: u64,
     pub refused: Vec<RefusedPhoneHome>,
+}
+
+/// `GET /v1/nodes/{id}/power`: the node's BMC as declared (no secret: the password stays in its file on the
+/// servers), the power request being carried out, how the last one ended, the power state last recorded, and —
+/// with `?live=true` — what the BMC says now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodePowerView {
+    pub seq: u64,
+    pub node: NodeId,
+    /// The live spec's `nodes.<id>.bmc`, if any.
+    pub bmc: Option<BmcView>,
+    pub pending: Option<PowerRequestView>,
+    pub last: Option<PowerResultView>,
+    /// The power state last recorded in the log, and the seq that recorded it.
+    pub observed: Option<(Power, u64)>,
+    /// What the BMC reported just now (with `?live=true`).
+    #[serde(default)]
+    pub live: Option<LivePower>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BmcView {
+    /// `redfish` or `ipmi`.
+    pub driver: String,
+    pub address: String,
+    pub user: String,
+    pub system: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PowerRequestView {
+    /// The seq of its `PowerRequested`: the request id.
+    pub seq: u64,
+    pub time: Timestamp,
+    pub action: Option<PowerAction>,
+    pub boot: Option<BootOverride>,
+    pub force: bool,
+    /// `boot pxe once, then reboot`.
+    pub summary: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PowerResultView {
+    pub request: PowerRequestView,
+    /// The seq of its `PowerCompleted`.
+    pub seq: u64,
+    pub outcome: PowerOutcome,
+    pub error: Option<String>,
+}
+
+/// A BMC's answer now: its power state, or why it could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LivePower {
+    pub power: Option<Power>,
+    pub error: Option<String>,
+}
+
+impl PowerRequestView {
+    pub fn of(r: &crate::power::PowerRequest) -> Self {
+        PowerRequestView {
+            seq: r.seq,
+            time: r.time,
+            action: r.action,
+            boot: r.boot,
+            force: r.force,
+            summary: r.describe(),
+        }
+    }
+}
+
+impl NodePowerView {
+    /// The log's side of the view (`live` left empty).
+    pub fn of(fleet: &crate::fleet::FleetState, node: &NodeId) -> Self {
+        let bmc = fleet.live().and_then(|l| l.spec.nodes.get(node.as_str())).and_then(|d| d.bmc.as_ref());
+        let p = fleet.power.get(node);
+        NodePowerView {
+            seq: fleet.seq,
+            node: node.clone(),
+            bmc: bmc.map(|b| BmcView {
+                driver: match b.driver {
+                    crate::spec::BmcDriver::Redfish => "redfish".into(),
+                    crate::spec::BmcDriver::Ipmi => "ipmi".into(),
+                },
+                address: b.address.clone(),
+                user: b.user.clone(),
+                system: b.system.clone(),
+            }),
+            pending: p.and_then(|p| p.pending.as_ref()).map(PowerRequestView::of),
+            last: p.and_then(|p| p.last.as_ref()).map(|l| PowerResultView {
+                request: PowerRequestView::of(&l.request),
+                seq: l.seq,
+                outcome: l.outcome,
+                error: l.error.clone(),
+            }),
+            observed: p.and_then(|p| p.observed),
+            live: None,
+        }
+    }
 }
