@@ -1,6 +1,7 @@
 //! Shared fixtures for Sendan's multi-node and end-to-end tests: waiting on conditions with a deadline,
 //! an in-process cluster (isolate, restart, wait-until), and clusters of real `sendan server` processes.
 
+pub mod bmc;
 pub mod bootstrap;
 pub mod contract;
 pub mod inproc;

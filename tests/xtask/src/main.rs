@@ -4,11 +4,13 @@
 //!   build sandbox off as Debian ships it), then runs `cargo test --workspace [ARGS…]`. It installs with
 //!   `apt-get` when it runs as root (or can use `sudo`), and otherwise says exactly what to run.
 //! - `cargo xtask setup` only provisions: that includes QEMU with Debian's iPXE ROMs and the VM test image
-//!   (`cargo xtask vm-image`, see `vm.rs`), built from Debian packages into `<target dir>/vm-image`.
+//!   (`cargo xtask vm-image`, see `vm.rs`), built from Debian packages into `<target dir>/vm-image`, and the BMC
+//!   emulators (`ipmitool` and a Python venv with sushy-tools and pyghmi in `<target dir>/bmc-venv`, see `bmc.rs`).
 //! - `cargo xtask fuzz [--seconds S | --runs N] [TARGET…]` builds every fuzz target with cargo-fuzz (installing it
 //!   when missing) and runs each one, printing how many executions each reached clean; a crash prints its
 //!   reproducer (base64) and fails.
 
+mod bmc;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -130,6 +132,8 @@ fn setup() -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot run nix-instantiate: {e}")),
     }
+    // The Redfish and IPMI BMC emulators (sushy-tools, pyghmi) and ipmitool, for the out-of-band tests.
+    bmc::provision()?;
     // QEMU, iPXE and the VM image the bare-metal tests netboot.
     vm::image().map(|_| ())
 }
