@@ -45,7 +45,8 @@ pub fn spawn(app: Arc<App>) {
             } else {
                 let fleet = app.node.reader.fleet();
                 let pending: HashSet<u64> = fleet.power.pending().map(|(_, r)| r.seq).collect();
-                for (seq, task) in running.extract_if(|_, task| task.is_finished()) {
+                let finished: Vec<u64> = running.iter().filter(|(_, t)| t.is_finished()).map(|(s, _)| *s).collect();
+                for (seq, task) in finished.into_iter().filter_map(|s| running.remove_entry(&s)) {
                     // A completion that could not be recorded leaves the request pending: it is carried out again.
                     if task.now_or_never().and_then(Result::ok) == Some(true) {
                         done.insert(seq);
