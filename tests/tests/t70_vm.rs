@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use sendan_core::{EventKind, Payload};
+use sendan_tests::bmc::{FakeSystem, Redfish};
 use sendan_tests::bootstrap::sendan_ok;
 use sendan_tests::procs::ProcCluster;
 use sendan_tests::vm::{DiskSpec, SERVER_IN_GUEST, Vm, VmSpec};
@@ -54,7 +55,10 @@ fn lab_2() -> VmSpec {
 /// would run; (b) a VM whose disks are too small for its node's layout is refused before anything is written, the
 /// refusal naming the disk; (c) once an operator puts lab-1 into `rescue`, the same machine's next netboot boots
 /// the rescue image the member serves — its command line names the node and carries no bootstrap token — and
-/// the disks are left alone.
+/// the disks are left alone; (d) with a Redfish BMC declared for lab-1 (`sushy-emulator --fake`, whose change
+/// notifications power the QEMU machine on, as a real BMC would), `sendan node reprovision lab-1` sets a one-time
+/// network boot and reboots the machine through the BMC, and the machine netboots the installer again, phones
+/// home as the same machine and keeps its node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_netboots_through_ipxe_phones_home_and_rehearses_its_install() {
     if let Some(why) = sendan_tests::vm::unavailable() {
@@ -182,4 +186,57 @@ async fn a_vm_netboots_through_ipxe_phones_home_and_rehearses_its_install() {
         "{console}"
     );
     assert!(!console.contains("sendan-agent install"), "the rescue image installs nothing: {console}");
+
+    // (d) Reprovision through the BMC. The emulator's system is the machine's power: when it reports `On`, the
+    // machine (still off since its rescue boot) is started.
+    let (notify_url, mut notes) = sendan_tests::bmc::notifications().await;
+    let uuid = lab_1().uuid;
+    let bmc = tokio::task::block_in_place(|| {
+        Redfish::start_with(&[FakeSystem::new("lab-1", uuid, false)], Some(&notify_url))
+    });
+    let bmc = std::sync::Arc::new(bmc);
+    let mut doc = serde_json::to_value(admin.spec(None).await.unwrap().spec).unwrap();
+    doc["nodes"]["lab-1"]["bmc"] = serde_json::json!({
+        "driver": "redfish", "address": bmc.url, "user": bmc.user, "passwordFile": bmc.password_file,
+        "caFile": bmc.ca_file, "system": bmc.system_path(uuid),
+    });
+    let with_bmc = sendan_core::spec::ClusterSpec::from_json(&doc.to_string()).unwrap();
+    sendan_api::cli::spec::apply(&admin, &with_bmc).await.unwrap();
+    let third = dir.path().join("third-boot");
+    let machine = {
+        let bmc = bmc.clone();
+        tokio::spawn(async move {
+            while notes.recv().await.is_some() {
+                if bmc.power(uuid).await == "On" {
+                    return tokio::task::block_in_place(|| Vm::netboot(&third, lab_1(), port));
+                }
+            }
+            panic!("the notification listener stopped");
+        })
+    };
+    let out =
+        tokio::task::block_in_place(|| sendan_ok(&c, 1, &["node", "reprovision", "lab-1", "--comment", "wipe it"]));
+    assert!(out.contains("node lab-1: `boot pxe once, then reboot` done"), "{out}");
+    assert_eq!(bmc.boot(uuid).await.0, "Pxe", "the next boot is the network's");
+    let mut vm = tokio::time::timeout(BOOT, machine).await.expect("the BMC powered the machine on").unwrap();
+    let console = tokio::task::block_in_place(|| vm.powered_off(BOOT));
+    let cmdline = console.lines().find(|l| l.contains("Command line:")).unwrap_or_default().to_owned();
+    assert!(cmdline.contains("sendan.token="), "the installer again, with a new bootstrap token: {cmdline}");
+    assert!(console.contains("rehearsed the install of node lab-1"), "{console}");
+    let events = sendan_tests::all_events(&admin).await;
+    let homes: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::MachinePhonedHome(p) if p.facts.dmi.serial.as_deref() == Some("SENDAN-VM-1") => {
+                Some(p.machine.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(homes.len() == 2 && homes[0] == homes[1], "it phoned home again as the same machine: {homes:?}");
+    let node = admin.node("lab-1", None).await.unwrap();
+    assert_eq!(node.node.machine.to_string(), homes[0], "lab-1 keeps its machine");
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind()).collect();
+    let reprovision = kinds.iter().position(|k| *k == EventKind::NodeReprovisionRequested).unwrap();
+    assert_eq!(kinds[reprovision + 1], EventKind::PowerRequested, "one batch: the lifecycle, then the power");
 }
