@@ -19,6 +19,8 @@ pub struct Redfish {
     base: String,
     user: String,
     password: String,
+    /// Where the password came from, to name in an authentication error.
+    password_file: String,
     /// The system's path, e.g. `/redfish/v1/Systems/1`.
     system: String,
 }
@@ -27,7 +29,8 @@ impl Redfish {
     pub async fn connect(bmc: &Bmc, password: String) -> Result<Redfish, BmcError> {
         let base = bmc.address.trim_end_matches('/').to_owned();
         let http = client(&base, bmc.ca_file.as_deref())?;
-        let mut r = Redfish { http, base, user: bmc.user.clone(), password, system: String::new() };
+        let (user, password_file) = (bmc.user.clone(), bmc.password_file.clone());
+        let mut r = Redfish { http, base, user, password, password_file, system: String::new() };
         r.system = match &bmc.system {
             Some(s) => s.clone(),
             None => r.only_system().await?,
@@ -125,8 +128,9 @@ impl Redfish {
             .unwrap_or_else(|| text.chars().take(200).collect());
         let why = match code.as_u16() {
             401 | 403 => format!(
-                "{url} refused user '{}' with the password in its password file (HTTP {})",
+                "{url} refused user '{}' with the password in {} (HTTP {})",
                 self.user,
+                self.password_file,
                 code.as_u16()
             ),
             _ => format!("{url} answered HTTP {}: {}", code.as_u16(), message.trim()),
