@@ -25,9 +25,32 @@
       lib = import ./nix/lib;
 
       packages = forAllSystems (
-        _: pkgs: {
+        system: pkgs: {
           default = pkgs.callPackage ./nix/package.nix { };
+          # The installer netboot image (nix/installer/netboot.nix): bzImage, initrd and the kernel command line
+          # its init needs, for `sendan server --boot-dir` (README, "Bootstrap").
+          installer-netboot =
+            let
+              build = self.nixosConfigurations."installer-${system}".config.system.build;
+            in
+            pkgs.runCommand "sendan-installer-netboot" { } ''
+              mkdir -p $out
+              ln -s ${build.kernel}/${pkgs.stdenv.hostPlatform.linux-kernel.target} $out/bzImage
+              ln -s ${build.netbootRamdisk}/initrd $out/initrd
+              echo "init=${build.toplevel}/init ${toString self.nixosConfigurations."installer-${system}".config.boot.kernelParams}" > $out/cmdline
+            '';
         }
+      );
+
+      # The installer, one per system; `nixosModules.installer` to build your own (with your cluster's CA).
+      nixosConfigurations = builtins.listToAttrs (
+        map (system: {
+          name = "installer-${system}";
+          value = nixpkgs.lib.nixosSystem {
+            inherit system;
+            modules = [ self.nixosModules.installer ];
+          };
+        }) systems
       );
 
       nixosModules = {
@@ -48,6 +71,12 @@
           {
             imports = [ ./nix/modules/node-agent.nix ];
             services.sendan.node-agent.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          };
+        installer =
+          { lib, pkgs, ... }:
+          {
+            imports = [ ./nix/installer/netboot.nix ];
+            sendan.installer.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
           };
         default = self.nixosModules.server;
       };

@@ -321,7 +321,7 @@ fn flake_lib_evaluates_without_nixpkgs() {
     let out = nix_json(&["-E", expr]);
     let direct = nix_json(&["nix/examples/spec.nix"]);
     assert_eq!(out["spec"], direct);
-    assert_eq!(out["modules"], serde_json::json!(["default", "nix-agent", "node-agent", "server"]));
+    assert_eq!(out["modules"], serde_json::json!(["default", "installer", "nix-agent", "node-agent", "server"]));
     assert_eq!(out["systems"], serde_json::json!(["aarch64-linux", "x86_64-linux"]));
 }
 

@@ -21,10 +21,19 @@ in
     expr = builtins.mapAttrs (_: builtins.isFunction) outputs.nixosModules;
     expected = {
       default = true;
+      installer = true;
       nix-agent = true;
       node-agent = true;
       server = true;
     };
+  };
+  # One installer per system, named without forcing nixpkgs.
+  installers = {
+    expr = builtins.attrNames outputs.nixosConfigurations;
+    expected = [
+      "installer-aarch64-linux"
+      "installer-x86_64-linux"
+    ];
   };
   nixpkgsInput = {
     expr = flake.inputs.nixpkgs.url;
