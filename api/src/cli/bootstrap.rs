@@ -218,7 +218,13 @@ async fn with_power(
     if !json {
         eprintln!("node {node}: `{kind}`, then through its BMC: boot pxe once, then reboot");
     }
-    super::power::submit_and_wait(client, node, events, !flags.no_wait, json).await
+    let code = super::power::submit_and_wait(client, node, events, !flags.no_wait, json).await?;
+    if code != ExitCode::SUCCESS && !json {
+        eprintln!(
+            "sendan: `{kind}` is recorded, but the machine was not rebooted: retry with `sendan node power {node} reboot`, or boot it from the network yourself"
+        );
+    }
+    Ok(code)
 }
 
 pub async fn node_verb(client: &Client, verb: &NodeVerb, json: bool) -> Result<ExitCode> {
