@@ -72,6 +72,7 @@ async fn every_read_endpoint_answers_what_its_schema_says() {
             format!("/v1/nodes/{id}/install"),
             format!("/v1/nodes/{id}/plan"),
             format!("/v1/nodes/{id}/instances"),
+            format!("/v1/nodes/{id}/power"),
         ] {
             // A retired node has no plan (409); that answer is checked against ErrorBody.
             get(base, token, &path).await;
