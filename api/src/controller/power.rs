@@ -57,7 +57,7 @@ pub fn spawn(app: Arc<App>) {
                     if running.contains_key(&request.seq) || done.contains(&request.seq) {
                         continue;
                     }
-                    let bmc = fleet.live().and_then(|l| l.spec.nodes.get(node.as_str())).and_then(|d| d.bmc.clone());
+                    let bmc = fleet.bmc(node).cloned();
                     let (app, node, request) = (app.clone(), node.clone(), *request);
                     running.insert(request.seq, tokio::spawn(carry_out(app, node, request, bmc)));
                 }

@@ -138,7 +138,7 @@ pub async fn power(
     }
     let mut view = sendan_core::wire::NodePowerView::of(&fleet, &id);
     if p.live {
-        let bmc = fleet.live().and_then(|l| l.spec.nodes.get(id.as_str())).and_then(|d| d.bmc.clone());
+        let bmc = fleet.bmc(&id).cloned();
         let Some(bmc) = bmc else {
             return Err(ApiError::bad_request(format!(
                 "node {id} has no BMC in the live spec; declare `nodes.{id}.bmc` and apply the spec"

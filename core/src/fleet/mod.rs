@@ -82,6 +82,11 @@ impl FleetState {
         self.power.get(id)
     }
 
+    /// The node's BMC, as the live spec declares it.
+    pub fn bmc(&self, id: &NodeId) -> Option<&crate::spec::Bmc> {
+        self.live()?.spec.nodes.get(id.as_str())?.bmc.as_ref()
+    }
+
     pub fn rollout(&self, id: u64) -> Option<&Rollout> {
         self.rollouts.get(id)
     }

@@ -434,7 +434,7 @@ impl PowerRequestView {
 impl NodePowerView {
     /// The log's side of the view (`live` left empty).
     pub fn of(fleet: &crate::fleet::FleetState, node: &NodeId) -> Self {
-        let bmc = fleet.live().and_then(|l| l.spec.nodes.get(node.as_str())).and_then(|d| d.bmc.as_ref());
+        let bmc = fleet.bmc(node);
         let p = fleet.power.get(node);
         NodePowerView {
             seq: fleet.seq,
