@@ -30,7 +30,7 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(15);
 /// A forwarded submission is forwarded at most this many times (leaders change).
 const MAX_HOPS: u8 = 3;
 /// Raft entries this member has in flight at once.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 /// The most events gathered into one entry.
 const MAX_GROUP_EVENTS: usize = 20_000;
 

@@ -123,7 +123,8 @@ struct WriteSet {
     rows: Vec<Row>,
     applied: Option<Option<LogId<MemberId>>>,
     membership: Option<StoredMembership<MemberId, Member>>,
-    checkpoint: Option<(u64, Vec<u8>)>,
+    /// The fleet to checkpoint (a cheap clone: persistent maps), encoded by the writer, off the apply path.
+    checkpoint: Option<FleetState>,
     seq: u64,
 }
 
@@ -253,8 +254,8 @@ fn commit_sets(shared: &Shared, sets: &[&WriteSet], fsync: bool) -> Result<(), S
     if let Some(m) = sets.iter().rev().find_map(|s| s.membership.as_ref()) {
         write_meta(&txn, MEMBERSHIP, m)?;
     }
-    for (seq, bytes) in sets.iter().filter_map(|s| s.checkpoint.as_ref()) {
-        write_checkpoint_bytes(&txn, *seq, bytes, shared.checkpoint_every)?;
+    for fleet in sets.iter().filter_map(|s| s.checkpoint.as_ref()) {
+        write_checkpoint_bytes(&txn, fleet.seq, &encode_checkpoint(fleet), shared.checkpoint_every)?;
     }
     txn.commit().db("commit applied entries")
 }
@@ -514,7 +515,7 @@ impl StateMachine {
             responses.push(response);
         }
         if fleet.seq / shared.checkpoint_every > before / shared.checkpoint_every {
-            set.checkpoint = Some((fleet.seq, encode_checkpoint(fleet)));
+            set.checkpoint = Some(fleet.clone());
         }
         set.seq = fleet.seq;
         drop(ids);
