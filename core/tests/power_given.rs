@@ -81,6 +81,10 @@ fn a_request_is_pending_until_its_completion_and_a_second_completion_is_refused(
     let seq = f.submit(Actor::Admin, request(&idle, Some(PowerAction::Reboot), PXE_ONCE, false), None).unwrap().seq;
     let pending = f.state.power.get(&n(&idle)).unwrap().pending.unwrap();
     assert_eq!((pending.seq, pending.describe().as_str()), (seq, "boot pxe once, then reboot"));
+    // What `sendan node show` prints: the BMC as declared (no secret) and the pending request.
+    let view = sendan_core::wire::NodePowerView::of(&f.state, &n(&idle));
+    assert_eq!(view.pending.map(|p| (p.seq, p.summary)), Some((seq, "boot pxe once, then reboot".to_owned())));
+    assert!(view.bmc.is_some_and(|b| b.user == "admin"));
     // One at a time.
     let second = f.submit(Actor::Admin, request(&idle, Some(PowerAction::Off), None, true), None).unwrap_err();
     assert!(

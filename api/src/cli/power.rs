@@ -120,7 +120,7 @@ pub async fn submit_and_wait(
     if json {
         println!("{}", serde_json::json!({ "node": node, "seqs": seqs, "result": result }));
     } else {
-        println!("{}", result_line(node, &result));
+        println!("node {node}: {}", outcome(&result));
     }
     Ok(if result.outcome == PowerOutcome::Done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -143,15 +143,13 @@ pub async fn wait_for(client: &Client, node: &str, request: u64) -> Result<Power
     }
 }
 
-fn result_line(node: &str, r: &PowerResultView) -> String {
+/// How a request ended: "`reboot` done (seq 34)", "`on` failed (seq 40): why".
+fn outcome(r: &PowerResultView) -> String {
     match (&r.outcome, &r.error) {
-        (PowerOutcome::Done, _) => format!("node {node}: `{}` done (seq {})", r.request.summary, r.seq),
-        (PowerOutcome::Failed, e) => format!(
-            "node {node}: `{}` failed (seq {}): {}",
-            r.request.summary,
-            r.seq,
-            e.as_deref().unwrap_or("no reason given")
-        ),
+        (PowerOutcome::Done, _) => format!("`{}` done (seq {})", r.request.summary, r.seq),
+        (PowerOutcome::Failed, e) => {
+            format!("`{}` failed (seq {}): {}", r.request.summary, r.seq, e.as_deref().unwrap_or("no reason given"))
+        }
     }
 }
 
@@ -186,10 +184,7 @@ pub fn lines(v: &NodePowerView) -> Vec<String> {
         out.push(format!("pending:  `{}` requested at seq {}; the leader is carrying it out", p.summary, p.seq));
     }
     if let Some(l) = &v.last {
-        out.push(format!(
-            "last:     {}",
-            result_line(&v.node.to_string(), l).replacen(&format!("node {}: ", v.node), "", 1)
-        ));
+        out.push(format!("last:     {}", outcome(l)));
     }
     out
 }
