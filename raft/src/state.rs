@@ -1,15 +1,14 @@
 //! The state machine: the applied event log, its indexes, the dedup table and state checkpoints, in one
-//! redb file (`state.redb`); plus snapshots.
+//! redb file (`state.redb`), each apply batch in one fsynced write transaction; plus snapshots.
 //!
 //! Applying an entry runs the pure core (`sendan_core::log::append`) on the in-memory fleet projection
-//! and hands the accepted events to a writer thread, which commits them, grouping whatever applies queued while
-//! it was committing — visible to readers at once, fsynced (`Durability::Immediate`) at most once a second and
-//! at every barrier and checkpoint (`Durability::None` between). `apply` answers the clients without waiting
-//! for any of it: the entry is already committed in the Raft log of a majority, which is what makes an
+//! and hands the accepted events to a writer thread, which commits them (`Durability::Immediate`),
+//! grouping whatever applies queued while it was committing. `apply` answers the clients without waiting
+//! for that fsync: the entry is already committed in the Raft log of a majority, which is what makes an
 //! acknowledgement durable, and after a crash openraft applies again — deterministically, to the same
 //! seqs and hashes — every entry past the last applied index `state.redb` holds. Readers of the store
 //! wait until it has caught up with what they were answered (`Reader::caught_up`), and watchers are
-//! woken only once events are in the store (and, being applied, in the Raft log of a majority). A snapshot is the whole event history, streamed from an MVCC read
+//! woken only once events are durable. A snapshot is the whole event history, streamed from an MVCC read
 //! transaction into a file; installing one verifies every record against the hash chain, keeps the
 //! events this member already has (they must match byte for byte) and folds the rest.
 
@@ -70,8 +69,7 @@ pub(crate) struct Shared {
     snapshot_dir: PathBuf,
     /// The fleet after the last applied event (possibly a little ahead of `state.redb`).
     fleet: RwLock<Arc<FleetState>>,
-    /// The last seq committed to `state.redb` (readable; fsynced within a second): what readers can read and
-    /// watchers are told about.
+    /// The last seq durable in `state.redb`: what readers can read and watchers are told about.
     durable: watch::Sender<u64>,
     /// Why the writer stopped, if it failed; the member then stops applying.
     failed: Mutex<Option<String>>,
