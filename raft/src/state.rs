@@ -139,34 +139,8 @@ const MAX_GROUP: usize = 256;
 /// How long the writer gathers write sets before committing them together.
 const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// How often the writer fsyncs `state.redb` at the latest. Between those commits it commits without an fsync
-/// (visible to readers at once): what it writes is already committed in the Raft log of a majority, and after a
-/// crash the store reopens at its last fsynced commit and openraft applies the entries since, to the same events.
-const FSYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
-
 fn write_loop(shared: &Shared, rx: Receiver<WriteJob>) {
-    let mut fsynced = std::time::Instant::now();
-    // Whether something was committed since the last fsync.
-    let mut dirty = false;
-    loop {
-        let first = if dirty {
-            match rx.recv_timeout(FSYNC_EVERY.saturating_sub(fsynced.elapsed())) {
-                Ok(job) => job,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    // Idle: make what was committed without an fsync durable.
-                    if shared.failure().is_none() && fsync_store(shared).is_ok() {
-                        (dirty, fsynced) = (false, std::time::Instant::now());
-                    }
-                    continue;
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-        } else {
-            match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            }
-        };
+    while let Ok(first) = rx.recv() {
         // Nobody waits on this commit to be answered (a barrier ends the window at once), so gather a
         // little: each commit costs an fsync and rewrites the index pages it touches.
         let window = std::time::Instant::now() + GROUP_WINDOW;
@@ -184,22 +158,7 @@ fn write_loop(shared: &Shared, rx: Receiver<WriteJob>) {
         }
         let sets: Vec<&WriteSet> =
             jobs.iter().filter_map(|j| if let WriteJob::Apply(s) = j { Some(s) } else { None }).collect();
-        // A barrier (a snapshot, openraft asking what is applied) and a checkpoint need the store on disk.
-        let fsync = barrier || sets.iter().any(|s| s.checkpoint.is_some()) || fsynced.elapsed() >= FSYNC_EVERY;
-        let result = if shared.failure().is_some() {
-            Ok(())
-        } else if sets.is_empty() {
-            if barrier && dirty { fsync_store(shared) } else { Ok(()) }
-        } else {
-            commit_sets(shared, &sets, fsync)
-        };
-        if result.is_ok() {
-            if fsync || (barrier && sets.is_empty()) {
-                (dirty, fsynced) = (false, std::time::Instant::now());
-            } else if !sets.is_empty() {
-                dirty = true;
-            }
-        }
+        let result = if sets.is_empty() || shared.failure().is_some() { Ok(()) } else { commit_sets(shared, &sets) };
         match &result {
             Ok(()) => {
                 if let Some(seq) = sets.iter().map(|s| s.seq).max() {
@@ -225,15 +184,8 @@ fn write_loop(shared: &Shared, rx: Receiver<WriteJob>) {
     }
 }
 
-/// An empty fsynced commit: every commit before it becomes durable.
-fn fsync_store(shared: &Shared) -> Result<(), StoreError> {
-    committed_write(&shared.db)?.commit().db("fsync applied entries")
-}
-
-fn commit_sets(shared: &Shared, sets: &[&WriteSet], fsync: bool) -> Result<(), StoreError> {
-    let mut txn = shared.db.begin_write().db("begin state write")?;
-    let durability = if fsync { Durability::Immediate } else { Durability::None };
-    txn.set_durability(durability).db("set durability")?;
+fn commit_sets(shared: &Shared, sets: &[&WriteSet]) -> Result<(), StoreError> {
+    let txn = committed_write(&shared.db)?;
     {
         let mut events = txn.open_table(EVENTS).db("open events")?;
         let mut by_node = txn.open_table(BY_NODE).db("open node index")?;
